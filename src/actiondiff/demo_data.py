@@ -1,0 +1,146 @@
+"""The embedded demo dataset: small, deterministic, real H.264 mp4 files written with PyAV.
+
+Agents of several visual *domains* (shape, colour, texture, background: the stand-in for
+species / viewpoint / context) perform one of several *actions* (motions). The label table
+splits by domain: test domains never appear in training, as in the paper's cross-domain
+protocols.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+
+ACTIONS = ("keep_still", "pulse", "slide", "bounce")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """How an agent looks: its shape, colour, texture and the background it moves on."""
+
+    name: str
+    shape: str  # square | disc | diamond | cross
+    colour: tuple[int, int, int]
+    background: str  # flat | noise | stripes | checker
+    background_colour: tuple[int, int, int]
+
+
+DOMAINS = (
+    Domain("red_square_flat", "square", (220, 40, 40), "flat", (90, 90, 90)),
+    Domain("green_disc_noise", "disc", (40, 200, 60), "noise", (60, 60, 110)),
+    Domain("blue_diamond_stripes", "diamond", (50, 90, 230), "stripes", (150, 140, 90)),
+    Domain("yellow_cross_checker", "cross", (240, 220, 40), "checker", (40, 70, 50)),
+)
+
+
+def _agent_mask(shape: str, size: int, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float) -> np.ndarray:
+    dy, dx = yy - cy, xx - cx
+    half = size / 2
+    if shape == "square":
+        return (np.abs(dy) <= half) & (np.abs(dx) <= half)
+    if shape == "disc":
+        return dy**2 + dx**2 <= half**2
+    if shape == "diamond":
+        return np.abs(dy) + np.abs(dx) <= half
+    if shape == "cross":
+        bar = half / 3
+        return ((np.abs(dy) <= half) & (np.abs(dx) <= bar)) | ((np.abs(dx) <= half) & (np.abs(dy) <= bar))
+    raise ValueError(f"Expected a shape among square, disc, diamond, cross, but got {shape!r}.")
+
+
+def _background(domain: Domain, size: int, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size]
+    base = np.ones((size, size, 3)) * np.asarray(domain.background_colour, dtype=float)
+    if domain.background == "noise":
+        base += rng.normal(0, 25, (size, size, 1))
+    elif domain.background == "stripes":
+        base *= (0.7 + 0.3 * ((xx + yy) // 6 % 2))[..., None]
+    elif domain.background == "checker":
+        base *= (0.6 + 0.4 * ((xx // 8 + yy // 8) % 2))[..., None]
+    return base
+
+
+def render_clip(
+    domain: Domain, action: str, num_frames: int, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Frames of one agent doing one action: [num_frames, size, size, 3] uint8."""
+    period = rng.uniform(20, 32)  # frames per motion cycle
+    phase = rng.uniform(0, 2 * math.pi)
+    agent = size * rng.uniform(0.22, 0.3)
+    centre = size / 2 + rng.uniform(-3, 3, size=2)
+    amplitude = size * 0.25
+    background = _background(domain, size, rng)
+    yy, xx = np.mgrid[0:size, 0:size]
+    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    for i in range(num_frames):
+        swing = math.sin(2 * math.pi * i / period + phase)
+        cy, cx, scale = centre[0], centre[1], 1.0
+        if action == "pulse":
+            scale = 1.0 + 0.6 * swing
+        elif action == "slide":
+            cx += amplitude * swing
+        elif action == "bounce":
+            cy += amplitude * swing
+        elif action != "keep_still":
+            raise ValueError(f"Expected an action among {ACTIONS}, but got {action!r}.")
+        image = background.copy()
+        image[_agent_mask(domain.shape, agent * scale, yy, xx, cy, cx)] = domain.colour
+        frames[i] = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 24) -> None:
+    """Write [n, h, w, 3] uint8 frames as an H.264 mp4 (yuv420p), deterministically."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        # One thread and fixed options: libx264's output is then the same bytes on every run.
+        stream.codec_context.options = {"threads": "1", "preset": "veryfast", "crf": "18"}
+        for array in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def make_demo_dataset(
+    out_dir: str | Path,
+    videos_per_pair: int = 8,
+    num_frames: int = 48,
+    size: int = 64,
+    test_domains: tuple[str, ...] = ("blue_diamond_stripes", "yellow_cross_checker"),
+    val_fraction: float = 0.25,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Write the demo videos and `labels.csv` into `out_dir`.
+
+    Returns:
+        the label table: video, action, domain, split (train / val / test); test rows are
+        exactly the clips of `test_domains`, never seen in training or validation.
+    """
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    known = {d.name for d in DOMAINS}
+    if not set(test_domains) < known:
+        raise ValueError(f"Expected `test_domains` to be a proper subset of {sorted(known)}, but got {test_domains}.")
+    rows = []
+    for d, domain in enumerate(DOMAINS):
+        for a, action in enumerate(ACTIONS):
+            for k in range(videos_per_pair):
+                rng = np.random.default_rng([seed, d, a, k])
+                video = f"{domain.name}-{action}-{k:02d}"
+                write_mp4(render_clip(domain, action, num_frames, size, rng), out / "videos" / f"{video}.mp4")
+                if domain.name in test_domains:
+                    split = "test"
+                else:
+                    split = "val" if k < round(videos_per_pair * val_fraction) else "train"
+                rows.append({"video": f"videos/{video}.mp4", "action": action, "domain": domain.name, "split": split})
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "labels.csv", index=False)
+    return table

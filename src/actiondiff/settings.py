@@ -1,0 +1,198 @@
+"""Frozen, typed, validated settings objects; one per stage.
+
+Each settings object is a frozen dataclass whose fields carry a default and a one-line doc
+(`metadata["doc"]`). `from_dict` refuses unknown keys by name, and `settings_hash` names a
+cache: two extractions with different settings can never share a directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CONDITIONING_MODES = ("middle_frame", "per_frame", "none", "action_text")
+NOISE_MODES = ("none", "gaussian")
+RESIZE_POLICIES = ("stretch", "keep_aspect_crop", "keep_aspect_pad")
+DTYPES = ("float32", "float16", "bfloat16")
+LATENT_MODES = ("mean", "sample")
+NUM_UNET_LAYERS = 13
+
+
+def _doc(default: Any, doc: str, **kwargs: Any) -> Any:
+    """A dataclass field with a default and a one-line description."""
+    if isinstance(default, list | dict):
+        raise TypeError("use tuples for sequence defaults so settings stay hashable")
+    return field(default=default, metadata={"doc": doc}, **kwargs)
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None, where: str) -> T:
+    """Build a settings object from a mapping, refusing unknown keys.
+
+    Args:
+        cls: a settings dataclass.
+        values: the mapping, e.g. a block of the YAML config; None means all defaults.
+        where: where the mapping came from, named in errors (e.g. "config key `extraction`").
+    Raises:
+        ValueError: on an unknown key or a value out of range.
+    """
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"Expected keys of {where} to be among {sorted(known)}, but got unknown key(s) "
+            f"{unknown}. Check the spelling."
+        )
+    for f in dataclasses.fields(cls):
+        if f.name in values and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def to_dict(settings: Any) -> dict[str, Any]:
+    """The settings as a plain JSON-able dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(settings)))
+
+
+def settings_hash(settings: Any, length: int = 12) -> str:
+    """A short, stable hash of the settings' sorted JSON: the cache's name."""
+    text = json.dumps(to_dict(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"Expected `{name}` to be one of {list(choices)}, but got {value!r}.")
+
+
+def _check_min(name: str, value: Any, minimum: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ValueError(f"Expected `{name}` to be a number >= {minimum}, but got {value!r}.")
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How frames are taken from a video and prepared for the backbone."""
+
+    stride: int = _doc(4, "keep every stride-th decoded frame")
+    offset: int = _doc(0, "index of the first kept frame")
+    target_fps: float | None = _doc(None, "resample to this frame rate before striding (None: native)")
+    max_seconds: float | None = _doc(None, "stop decoding after this many seconds (None: whole video)")
+    height: int = _doc(576, "frame height fed to the VAE, pixels")
+    width: int = _doc(1024, "frame width fed to the VAE, pixels")
+    resize: str = _doc("stretch", "stretch (paper) | keep_aspect_crop | keep_aspect_pad")
+    window: int = _doc(25, "frames per backbone window (SVD-XT clip length)")
+
+    def __post_init__(self) -> None:
+        _check_min("stride", self.stride, 1)
+        _check_min("offset", self.offset, 0)
+        _check_min("window", self.window, 1)
+        _check_min("height", self.height, 8)
+        _check_min("width", self.width, 8)
+        if self.height % 8 or self.width % 8:
+            raise ValueError(
+                f"Expected `height` and `width` to be multiples of 8 (the VAE downsamples by 8), "
+                f"but got {self.height}x{self.width}."
+            )
+        _check_choice("resize", self.resize, RESIZE_POLICIES)
+        if self.target_fps is not None:
+            _check_min("target_fps", self.target_fps, 1e-3)
+        if self.max_seconds is not None:
+            _check_min("max_seconds", self.max_seconds, 1e-3)
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """What the frozen SVD backbone computes for each window (DESIGN section 2)."""
+
+    layers: tuple[int, ...] = _doc((9,), "UNet taps, 1..13 (the authors' latents[l-1])")
+    timestep_indices: tuple[int, ...] = _doc((20,), "Karras timestep indices, 0 = noisiest")
+    num_timesteps: int = _doc(30, "length N of the Karras schedule")
+    sigma_min: float = _doc(0.002, "smallest sigma of the schedule")
+    sigma_max: float = _doc(700.0, "largest sigma of the schedule")
+    rho: float = _doc(7.0, "Karras rho")
+    conditioning: str = _doc("middle_frame", "middle_frame | per_frame | none | action_text")
+    action_names: tuple[str, ...] = _doc((), "action names for `action_text` conditioning")
+    sdv2: bool = _doc(False, "image_only_indicator = 1: frames processed independently")
+    noise: str = _doc("none", "none (authors' code) | gaussian (seeded, averaged over draws)")
+    noise_draws: int = _doc(1, "number K of seeded noise draws averaged when noise = gaussian")
+    fps_id: int = _doc(6, "added_time_ids[0]")
+    motion_bucket_id: int = _doc(127, "added_time_ids[1]")
+    cond_aug: float = _doc(0.02, "noise std added to the conditioning latent; added_time_ids[2]")
+    dtype: str = _doc("float32", "backbone compute dtype: float32 | float16 | bfloat16")
+    vae_chunk: int = _doc(8, "frames per VAE encoder call (bounds activation memory)")
+    latent: str = _doc("mean", "VAE posterior: mean | sample (seeded)")
+    seed: int = _doc(0, "base seed; each video's generator is seeded from it and the video id")
+
+    def __post_init__(self) -> None:
+        if not self.layers or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= NUM_UNET_LAYERS
+            for v in self.layers
+        ):
+            raise ValueError(
+                f"Expected `layers` to be a non-empty list of integers in 1..{NUM_UNET_LAYERS}, "
+                f"but got {list(self.layers)}."
+            )
+        _check_min("num_timesteps", self.num_timesteps, 2)
+        if not self.timestep_indices or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.num_timesteps
+            for v in self.timestep_indices
+        ):
+            raise ValueError(
+                f"Expected `timestep_indices` to be a non-empty list of integers in "
+                f"0..{self.num_timesteps - 1}, but got {list(self.timestep_indices)}."
+            )
+        if len(set(self.layers)) != len(self.layers) or len(set(self.timestep_indices)) != len(
+            self.timestep_indices
+        ):
+            raise ValueError("Expected `layers` and `timestep_indices` to have no repeats.")
+        _check_choice("conditioning", self.conditioning, CONDITIONING_MODES)
+        if self.conditioning == "action_text" and not self.action_names:
+            raise ValueError(
+                "Expected `action_names` to be non-empty when `conditioning` is `action_text`."
+            )
+        _check_choice("noise", self.noise, NOISE_MODES)
+        _check_min("noise_draws", self.noise_draws, 1)
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("latent", self.latent, LATENT_MODES)
+        _check_min("vae_chunk", self.vae_chunk, 1)
+        _check_min("cond_aug", self.cond_aug, 0)
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(
+                f"Expected 0 < `sigma_min` < `sigma_max`, but got {self.sigma_min}, {self.sigma_max}."
+            )
+
+    @property
+    def deepest_layer(self) -> int:
+        """The last UNet tap needed: the loop stops after it."""
+        return max(self.layers)
+
+    @property
+    def taps(self) -> list[tuple[int, int]]:
+        """Every (layer, timestep_index) pair, in a fixed order."""
+        return [(lay, t) for lay in sorted(self.layers) for t in sorted(self.timestep_indices)]
+
+
+@dataclass(frozen=True)
+class WeightsSettings:
+    """Where the frozen backbone's weights live (local paths; hub ids when online)."""
+
+    svd: str = _doc("resources/weights/tiny-svd", "diffusers-layout SVD-XT snapshot dir or hub id")
+    clip_arch: str = _doc(
+        "resources/weights/tiny-clip/open_clip_config.json",
+        "OpenCLIP model name (ViT-H-14) or a JSON model config file",
+    )
+    clip_checkpoint: str = _doc(
+        "resources/weights/tiny-clip/open_clip_model.safetensors",
+        "OpenCLIP checkpoint: .safetensors or a torch file (loaded weights_only)",
+    )
+
+
+def tap_name(layer: int, timestep_index: int) -> str:
+    """The array name of one (layer, timestep) feature, e.g. `L09_T20`."""
+    return f"L{layer:02d}_T{timestep_index:02d}"

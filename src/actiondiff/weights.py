@@ -1,0 +1,236 @@
+"""Loading the frozen SVD-XT and OpenCLIP weights, strictly and offline; tiny stand-ins.
+
+The same functions load a real SVD-XT snapshot (diffusers layout: `unet/`, `vae/`) and an
+OpenCLIP ViT-H-14 checkpoint, or the tiny seeded models that `make_tiny_weights` writes with
+`save_pretrained` / safetensors for tests and the demo. A missing or unexpected key, or a
+checkpoint of another architecture, is a `WeightsError` naming the file and the keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# SVD-XT's VAE is not the class default (DESIGN section 3).
+SVD_VAE_CONFIG: dict[str, Any] = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    scaling_factor=0.18215,
+)
+
+# Tiny configs of the same classes: channels multiples of 32 (GroupNorm), 4 down levels x 2
+# layers so the 13-layer map holds, projection dim = 3 * addition_time_embed_dim.
+TINY_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=8,
+    in_channels=8,
+    out_channels=4,
+    block_out_channels=(32, 32, 64, 64),
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=24,
+    layers_per_block=2,
+    cross_attention_dim=32,
+    num_attention_heads=(2, 2, 4, 4),
+    num_frames=25,
+)
+TINY_VAE_CONFIG: dict[str, Any] = dict(SVD_VAE_CONFIG, block_out_channels=(32, 32, 32, 32))
+TINY_CLIP_CONFIG: dict[str, Any] = dict(
+    embed_dim=32,
+    vision_cfg=dict(image_size=32, layers=2, width=64, head_width=32, patch_size=8),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+)
+
+
+class WeightsError(RuntimeError):
+    """A weight file is missing, unreadable, or does not fit the architecture."""
+
+
+def _frozen(model: torch.nn.Module) -> torch.nn.Module:
+    """Frozen models run frozen: eval mode, no gradients."""
+    return model.eval().requires_grad_(False)
+
+
+def load_svd(source: str | Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """Load the SVD UNet and VAE from a diffusers-layout snapshot (local dir or hub id).
+
+    Args:
+        source: directory holding `unet/` and `vae/` (each with config + safetensors), or a
+            Hugging Face hub id resolved from the local cache (no download is attempted).
+        dtype: weight dtype.
+    Returns:
+        (unet, vae), frozen, on the CPU. Only the VAE encoder is ever run.
+    Raises:
+        WeightsError: missing snapshot, missing/unexpected keys, or a size mismatch.
+    """
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+
+    path = Path(source)
+    if not path.exists() and not _looks_like_hub_id(str(source)):
+        raise WeightsError(
+            f"Expected `weights.svd` to be an SVD-XT snapshot directory (with unet/ and vae/), "
+            f"but {str(source)!r} does not exist. Build the demo weights with "
+            f"`actiondiff make-weights` or point the config at a downloaded snapshot."
+        )
+    models = []
+    for subfolder, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
+        try:
+            # low_cpu_mem_usage=False + strict key checks: a missing key is an error, never a
+            # silent random init.
+            model, info = cls.from_pretrained(
+                str(source),
+                subfolder=subfolder,
+                torch_dtype=dtype,
+                output_loading_info=True,
+                local_files_only=True,
+                low_cpu_mem_usage=False,
+            )
+        except (OSError, ValueError, RuntimeError) as error:
+            raise WeightsError(f"Could not load SVD {subfolder} from {source!s}/{subfolder}: {error}") from error
+        bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        if bad:
+            raise WeightsError(
+                f"Expected the weights in {source!s}/{subfolder} to match {cls.__name__} exactly, "
+                f"but got {_summarise_keys(bad)}. Is this an SVD-XT snapshot?"
+            )
+        models.append(_frozen(model))
+    return models[0], models[1]
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    return text.count("/") == 1 and not text.startswith((".", "/"))
+
+
+def _summarise_keys(bad: dict[str, list[Any]], limit: int = 5) -> str:
+    parts = []
+    for kind, keys in bad.items():
+        shown = [str(k) for k in list(keys)[:limit]]
+        more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+        parts.append(f"{len(keys)} {kind.replace('_', ' ')}: {shown}{more}")
+    return "; ".join(parts)
+
+
+def clip_config(arch: str | Path) -> dict[str, Any]:
+    """An OpenCLIP model config: a registered name (`ViT-H-14`) or a JSON file."""
+    import open_clip
+
+    if str(arch).endswith(".json"):
+        path = Path(arch)
+        if not path.is_file():
+            raise WeightsError(f"Expected `weights.clip_arch` JSON file {str(arch)!r} to exist, but it does not.")
+        return json.loads(path.read_text())
+    config = open_clip.get_model_config(str(arch))
+    if config is None:
+        raise WeightsError(
+            f"Expected `weights.clip_arch` to be an OpenCLIP model name such as 'ViT-H-14' or a "
+            f"JSON config file, but got {str(arch)!r}."
+        )
+    return config
+
+
+def build_clip(config: dict[str, Any]) -> torch.nn.Module:
+    """An OpenCLIP `CLIP` model from a config dict, randomly initialised."""
+    import open_clip
+
+    return open_clip.CLIP(**config)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors: safetensors, or a torch file loaded with `weights_only=True`."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"Expected the OpenCLIP checkpoint {str(path)!r} to exist, but it does not.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # any parse failure of an untrusted file is a weights error
+        raise WeightsError(f"Could not read checkpoint {str(path)!r}: {error}") from error
+    # Training checkpoints nest the weights and prefix them with `module.`.
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_clip(arch: str | Path, checkpoint: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """Build OpenCLIP from `arch` and load `checkpoint` strictly.
+
+    Raises:
+        WeightsError: unreadable file, missing/unexpected keys or shape mismatches, naming the file.
+    """
+    model = build_clip(clip_config(arch))
+    state = read_state_dict(checkpoint)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    bad = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
+    bad = {k: v for k, v in bad.items() if v}
+    if bad:
+        raise WeightsError(
+            f"Expected checkpoint {str(checkpoint)!r} to fit OpenCLIP architecture {str(arch)!r}, "
+            f"but got {_summarise_keys(bad)}."
+        )
+    model.load_state_dict(state, strict=True)
+    return _frozen(model.to(dtype))
+
+
+def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_identity(svd: str | Path, clip_checkpoint: str | Path) -> dict[str, str]:
+    """File names and checksums of the weight files, recorded in every store.
+
+    Checksums of multi-GB files are expensive, so they are cached beside nothing: callers
+    compute this once per job.
+    """
+    identity: dict[str, str] = {}
+    files = sorted(Path(svd).glob("unet/*.safetensors")) + sorted(Path(svd).glob("vae/*.safetensors"))
+    files.append(Path(clip_checkpoint))
+    for path in files:
+        if path.is_file():
+            identity[str(path)] = file_sha256(path)
+    return identity
+
+
+def make_tiny_weights(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Write seeded tiny SVD (UNet + VAE) and OpenCLIP weights, in the real formats.
+
+    Layout written: `{out}/tiny-svd/unet/`, `{out}/tiny-svd/vae/` (diffusers `save_pretrained`),
+    `{out}/tiny-clip/open_clip_config.json` and `open_clip_model.safetensors`.
+    Returns:
+        the paths to put in the `weights` config block.
+    """
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    torch.manual_seed(seed)
+    svd_dir = out / "tiny-svd"
+    UNetSpatioTemporalConditionModel(**TINY_UNET_CONFIG).save_pretrained(svd_dir / "unet")
+    AutoencoderKLTemporalDecoder(**TINY_VAE_CONFIG).save_pretrained(svd_dir / "vae")
+    clip_dir = out / "tiny-clip"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    config_path = clip_dir / "open_clip_config.json"
+    config_path.write_text(json.dumps(TINY_CLIP_CONFIG, indent=2, sort_keys=True) + "\n")
+    checkpoint = clip_dir / "open_clip_model.safetensors"
+    state = {k: v.contiguous() for k, v in build_clip(TINY_CLIP_CONFIG).state_dict().items()}
+    save_file(state, str(checkpoint))
+    log.info("wrote tiny weights to %s", out)
+    return {"svd": svd_dir, "clip_arch": config_path, "clip_checkpoint": checkpoint}
