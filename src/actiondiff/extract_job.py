@@ -1,0 +1,64 @@
+"""One extraction job: a shard of videos through one loaded extractor into the cache.
+
+Committed videos are skipped, so a killed or preempted job, rerun, redoes only the rest. A
+video that fails is recorded in the cache's failure manifest and the job carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from .extractor import SVDExtractor
+from .feature_cache import FeatureCache
+from .video import VideoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobSummary:
+    """What one job did."""
+
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        ok = len(self.extracted) + len(self.skipped)
+        return f"{ok} ok ({len(self.extracted)} extracted, {len(self.skipped)} already committed), {len(self.failed)} failed"
+
+
+def run_extraction(
+    videos: list[tuple[str, str]], cache: FeatureCache, extractor_factory, strict: bool = False
+) -> JobSummary:
+    """Extract every uncommitted video of `videos` [(video_id, path)] into `cache`.
+
+    Args:
+        extractor_factory: builds the `SVDExtractor`; called only if some video needs work,
+            so a fully committed shard never loads the models.
+        strict: re-raise the first video error instead of recording it.
+    """
+    summary = JobSummary()
+    todo = []
+    for video_id, path in videos:
+        (summary.skipped if cache.is_committed(video_id) else todo).append((video_id, path))
+    if summary.skipped:
+        log.info("%d videos already committed for settings %s", len(summary.skipped), cache.settings_hash)
+    if not todo:
+        return summary
+    extractor: SVDExtractor = extractor_factory()
+    for video_id, path in tqdm(todo, desc="extract", unit="video"):
+        try:
+            cache.commit(extractor.extract_video(path, video_id))
+        except VideoError as error:
+            if strict:
+                raise
+            log.warning("video %s failed: %s", video_id, error)
+            cache.record_failure(video_id, path, error)
+            summary.failed.append(video_id)
+            continue
+        summary.extracted.append(video_id)
+    return summary

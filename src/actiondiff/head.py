@@ -1,0 +1,123 @@
+"""Trainable heads on per-frame features: the paper's transformer and the Table 4 ablations.
+
+Heads return logits; the loss or the caller applies sigmoid/softmax.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .settings import _check_choice, _check_min, _doc
+
+HEAD_KINDS = ("transformer", "mlp", "linear")
+LONG_POLICIES = ("uniform", "truncate")
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """Architecture of the classifier on cached features (DESIGN section 5)."""
+
+    kind: str = _doc("transformer", "transformer (paper) | mlp | linear (ablations, concatenated frames)")
+    num_layers: int = _doc(6, "transformer encoder layers")
+    num_heads: int = _doc(8, "attention heads; must divide the feature width")
+    ff_mult: int = _doc(3, "feed-forward width as a multiple of the feature width")
+    dropout: float = _doc(0.1, "dropout inside the encoder and before the classifier")
+    max_length: int = _doc(64, "frames per sequence; longer ones follow long_policy, shorter are padded")
+    long_policy: str = _doc("uniform", "uniform (subsample evenly) | truncate (keep the first frames)")
+    mlp_hidden: int = _doc(512, "hidden width of the mlp head")
+
+    def __post_init__(self) -> None:
+        _check_choice("kind", self.kind, HEAD_KINDS)
+        _check_choice("long_policy", self.long_policy, LONG_POLICIES)
+        for name in ("num_layers", "num_heads", "ff_mult", "max_length", "mlp_hidden"):
+            _check_min(name, getattr(self, name), 1)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"Expected `dropout` to be in [0, 1), but got {self.dropout}.")
+
+
+def fit_length(sequence: np.ndarray, settings: HeadSettings) -> np.ndarray:
+    """Shorten a [n, d] sequence to at most `max_length` frames by the configured policy."""
+    n = sequence.shape[0]
+    if n <= settings.max_length:
+        return sequence
+    if settings.long_policy == "truncate":
+        return sequence[: settings.max_length]
+    keep = np.linspace(0, n - 1, settings.max_length).round().astype(np.int64)
+    return sequence[keep]
+
+
+def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
+    """[length, width] sinusoidal position encoding (Vaswani et al.)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+    table = torch.zeros(length, width)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)[:, : width // 2]
+    return table
+
+
+class TransformerHead(nn.Module):
+    """CLS token + sinusoidal positions + transformer encoder + LayerNorm + linear on CLS."""
+
+    def __init__(self, width: int, num_classes: int, settings: HeadSettings) -> None:
+        super().__init__()
+        if width % settings.num_heads:
+            raise ValueError(
+                f"Expected the feature width {width} to be divisible by `num_heads` "
+                f"({settings.num_heads}), but it is not. Change head.num_heads."
+            )
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        nn.init.normal_(self.cls, std=0.02)
+        self.register_buffer("positions", sinusoidal_positions(settings.max_length + 1, width), persistent=False)
+        layer = nn.TransformerEncoderLayer(
+            width, settings.num_heads, settings.ff_mult * width, settings.dropout, batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, settings.num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, frames: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """frames [b, n, d] float, padding [b, n] bool (True = padded) -> logits [b, classes]."""
+        batch, length, _ = frames.shape
+        # [b, n, d] -> [b, 1 + n, d] with the CLS token first
+        tokens = torch.cat([self.cls.expand(batch, -1, -1), frames], dim=1) + self.positions[: length + 1]
+        mask = torch.cat([torch.zeros(batch, 1, dtype=torch.bool, device=padding.device), padding], dim=1)
+        encoded = self.norm(self.encoder(tokens, src_key_padding_mask=mask))
+        return self.classifier(self.dropout(encoded[:, 0]))
+
+
+class ConcatHead(nn.Module):
+    """Linear or MLP on the concatenation of `max_length` (zero-padded) frames."""
+
+    def __init__(self, width: int, num_classes: int, settings: HeadSettings) -> None:
+        super().__init__()
+        inputs = width * settings.max_length
+        if settings.kind == "linear":
+            self.net = nn.Sequential(nn.Dropout(settings.dropout), nn.Linear(inputs, num_classes))
+        else:
+            self.net = nn.Sequential(
+                nn.Linear(inputs, settings.mlp_hidden),
+                nn.GELU(),
+                nn.Dropout(settings.dropout),
+                nn.Linear(settings.mlp_hidden, num_classes),
+            )
+        self.max_length = settings.max_length
+
+    def forward(self, frames: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """frames [b, n, d], padding [b, n] -> logits [b, classes]; padded frames are zeroed."""
+        frames = frames.masked_fill(padding[..., None], 0.0)
+        frames = nn.functional.pad(frames, (0, 0, 0, self.max_length - frames.shape[1]))
+        return self.net(frames.flatten(1))  # [b, max_length, d] -> [b, max_length * d]
+
+
+def build_head(width: int, num_classes: int, settings: HeadSettings) -> nn.Module:
+    """The head named by `settings.kind`."""
+    if settings.kind == "transformer":
+        return TransformerHead(width, num_classes, settings)
+    return ConcatHead(width, num_classes, settings)
