@@ -16,7 +16,9 @@ import av
 import numpy as np
 import pandas as pd
 
-ACTIONS = ("keep_still", "pulse", "slide", "bounce")
+# Motions whose signature survives spatial mean pooling of (even random) features: a constant
+# agent, a size oscillation, an on/off blink, and one crossing of the frame.
+ACTIONS = ("keep_still", "pulse", "blink", "cross")
 
 
 @dataclass(frozen=True)
@@ -73,23 +75,24 @@ def render_clip(
     phase = rng.uniform(0, 2 * math.pi)
     agent = size * rng.uniform(0.22, 0.3)
     centre = size / 2 + rng.uniform(-3, 3, size=2)
-    amplitude = size * 0.25
     background = _background(domain, size, rng)
     yy, xx = np.mgrid[0:size, 0:size]
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     for i in range(num_frames):
         swing = math.sin(2 * math.pi * i / period + phase)
         cy, cx, scale = centre[0], centre[1], 1.0
+        visible = True
         if action == "pulse":
             scale = 1.0 + 0.6 * swing
-        elif action == "slide":
-            cx += amplitude * swing
-        elif action == "bounce":
-            cy += amplitude * swing
+        elif action == "blink":
+            visible = swing > 0
+        elif action == "cross":  # enter at the left edge, leave at the right
+            cx = -agent + (size + 2 * agent) * (i / (num_frames - 1))
         elif action != "keep_still":
             raise ValueError(f"Expected an action among {ACTIONS}, but got {action!r}.")
         image = background.copy()
-        image[_agent_mask(domain.shape, agent * scale, yy, xx, cy, cx)] = domain.colour
+        if visible:
+            image[_agent_mask(domain.shape, agent * scale, yy, xx, cy, cx)] = domain.colour
         frames[i] = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
     return frames
 

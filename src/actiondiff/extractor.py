@@ -179,20 +179,21 @@ class SVDExtractor:
         """The CLIP embedding [window, 1, d] and concat latent [window, 4, h, w] per frame."""
         mode, window = self.extract.conditioning, frames.shape[0]
         middle = num_real // 2  # middle of the real frames: padding never conditions
+        if mode == "none":
+            embedding = torch.zeros(window, 1, self._embed_dim(), device=self.device, dtype=self.dtype)
+            return embedding, torch.zeros_like(latents)
         if mode == "per_frame":
             embedding = self._clip_embed(frames)[:, None]  # [window, d] -> [window, 1, d]
             concat = latents
-        elif mode == "middle_frame":
-            embedding = self._clip_embed(frames[middle : middle + 1])[:, None].expand(window, -1, -1)
-            concat = latents[middle : middle + 1].expand(window, -1, -1, -1)
-        elif mode == "action_text":
-            embedding = self._text_embed()[:, None].expand(window, -1, -1)
-            concat = latents[middle : middle + 1].expand(window, -1, -1, -1)
-        else:  # none
-            embedding = torch.zeros(window, 1, self._embed_dim(), device=self.device, dtype=self.dtype)
-            return embedding, torch.zeros_like(latents)
+        else:  # middle_frame, action_text: one conditioning frame for the whole window
+            concat = latents[middle : middle + 1]
+            if mode == "middle_frame":
+                embedding = self._clip_embed(frames[middle : middle + 1])[:, None].expand(window, -1, -1)
+            else:
+                embedding = self._text_embed()[:, None].expand(window, -1, -1)
+        # One cond_aug draw per conditioning frame, then repeated over the window as SVD does.
         noise = torch.randn(concat.shape, generator=generator).to(concat)
-        return embedding, concat + self.extract.cond_aug * noise
+        return embedding, (concat + self.extract.cond_aug * noise).expand(window, -1, -1, -1)
 
     def _embed_dim(self) -> int:
         return int(self.unet.config.cross_attention_dim)

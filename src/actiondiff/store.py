@@ -65,7 +65,9 @@ def pack_store(
         rows = chunk_rows(data.shape[0], data.shape[1])
         root.create_array(f"features/{tap}", data=data, chunks=(rows, data.shape[1]), compressors=COMPRESSOR)
     root.create_array("offsets", data=offsets, chunks=(offsets.shape[0],))
-    root.create_array("video_id", data=np.asarray(ids, dtype=str), chunks=(len(ids),))
+    # Variable-length UTF-8 strings: the Zarr v3 string type, readable by other libraries.
+    video_id = root.create_array("video_id", shape=(len(ids),), dtype=str, chunks=(len(ids),))
+    video_id[:] = np.asarray(ids, dtype=object)
     frame_index = np.concatenate([v.frame_index for v in videos])
     timestamp = np.concatenate([v.timestamp_ms for v in videos])
     root.create_array("frame_index", data=frame_index, chunks=(frame_index.shape[0],), compressors=COMPRESSOR)

@@ -1,0 +1,27 @@
+# The embedded demo: synthetic videos and tiny seeded backbone weights (no network).
+
+
+rule make_demo_data:
+    output:
+        labels=f"{config['demo_dir']}/labels.csv",
+    params:
+        settings=json.dumps({"demo": config.get("demo", {})}),
+        out=config["demo_dir"],
+    log:
+        "logs/make_demo_data/demo.log",
+    shell:
+        "actiondiff demo-data --out {params.out} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule make_tiny_weights:
+    output:
+        unet=f"{config['weights_dir']}/tiny-svd/unet/config.json",
+        vae=f"{config['weights_dir']}/tiny-svd/vae/config.json",
+        clip_arch=f"{config['weights_dir']}/tiny-clip/open_clip_config.json",
+        clip_checkpoint=f"{config['weights_dir']}/tiny-clip/open_clip_model.safetensors",
+    params:
+        out=config["weights_dir"],
+    log:
+        "logs/make_tiny_weights/weights.log",
+    shell:
+        "actiondiff make-weights --out {params.out} > {log} 2>&1"
