@@ -112,9 +112,12 @@ def parse_animal_actions(text: str) -> list[tuple[str, str]]:
     Raises:
         ValueError: the cell is not a list of (species, action) pairs.
     """
-    value = ast.literal_eval(str(text).strip())
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-        value = ast.literal_eval(value[0])  # double-encoded: the string of the list
+    try:
+        value = ast.literal_eval(str(text).strip())
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+            value = ast.literal_eval(value[0])  # double-encoded: the string of the list
+    except (ValueError, SyntaxError) as error:
+        raise ValueError(f"not a list of (species, action) pairs: {text!r}") from error
     if not isinstance(value, list) or not all(
         isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(v, str) for v in pair) for pair in value
     ):
@@ -168,7 +171,7 @@ def read_animal_kingdom(
             continue
         try:
             pairs = parse_animal_actions(clip.list_animal_action)
-        except (ValueError, SyntaxError):
+        except ValueError:
             problems.append(f"{where}: list_animal_action {clip.list_animal_action!r} is not a list of (species, action)")
             continue
         species = list(dict.fromkeys(_key(s) for s, _ in pairs if _key(s)))
