@@ -173,11 +173,14 @@ def _experiment_settings(values: dict[str, Any]):
     from .protocols import ProtocolSettings
     from .train import train_settings
 
+    protocol = from_dict(ProtocolSettings, values.get("protocol"), "config key `protocol`")
     train_values = dict(values.get("train", {}))
-    preset = train_values.pop("preset", "animal_kingdom")
+    # The protocol decides single- vs multi-label and the paper's preset unless the config says.
+    preset = train_values.pop("preset", protocol.spec.preset)
+    train_values.setdefault("multilabel", protocol.spec.multilabel)
     seeds = train_values.pop("seeds", [0])
     return (
-        from_dict(ProtocolSettings, values.get("protocol"), "config key `protocol`"),
+        protocol,
         from_dict(HeadSettings, values.get("head"), "config key `head`"),
         train_settings(preset, train_values),
         list(seeds),

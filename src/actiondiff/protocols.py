@@ -36,12 +36,12 @@ class ProtocolSpec:
     dataset: str  # the `dataset` column it expects ("" = any manifest)
     multilabel: bool  # sigmoid + multi-hot targets (else softmax, single label)
     metrics: tuple[str, ...]  # headline first
-    preset: str  # the paper's training hyperparameters (`train.preset`)
+    preset: str  # the paper's training hyperparameters, the default of `train.preset`
     summary: str
 
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
-    "custom": ProtocolSpec("", False, ("top1_accuracy",), "demo",
+    "custom": ProtocolSpec("", False, ("top1_accuracy",), "animal_kingdom",
                            "train on some domain values, test on others (or on rows marked test)"),
     "ak_full": ProtocolSpec("animal_kingdom", True, ("micro_ap", "macro_ap_present", "macro_ap_all"), "animal_kingdom",
                             "official train -> official test, all 140 actions, multi-label"),

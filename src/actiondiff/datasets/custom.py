@@ -44,7 +44,8 @@ def read_custom(
     """
     labels_file, videos_dir = Path(labels_file), Path(videos_dir)
     sep = "\t" if labels_file.suffix in (".tsv", ".tab") else ","
-    table = pd.read_csv(labels_file, sep=sep, dtype=str, keep_default_na=False)
+    # utf-8-sig: tables saved by spreadsheet programs often start with a byte-order mark.
+    table = pd.read_csv(labels_file, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     table.columns = [c.strip() for c in table.columns]
     wanted = {"video": columns.video, "label": columns.label, "domain": columns.domain, "split": columns.split}
     absent = sorted(f"{key}={name!r}" for key, name in wanted.items() if name and name not in table.columns)
