@@ -418,6 +418,19 @@ def test_custom_table_with_own_column_names(tmp_path: Path):
         read_custom(tmp_path / "labels.tsv", videos, CustomColumns(video="clip file", label="action", domain="animal", split="set"))
 
 
+def test_custom_csv_with_byte_order_mark_and_repeated_id(tmp_path: Path):
+    touch([tmp_path / "v" / "a.mp4", tmp_path / "v" / "b.mp4"])
+    (tmp_path / "t.csv").write_bytes("\ufeffvideo,label,domain,split\r\na.mp4,walk,x,\r\nb.mp4,run,y,\r\n".encode())
+    manifest = read_custom(tmp_path / "t.csv", tmp_path / "v", CustomColumns())
+    assert manifest.video_id.tolist() == ["a", "b"] and manifest.labels.tolist() == ["walk", "run"]
+    (tmp_path / "t.csv").write_text("video,label,domain,split\na.mp4,walk,x,\nb.mp4,run,y,\na.mp4,run,y,\n")
+    with pytest.raises(ManifestError, match=r"unique video ids .* repeats: \['a'\]"):
+        read_custom(tmp_path / "t.csv", tmp_path / "v", CustomColumns())
+    (tmp_path / "t.csv").write_text("video,label,domain,split\na.mp4,walk,x,training\n")
+    with pytest.raises(ManifestError, match=r"splits among .* but got \['training'\]"):
+        read_custom(tmp_path / "t.csv", tmp_path / "v", CustomColumns())
+
+
 def test_custom_class_per_subfolder(tmp_path: Path):
     touch([tmp_path / "zoo" / "rat" / "walk" / "w1.mp4", tmp_path / "zoo" / "rat" / "rear" / "r1.avi",
            tmp_path / "zoo" / "mouse" / "walk" / "w2.MOV", tmp_path / "zoo" / "notes.txt"])

@@ -77,7 +77,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
         columns=from_dict(CustomColumns, values.get("columns"), "config key `dataset.columns`"),
         folder_levels=values.get("folder_levels", "label"),
         split_number=args.split_number or values.get("split_number", 1),
-        allow_missing=args.allow_missing,
+        allow_missing=args.allow_missing or bool(values.get("allow_missing", False)),
     )
     manifest = build_manifest(request)
     write_manifest(manifest, args.out)
@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--videos", nargs="+", required=True, help="videos folder (ucf_hmdb: UCF-101/ then hmdb51/)")
     p.add_argument("--out", required=True, help="manifest CSV to write")
-    p.add_argument("--allow-missing", action="store_true", help="drop rows whose video file is missing (listed)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="drop rows whose video file is missing, listing them (or config `dataset.allow_missing`)")
     p.add_argument("--missing", help="CSV listing the rows dropped by --allow-missing")
     p.add_argument("--split-number", type=int, help="ucf101 / hmdb51: official split 1-3 (default: config "
                    "`dataset.split_number`, else 1)")

@@ -70,9 +70,11 @@ def validate(
         allow_unlabelled: accept rows without labels (multi-label datasets where "no action"
             is a valid, all-zero target, e.g. Charades-Ego).
     Raises:
-        ManifestError: repeated ids, unlabelled rows, unknown splits, label names holding `;`
+        ManifestError: no rows, repeated ids, unlabelled rows, unknown splits, label names holding `;`
             or not matching their ids, or missing video files (without `allow_missing`).
     """
+    if manifest.empty or any(c not in manifest.columns for c in MANIFEST_COLUMNS):
+        raise ManifestError(f"Expected at least one video in {source}, but got none. Check the annotation path.")
     duplicated = sorted(manifest.loc[manifest.video_id.duplicated(), "video_id"].unique())
     if duplicated:
         raise ManifestError(f"Expected unique video ids in {source}, but got repeats: {duplicated[:10]}.")
