@@ -165,6 +165,11 @@ def test_animal_kingdom_protocols(animal_kingdom):
     roles = assign_roles(manifest, pair).set_axis(manifest.video_id)
     assert sorted(roles.index[roles == "test"]) == ["CUCKOOAA", "QUAILAAA"]
     assert sorted(roles.index[roles.isin(["train", "val"])]) == ["AABKMGHE", "ABKBWVMW"]
+    diagonal = manifest.copy()  # one group with itself: its clips split by the official type
+    diagonal.loc[diagonal.video_id == "MIXEDAAA", "species_group"] = "bird"
+    roles = assign_roles(diagonal, ProtocolSettings(name="ak_species_pair", train_domains=("bird",),
+                                                    test_domains=("bird",), val_fraction=0.5)).set_axis(manifest.video_id)
+    assert roles[roles != ""].sort_index().to_dict() == {"CUCKOOAA": "train", "MIXEDAAA": "val", "QUAILAAA": "test"}
     with pytest.raises(ValueError, match="one species group each"):
         ProtocolSettings(name="ak_species_pair", train_domains=("bird", "fish"), test_domains=("bird",))
     with pytest.raises(ValueError, match="unknown"):
@@ -518,3 +523,5 @@ def test_named_protocol_trains_and_evaluates_through_the_cli(charades, tmp_path:
     result = json.loads(out.read_text())
     assert result["num_test_videos"] == 1 and result["classes"] == info["classes"]
     assert "micro_ap on 1 test videos" in capsys.readouterr().out
+    assert result["protocol"]["name"] == "charades_3rd_1st" and result["protocol"]["headline_metric"] == "micro_ap"
+    assert result["protocol"]["metrics"] == ["micro_ap", "macro_ap_present"]

@@ -207,6 +207,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     protocol = _experiment_settings(_load_settings(args))[0]
     result = evaluate_models(args.store, read_manifest(args.manifest), protocol, args.models)
+    # The protocol's own metrics (headline first), so tables label what they show.
+    result["protocol"] = {**to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric}
     write_json(result, args.out)
     name = protocol.headline_metric
     value = result["metrics"][name]
