@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .datasets import DATASETS
 from .settings import (
     DecodeSettings,
     ExtractSettings,
@@ -65,13 +66,29 @@ def cmd_make_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
-    from .manifest import CustomColumns, read_custom, write_manifest
+    from .datasets import CustomColumns, ManifestRequest, build_manifest
+    from .manifest import MISSING_ATTR, write_manifest, write_missing
 
     values = _load_settings(args).get("dataset", {})
-    columns = from_dict(CustomColumns, values.get("columns"), "config key `dataset.columns`")
-    manifest = read_custom(args.annotations, args.videos, columns, allow_missing=args.allow_missing)
+    request = ManifestRequest(
+        dataset=args.dataset,
+        annotations=tuple(args.annotations or ()),
+        videos=tuple(args.videos),
+        columns=from_dict(CustomColumns, values.get("columns"), "config key `dataset.columns`"),
+        folder_levels=values.get("folder_levels", "label"),
+        split_number=args.split_number or values.get("split_number", 1),
+        allow_missing=args.allow_missing or bool(values.get("allow_missing", False)),
+    )
+    manifest = build_manifest(request)
     write_manifest(manifest, args.out)
+    dropped = manifest.attrs.get(MISSING_ATTR, [])
+    if args.missing:
+        write_missing(manifest, args.missing)
     print(f"wrote manifest of {len(manifest)} videos to {args.out}")
+    if dropped:
+        print(f"dropped {len(dropped)} rows whose video file is missing:")
+        for row in dropped:
+            print(f"  {row['video_id']}\t{row['path']}")
     return 0
 
 
@@ -156,11 +173,14 @@ def _experiment_settings(values: dict[str, Any]):
     from .protocols import ProtocolSettings
     from .train import train_settings
 
+    protocol = from_dict(ProtocolSettings, values.get("protocol"), "config key `protocol`")
     train_values = dict(values.get("train", {}))
-    preset = train_values.pop("preset", "animal_kingdom")
+    # The protocol decides single- vs multi-label and the paper's preset unless the config says.
+    preset = train_values.pop("preset", protocol.spec.preset)
+    train_values.setdefault("multilabel", protocol.spec.multilabel)
     seeds = train_values.pop("seeds", [0])
     return (
-        from_dict(ProtocolSettings, values.get("protocol"), "config key `protocol`"),
+        protocol,
         from_dict(HeadSettings, values.get("head"), "config key `head`"),
         train_settings(preset, train_values),
         list(seeds),
@@ -187,9 +207,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     protocol = _experiment_settings(_load_settings(args))[0]
     result = evaluate_models(args.store, read_manifest(args.manifest), protocol, args.models)
+    # The protocol's own metrics (headline first), so tables label what they show.
+    result["protocol"] = {**to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric}
     write_json(result, args.out)
-    accuracy = result["metrics"]["top1_accuracy"]
-    print(f"top-1 accuracy on {result['num_test_videos']} test videos: {accuracy['mean']:.1f} +- {accuracy['std']:.1f}")
+    name = protocol.headline_metric
+    value = result["metrics"][name]
+    print(f"{name} on {result['num_test_videos']} test videos: {value['mean']:.1f} +- {value['std']:.1f}")
     return 0
 
 
@@ -222,11 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = add("manifest", cmd_manifest, "build the canonical manifest of a dataset")
-    p.add_argument("dataset", choices=["custom"], help="dataset adapter")
-    p.add_argument("--annotations", required=True, help="label table (CSV/TSV)")
-    p.add_argument("--videos", required=True, help="folder the table's video paths are relative to")
+    p.add_argument("dataset", choices=list(DATASETS), help="dataset adapter")
+    p.add_argument(
+        "--annotations", nargs="+",
+        help="annotation file or folder as shipped: custom: the label table (CSV/TSV; omit for one sub-folder "
+        "per class); animal_kingdom: AR_metadata.xlsx; charades_ego: the CSV folder; ucf101: ucfTrainTestlist/; "
+        "hmdb51: testTrainMulti_7030_splits/; ucf_hmdb: both, UCF first",
+    )
+    p.add_argument("--videos", nargs="+", required=True, help="videos folder (ucf_hmdb: UCF-101/ then hmdb51/)")
     p.add_argument("--out", required=True, help="manifest CSV to write")
-    p.add_argument("--allow-missing", action="store_true", help="drop rows whose video file is missing")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="drop rows whose video file is missing, listing them (or config `dataset.allow_missing`)")
+    p.add_argument("--missing", help="CSV listing the rows dropped by --allow-missing")
+    p.add_argument("--split-number", type=int, help="ucf101 / hmdb51: official split 1-3 (default: config "
+                   "`dataset.split_number`, else 1)")
 
     p = add("extract", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache")
     p.add_argument("videos", nargs="*", help="video files (ad-hoc use; ids are the file stems)")
