@@ -13,16 +13,16 @@ checkpoint build_manifest:
         annotations=config["dataset"]["annotations"],
     output:
         manifest="results/manifests/{dataset}.csv",
+        missing="results/manifests/{dataset}.missing.csv",
     params:
         adapter=config["dataset"]["adapter"],
         videos=config["dataset"]["videos"],
-        allow_missing="--allow-missing" if config["dataset"].get("allow_missing") else "",
         settings=json.dumps({"dataset": config["dataset"]}),
     log:
         "logs/build_manifest/{dataset}.log",
     shell:
         "actiondiff manifest {params.adapter} --annotations {input.annotations:q} --videos {params.videos:q}"
-        " --out {output.manifest} {params.allow_missing} --settings {params.settings:q} > {log} 2>&1"
+        " --out {output.manifest} --missing {output.missing} --settings {params.settings:q} > {log} 2>&1"
 
 
 rule extract_features:
