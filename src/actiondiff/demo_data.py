@@ -32,11 +32,13 @@ class Domain:
     background_colour: tuple[int, int, int]
 
 
+# Bright agents on darker backgrounds of similar brightness: the domains differ in shape, hue
+# and texture, while the motion (what the actions are about) stays the strongest signal.
 DOMAINS = (
-    Domain("red_square_flat", "square", (220, 40, 40), "flat", (90, 90, 90)),
-    Domain("green_disc_noise", "disc", (40, 200, 60), "noise", (60, 60, 110)),
-    Domain("blue_diamond_stripes", "diamond", (50, 90, 230), "stripes", (150, 140, 90)),
-    Domain("yellow_cross_checker", "cross", (240, 220, 40), "checker", (40, 70, 50)),
+    Domain("red_square_flat", "square", (235, 80, 80), "flat", (70, 70, 70)),
+    Domain("green_disc_noise", "disc", (90, 225, 100), "noise", (60, 70, 80)),
+    Domain("blue_diamond_stripes", "diamond", (110, 140, 250), "stripes", (80, 75, 60)),
+    Domain("yellow_cross_checker", "cross", (240, 225, 90), "checker", (60, 80, 65)),
 )
 
 
@@ -73,7 +75,7 @@ def render_clip(
     """Frames of one agent doing one action: [num_frames, size, size, 3] uint8."""
     period = rng.uniform(20, 32)  # frames per motion cycle
     phase = rng.uniform(0, 2 * math.pi)
-    agent = size * rng.uniform(0.22, 0.3)
+    agent = size * rng.uniform(0.4, 0.5)
     centre = size / 2 + rng.uniform(-3, 3, size=2)
     background = _background(domain, size, rng)
     yy, xx = np.mgrid[0:size, 0:size]
