@@ -160,3 +160,26 @@ def test_cli_predict_and_localize(trained, tmp_path, capsys):
     assert main(["localize", videos[0], "--model", str(trained["checkpoint"]), "--grid", "1x2", "--out", str(png), "--csv", str(tmp_path / "heat.csv")]) == 0
     assert png.stat().st_size > 1000
     assert len(pd.read_csv(tmp_path / "heat.csv")) == 2
+
+
+def test_cli_train_and_evaluate_interface(trained, tmp_path):
+    from actiondiff.manifest import write_manifest
+
+    write_manifest(trained["manifest"], tmp_path / "manifest.csv")
+    settings = {
+        "protocol": {"test_domains": [DOMAINS[2].name]},
+        "head": {"kind": "mlp", "max_length": 4, "mlp_hidden": 8},
+        "train": {"preset": "demo", "seeds": [0, 1], "overrides": {"epochs": 2}, "batch_size": 2},
+        "extraction": trained["identity"]["extraction"],
+    }
+    common = ["--settings", json.dumps(settings), "--store", str(trained["root"] / "store.zarr"), "--manifest", str(tmp_path / "manifest.csv")]
+    assert main(["train", *common, "--out", str(tmp_path / "models")]) == 0  # tap from `extraction`: L04_T20
+    info = json.loads((tmp_path / "models/seed1.json").read_text())
+    assert (info["tap"], info["head"]["kind"], info["train"]["epochs"], info["train"]["batch_size"], info["train"]["seed"]) == (TAP, "mlp", 2, 2, 1)
+    assert len(pd.read_csv(tmp_path / "models/history.csv")) == 4  # 2 seeds x 2 epochs
+    models = [str(tmp_path / f"models/seed{k}.safetensors") for k in (0, 1)]
+    assert main(["evaluate", *common, "--models", *models, "--out", str(tmp_path / "eval.json")]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert len(result["per_seed"]) == 2 and "most_frequent_class" in result["baselines"]
+    bad = dict(settings, train={"preset": "demo", "epochs": 2, "overrides": {"epochs": 3}})
+    assert main(["train", "--settings", json.dumps(bad), *common[2:], "--out", str(tmp_path / "bad")]) == 2
