@@ -10,6 +10,7 @@ import torch
 from actiondiff.head import HeadSettings
 from actiondiff.train import (
     TrainSettings,
+    collate,
     focal_loss,
     learning_rate,
     load_checkpoint,
@@ -112,3 +113,14 @@ def test_checkpoint_round_trip_and_hash_refusal(tmp_path):
     path.with_suffix(".json").unlink()
     with pytest.raises(FileNotFoundError, match="seed0.json"):
         load_checkpoint(path)
+
+
+def test_collate_pads_fits_and_casts():
+    head = HeadSettings(max_length=3, long_policy="truncate")
+    a = np.arange(8, dtype=np.float16).reshape(4, 2)  # longer than max_length: first 3 rows kept
+    b = np.full((1, 2), 7.0, dtype=np.float32)
+    frames, padding = collate([a, b], head)
+    assert frames.dtype == torch.float32 and frames.shape == (2, 3, 2)
+    assert frames[0].tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert frames[1].tolist() == [[7, 7], [0, 0], [0, 0]]
+    assert padding.tolist() == [[False, False, False], [False, True, True]]
