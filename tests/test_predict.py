@@ -113,6 +113,11 @@ def test_other_settings_are_refused(trained, tmp_path):
                                 clip_checkpoint=str(tmp_path / "reseeded/tiny-clip/open_clip_model.safetensors"))
     with pytest.raises(ValueError, match="same SHA-256"):
         load_classifier(trained["checkpoint"], different)
+    # weight files changed in place since training (recorded checksums differ)
+    tampered = {**info, "backbone": {"name": "svd", "files": {k: "0" * 64 for k in info["backbone"]["files"]}}}
+    (tmp_path / "edited.json").write_text(json.dumps(tampered))
+    with pytest.raises(ValueError, match="same SHA-256"):
+        load_classifier(tmp_path / "edited.safetensors")
 
 
 def test_evaluate_reports_baseline_and_labels(trained):

@@ -101,8 +101,8 @@ def load_classifier(checkpoint: str | Path, weights: WeightsSettings | None = No
 
     Args:
         weights: other locations of the same weight files (e.g. the checkpoint moved to
-            another machine); accepted only if every file's SHA-256 matches the backbone
-            identity recorded at training time.
+            another machine). Whichever files are used, their SHA-256 must match the backbone
+            identity recorded at training time (when one was recorded).
     Raises:
         ValueError: the checkpoint has no extraction identity (trained before it was
             recorded), the identity does not hash to the recorded settings hash, or the
@@ -116,17 +116,24 @@ def load_classifier(checkpoint: str | Path, weights: WeightsSettings | None = No
         )
     decode, extract, recorded = identity_settings(info["extraction"], f"checkpoint {checkpoint}")
     check_settings_hash(info, identity_hash(decode, extract, recorded), checkpoint, "its own `extraction` block")
-    if weights is not None and weights != recorded:
+    weights = weights or recorded
+    if weights != recorded or recorded_checksums(info):
         check_same_weight_files(info, weights, checkpoint)
     head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
-    return Classifier(model, info, head, decode, extract, weights or recorded)
+    return Classifier(model, info, head, decode, extract, weights)
+
+
+def recorded_checksums(info: dict[str, Any]) -> list[str]:
+    """Sorted SHA-256 of the backbone's weight files, as recorded in the store at pack time."""
+    return sorted(((info.get("backbone") or {}).get("files") or {}).values())
 
 
 def check_same_weight_files(info: dict[str, Any], weights: WeightsSettings, checkpoint: str | Path) -> None:
-    """Refuse substitute weights unless their checksums equal the recorded backbone files'."""
+    """Refuse weight files whose checksums differ from those recorded at training time
+    (replaced in place, or substitutes at other paths); substitutes need recorded checksums."""
     from .weights import weights_identity
 
-    recorded = sorted(((info.get("backbone") or {}).get("files") or {}).values())
+    recorded = recorded_checksums(info)
     actual = sorted(weights_identity(weights.svd, weights.clip_checkpoint).values())
     if not recorded or recorded != actual:
         raise ValueError(
