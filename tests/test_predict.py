@@ -130,6 +130,7 @@ def test_evaluate_reports_baseline_and_labels(trained):
     assert [row["class"] for row in result["per_class"]] == sorted(ACTIONS)
 
 
+@pytest.mark.slow  # 5 extractions of one video (2x2 patches + whole frame)
 def test_localize_patches_and_heatmap(trained, tmp_path):
     video = trained["manifest"].path.iloc[-1]
     classifier = load_classifier(trained["checkpoint"])
@@ -151,6 +152,7 @@ def test_grid_helpers():
     assert patch_bounds(10, 9, (2, 3)) == [(0, 5, 0, 3), (0, 5, 3, 6), (0, 5, 6, 9), (5, 10, 0, 3), (5, 10, 3, 6), (5, 10, 6, 9)]
 
 
+@pytest.mark.slow  # 2 predictions + a 1x2 localisation through the CLI
 def test_cli_predict_and_localize(trained, tmp_path, capsys):
     videos = list(trained["manifest"].path.iloc[-2:])
     out = tmp_path / "preds.csv"
