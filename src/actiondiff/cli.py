@@ -174,15 +174,22 @@ def _experiment_settings(values: dict[str, Any]):
     from .train import train_settings
 
     protocol = from_dict(ProtocolSettings, values.get("protocol"), "config key `protocol`")
-    train_values = dict(values.get("train", {}))
+    train_values = dict(values.get("train") or {})
     # The protocol decides single- vs multi-label and the paper's preset unless the config says.
     preset = train_values.pop("preset", protocol.spec.preset)
     train_values.setdefault("multilabel", protocol.spec.multilabel)
     seeds = train_values.pop("seeds", [0])
+    # Overrides come as `train.overrides: {...}` or as keys beside `preset`; not both for one key.
+    overrides = dict(train_values.pop("overrides", None) or {})
+    both = sorted(set(overrides) & set(train_values))
+    if both:
+        raise ValueError(f"Expected each training setting once, but {both} are both in `train` and `train.overrides`.")
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"Expected `train.seeds` to be a non-empty list of integers >= 0, but got {seeds!r}.")
     return (
         protocol,
         from_dict(HeadSettings, values.get("head"), "config key `head`"),
-        train_settings(preset, train_values),
+        train_settings(preset, {**train_values, **overrides}),
         list(seeds),
     )
 
@@ -196,7 +203,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     protocol, head, train, seeds = _experiment_settings(values)
     extract = from_dict(ExtractSettings, values.get("extraction"), "config key `extraction`")
     tap = args.tap or tap_name(extract.layers[0], extract.timestep_indices[0])
-    paths = train_seeds(args.store, read_manifest(args.manifest), tap, protocol, head, train, seeds, args.out)
+    device = args.device or values.get("device", "cpu")
+    paths = train_seeds(args.store, read_manifest(args.manifest), tap, protocol, head, train, seeds, args.out, device=device)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -212,7 +220,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_json(result, args.out)
     name = protocol.headline_metric
     value = result["metrics"][name]
-    print(f"{name} on {result['num_test_videos']} test videos: {value['mean']:.1f} +- {value['std']:.1f}")
+    baseline = result["baselines"]["most_frequent_class"]
+    print(
+        f"{name} on {result['num_test_videos']} test videos: {value['mean']:.1f} +- {value['std']:.1f} "
+        f"over {len(result['per_seed'])} seeds (most-frequent-class baseline "
+        f"{baseline['class']!r}: {baseline['metrics'][name]:.1f}); "
+        f"micro AP {result['metrics']['micro_ap']['mean']:.1f}, "
+        f"macro AP (classes with positives) {result['metrics']['macro_ap_present']['mean']:.1f}"
+    )
+    return 0
+
+
+def _weights_override(args: argparse.Namespace):
+    """Substitute weight locations from --svd/--clip-arch/--clip-checkpoint (all or none)."""
+    given = [args.svd, args.clip_arch, args.clip_checkpoint]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError("Expected all of --svd, --clip-arch and --clip-checkpoint, or none, but got only some.")
+    return WeightsSettings(svd=args.svd, clip_arch=args.clip_arch, clip_checkpoint=args.clip_checkpoint)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import PredictSettings, predict_store, predict_videos, windows_path
+
+    settings = PredictSettings(top_k=args.top_k, device=args.device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.store:
+        table = predict_store(args.store, args.videos or None, args.model, settings)
+    else:
+        if not args.videos:
+            raise ValueError("Expected video files to classify (or --store), but got none.")
+        table, windows = predict_videos(args.videos, args.model, settings, _weights_override(args))
+        windows.to_csv(windows_path(out), index=False)
+        print(f"wrote per-window scores to {windows_path(out)}")
+    table.to_csv(out, index=False)
+    for row in table[table["rank"] <= 1].to_dict("records"):
+        print(f"{row['video_id']}\t{row['class'] or 'ERROR: ' + row['error']}\t{row['score']:.3f}")
+    print(f"wrote top-{settings.top_k} classes per video to {out}")
+    return 1 if (table["error"] != "").any() else 0
+
+
+def cmd_localize(args: argparse.Namespace) -> int:
+    from .localize import localize, parse_grid, plot_heatmap, scores_table
+
+    scores, chosen, frame, _ = localize(
+        args.video, args.model, parse_grid(args.grid), args.class_name, args.device, _weights_override(args)
+    )
+    plot_heatmap(frame, scores, chosen, args.out, title=f"{Path(args.video).name}: {chosen}")
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        scores_table(scores, chosen, args.video).to_csv(args.csv, index=False)
+    print(f"wrote heatmap of {chosen!r} over a {args.grid} grid to {args.out}")
     return 0
 
 
@@ -280,12 +340,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--tap", help="feature to train on, e.g. L09_T20 (default: first layer/timestep)")
     p.add_argument("--out", required=True, help="folder for seed{k}.safetensors/.json")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: config key `device`, else cpu)")
 
     p = add("evaluate", cmd_evaluate, "evaluate trained heads on the protocol's test videos")
     p.add_argument("--store", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--models", nargs="+", required=True, help="checkpoints (.safetensors)")
     p.add_argument("--out", required=True, help="evaluation JSON")
+
+    def add_weights_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, for the backbone and the head")
+        p.add_argument("--svd", help="the training weights moved: SVD snapshot dir (checksums must match)")
+        p.add_argument("--clip-arch", help="with --svd: OpenCLIP model name or config JSON")
+        p.add_argument("--clip-checkpoint", help="with --svd: OpenCLIP checkpoint (checksum must match)")
+
+    p = add("predict", cmd_predict, "classify videos with a trained head (extracting as at training time)", settings=False)
+    p.add_argument("videos", nargs="*", help="video files (ids are the file stems); with --store: video ids")
+    p.add_argument("--model", required=True, help="checkpoint (.safetensors with its .json)")
+    p.add_argument("--out", default="predictions.csv", help="per-video top-k CSV; per-window scores go to NAME.windows.csv")
+    p.add_argument("--top-k", type=int, default=5, help="classes listed per video")
+    p.add_argument("--store", help="classify features of a packed store instead (its settings must match)")
+    add_weights_options(p)
+
+    p = add("localize", cmd_localize, "heatmap of where in the frame a class is seen (patch grid)", settings=False)
+    p.add_argument("video", help="video file")
+    p.add_argument("--model", required=True, help="checkpoint (.safetensors with its .json)")
+    p.add_argument("--grid", default="4x4", help="patch grid ROWSxCOLUMNS")
+    p.add_argument("--class", dest="class_name", help="class to map (default: the video's top-1 class)")
+    p.add_argument("--out", default="localization.png", help="heatmap PNG")
+    p.add_argument("--csv", help="also write the patch scores as CSV")
+    add_weights_options(p)
 
     p = add("report", cmd_report, "tables and figures of an evaluation", settings=False)
     p.add_argument("--evaluation", required=True, help="evaluation JSON")

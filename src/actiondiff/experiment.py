@@ -15,8 +15,16 @@ import pandas as pd
 
 from .head import HeadSettings
 from .manifest import class_names
-from .metrics import METRIC_LABELS, all_metrics, confusion_matrix, per_group_accuracy
+from .metrics import (
+    METRIC_LABELS,
+    all_metrics,
+    confusion_matrix,
+    most_frequent_class_probs,
+    per_class_table,
+    per_group_accuracy,
+)
 from .protocols import ProtocolSettings, assign_roles, multi_hot
+from .settings import from_dict
 from .store import FeatureStore
 from .train import (
     TrainSettings,
@@ -25,14 +33,28 @@ from .train import (
     predict,
     save_checkpoint,
     train_head,
+    with_seed,
 )
 
 log = logging.getLogger(__name__)
 
 
-def load_sets(store: FeatureStore, manifest: pd.DataFrame, tap: str, protocol: ProtocolSettings) -> dict[str, Any]:
-    """Sequences and targets of each role; videos without features are excluded and counted."""
-    features = store.features(tap)
+def load_sets(
+    store: FeatureStore,
+    manifest: pd.DataFrame,
+    tap: str,
+    protocol: ProtocolSettings,
+    features: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Sequences and targets of each role; videos without features are excluded and counted.
+
+    Args:
+        features: {video_id: [num_frames, d]} already read from `store` (read here if None).
+    Returns:
+        {"classes": [...], "excluded": [video ids], "train" | "val" | "test": {"video_id",
+        "sequences" (list of [n_i, d] float32), "targets" ([n, classes] float32), "domain"}}.
+    """
+    features = store.features(tap) if features is None else features
     classes = class_names(manifest)
     roles = assign_roles(manifest, protocol)
     has_features = manifest.video_id.isin(features)
@@ -60,65 +82,126 @@ def train_seeds(
     settings: TrainSettings,
     seeds: list[int],
     out_dir: str | Path,
+    device: str = "cpu",
 ) -> list[Path]:
-    """Train one head per seed; write `seed{k}.safetensors` + `.json` and `history.csv`."""
+    """Train one head per seed; write `seed{k}.safetensors` + `.json` and `history.csv`.
+
+    The JSON records the classes, the feature width and tap, the store's settings hash and
+    the full extraction identity (`extraction`: decode/extraction/weights blocks, as packed
+    into the store), so `actiondiff predict` can extract new videos the same way.
+    """
     store = FeatureStore(store_path)
     sets = load_sets(store, manifest, tap, protocol)
     out_dir = Path(out_dir)
+    train, val = sets["train"], sets["val"]
+    if not train["sequences"] or not val["sequences"]:
+        raise ValueError(
+            f"Expected training and validation videos with features in {store_path}, but got "
+            f"{len(train['sequences'])} and {len(val['sequences'])}. Check the protocol and the extraction."
+        )
     paths, histories = [], []
     for seed in seeds:
-        seeded = TrainSettings(**{**settings.__dict__, "seed": seed})
-        train, val = sets["train"], sets["val"]
-        model, history = train_head((train["sequences"], train["targets"]), (val["sequences"], val["targets"]), head, seeded)
+        seeded = with_seed(settings, seed)
+        model, history = train_head(
+            (train["sequences"], train["targets"]), (val["sequences"], val["targets"]), head, seeded, device=device
+        )
         path = out_dir / f"seed{seed}.safetensors"
         info = checkpoint_info(
             head,
             seeded,
             classes=sets["classes"],
             settings_hash=store.attrs["settings_hash"],
+            extraction=store.attrs["settings"],
+            backbone=store.attrs.get("backbone"),
             tap=tap,
             width=int(train["sequences"][0].shape[1]),
+            protocol=protocol.name,
+            num_train_videos=len(train["video_id"]),
+            num_val_videos=len(val["video_id"]),
+            best_val_score=max(row["val_score"] for row in history),
             excluded_videos=sets["excluded"],
         )
         save_checkpoint(model, path, info)
         histories += [{"seed": seed, **row} for row in history]
         paths.append(path)
+    out_dir.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(histories).to_csv(out_dir / "history.csv", index=False)
     return paths
+
+
+def _mean_std(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{metric: {"mean", "std"}} over seeds (population std, 0 for one seed)."""
+    return {name: {"mean": float(np.mean([r[name] for r in rows])), "std": float(np.std([r[name] for r in rows]))} for name in rows[0]}
 
 
 def evaluate_models(
     store_path: str | Path, manifest: pd.DataFrame, protocol: ProtocolSettings, checkpoints: list[str | Path]
 ) -> dict[str, Any]:
-    """Test every seed's model on the protocol's test videos; mean and std over seeds."""
+    """Test every seed's model on the protocol's test videos; mean and std over seeds.
+
+    Also reports the most-frequent-class-of-the-training-domain baseline (`baselines`), per
+    class AP / accuracy and per-domain accuracy (mean over seeds), and the confusion matrix
+    summed over seeds. Metric names are explained in `metric_labels`.
+    Raises:
+        ValueError: a checkpoint was trained on features of other settings than the store's.
+    """
+    if not checkpoints:
+        raise ValueError("Expected at least one checkpoint to evaluate, but got none.")
     store = FeatureStore(store_path)
-    per_seed, domain_rows, confusion = [], [], None
+    features_by_tap: dict[str, dict[str, np.ndarray]] = {}
+    per_seed, domain_rows, class_tables, confusion = [], [], [], None
     for path in checkpoints:
         model, info = load_checkpoint(path, expected_hash=store.attrs["settings_hash"])
-        head = HeadSettings(**info["head"])
-        test = load_sets(store, manifest, info["tap"], protocol)["test"]
+        head = from_dict(HeadSettings, info["head"], f"checkpoint {path}")
+        if info["tap"] not in features_by_tap:
+            features_by_tap[info["tap"]] = store.features(info["tap"])
+        sets = load_sets(store, manifest, info["tap"], protocol, features_by_tap[info["tap"]])
+        if sets["classes"] != info["classes"]:
+            raise ValueError(
+                f"Expected the manifest's classes to be the {len(info['classes'])} classes {path} was "
+                f"trained on, but got {sets['classes']}."
+            )
+        test = sets["test"]
         probs = predict(model, test["sequences"], head, info["train"]["multilabel"])
         per_seed.append(all_metrics(probs, test["targets"]))
+        seed = info["train"]["seed"]
         for domain, value in per_group_accuracy(probs, test["targets"], test["domain"]).items():
-            domain_rows.append({"seed": info["train"]["seed"], "domain": domain, "top1_accuracy": value})
+            domain_rows.append({"seed": seed, "domain": domain, "top1_accuracy": value})
+        class_tables.append(per_class_table(probs, test["targets"], sets["classes"]).assign(seed=seed))
         matrix = confusion_matrix(probs, test["targets"])
         confusion = matrix if confusion is None else confusion + matrix
-    metrics = {
-        name: {"mean": float(np.mean([m[name] for m in per_seed])), "std": float(np.std([m[name] for m in per_seed]))}
-        for name in per_seed[0]
-    }
+    # The baseline: the training side's (train + val) most frequent class for every test video.
+    train_side = np.concatenate([sets["train"]["targets"], sets["val"]["targets"]])
+    baseline_probs = most_frequent_class_probs(train_side, len(test["video_id"]))
+    per_class = pd.concat(class_tables).groupby("class", sort=False)[["positives", "ap", "top1_accuracy"]].mean()
     return {
-        "metrics": metrics,
+        "metrics": _mean_std(per_seed),
         "metric_labels": METRIC_LABELS,
         "per_seed": per_seed,
         "per_domain": domain_rows,
+        "per_class": [
+            {"class": name, "positives": int(row.positives), "ap": _none_if_nan(row.ap), "top1_accuracy": _none_if_nan(row.top1_accuracy)}
+            for name, row in per_class.iterrows()
+        ],
+        "baselines": {
+            "most_frequent_class": {
+                "class": sets["classes"][int(baseline_probs[0].argmax())],
+                "metrics": all_metrics(baseline_probs, test["targets"]),
+                "per_domain": per_group_accuracy(baseline_probs, test["targets"], test["domain"]),
+            }
+        },
         "confusion": confusion.tolist(),
         "classes": info["classes"],
         "num_test_videos": len(test["video_id"]),
-        "excluded_videos": info["excluded_videos"],
+        "excluded_videos": sets["excluded"],
         "tap": info["tap"],
         "settings_hash": info["settings_hash"],
     }
+
+
+def _none_if_nan(value: float) -> float | None:
+    """JSON has no NaN: a class without positives gets null."""
+    return None if np.isnan(value) else float(value)
 
 
 def write_json(data: dict[str, Any], path: str | Path) -> None:

@@ -41,7 +41,12 @@ class HeadSettings:
 
 
 def fit_length(sequence: np.ndarray, settings: HeadSettings) -> np.ndarray:
-    """Shorten a [n, d] sequence to at most `max_length` frames by the configured policy."""
+    """Shorten a [n, d] sequence to at most `max_length` frames by the configured policy.
+
+    `uniform` keeps `max_length` frames evenly spaced from the first to the last (rounded
+    indices); `truncate` keeps the first `max_length`. Shorter sequences are returned as is
+    (the batch pads and masks them).
+    """
     n = sequence.shape[0]
     if n <= settings.max_length:
         return sequence
@@ -85,6 +90,11 @@ class TransformerHead(nn.Module):
     def forward(self, frames: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         """frames [b, n, d] float, padding [b, n] bool (True = padded) -> logits [b, classes]."""
         batch, length, _ = frames.shape
+        if length > self.positions.shape[0] - 1:
+            raise ValueError(
+                f"Expected at most max_length={self.positions.shape[0] - 1} frames, but got {length}; "
+                f"fit sequences with `fit_length` first."
+            )
         # [b, n, d] -> [b, 1 + n, d] with the CLS token first
         tokens = torch.cat([self.cls.expand(batch, -1, -1), frames], dim=1) + self.positions[: length + 1]
         mask = torch.cat([torch.zeros(batch, 1, dtype=torch.bool, device=padding.device), padding], dim=1)
@@ -111,6 +121,11 @@ class ConcatHead(nn.Module):
 
     def forward(self, frames: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         """frames [b, n, d], padding [b, n] -> logits [b, classes]; padded frames are zeroed."""
+        if frames.shape[1] > self.max_length:
+            raise ValueError(
+                f"Expected at most max_length={self.max_length} frames, but got {frames.shape[1]}; "
+                f"fit sequences with `fit_length` first."
+            )
         frames = frames.masked_fill(padding[..., None], 0.0)
         frames = nn.functional.pad(frames, (0, 0, 0, self.max_length - frames.shape[1]))
         return self.net(frames.flatten(1))  # [b, max_length, d] -> [b, max_length * d]

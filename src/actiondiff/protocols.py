@@ -41,13 +41,13 @@ class ProtocolSpec:
 
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
-    "custom": ProtocolSpec("", False, ("top1_accuracy",), "animal_kingdom",
+    "custom": ProtocolSpec("", False, ("top1_accuracy",), "animal_kingdom_unseen",
                            "train on some domain values, test on others (or on rows marked test)"),
-    "ak_full": ProtocolSpec("animal_kingdom", True, ("micro_ap", "macro_ap_present", "macro_ap_all"), "animal_kingdom",
+    "ak_full": ProtocolSpec("animal_kingdom", True, ("micro_ap", "macro_ap_present", "macro_ap_all"), "animal_kingdom_full",
                             "official train -> official test, all 140 actions, multi-label"),
-    "ak_unseen_species": ProtocolSpec("animal_kingdom", False, ("top1_accuracy",), "animal_kingdom",
+    "ak_unseen_species": ProtocolSpec("animal_kingdom", False, ("top1_accuracy",), "animal_kingdom_unseen",
                                       "single-label clips of six actions; train species groups -> unseen test groups"),
-    "ak_species_pair": ProtocolSpec("animal_kingdom", False, ("top1_accuracy",), "animal_kingdom",
+    "ak_species_pair": ProtocolSpec("animal_kingdom", False, ("top1_accuracy",), "animal_kingdom_unseen",
                                     "the unseen-species filter, one species group -> another (Fig. 4 matrix)"),
     "charades_1st_1st": ProtocolSpec("charades_ego", True, ("micro_ap", "macro_ap_present"), "charades_ego",
                                      "first-person train -> first-person test"),

@@ -1,7 +1,8 @@
 """Training a head on cached features (paper supplement A.1, DESIGN section 5).
 
 Sequences come from a packed store; targets are multi-hot rows (one-hot for single-label
-protocols, so mixup mixes targets the same way in both cases).
+protocols, so mixup mixes targets the same way in both cases). Sequences are fitted to the
+head's `max_length` once, before the first epoch; a batch is then only padded and stacked.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from . import __version__
 from .head import HeadSettings, build_head, fit_length
 from .metrics import micro_ap, top1_accuracy
 from .settings import _check_choice, _check_min, _doc, from_dict, to_dict
@@ -31,49 +33,63 @@ OPTIMIZERS = ("adamw", "adam")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation of the head (defaults: the Animal Kingdom preset of DESIGN section 5)."""
+    """Optimisation of the head (defaults: the Animal Kingdom unseen-species preset)."""
 
     epochs: int = _doc(15, "training epochs")
     batch_size: int = _doc(16, "sequences per step")
     lr: float = _doc(3e-5, "peak learning rate")
-    weight_decay: float = _doc(1e-4, "decoupled weight decay")
-    warmup_epochs: float = _doc(4, "linear warm-up length, then cosine decay to 0")
+    weight_decay: float = _doc(1e-4, "weight decay (decoupled for adamw, L2 for adam)")
+    warmup_epochs: float = _doc(4, "linear warm-up length in epochs, then cosine decay to 0")
     optimizer: str = _doc("adamw", "adamw | adam")
-    loss: str = _doc("focal", "focal | ce (single-label) | bce (multi-label)")
-    focal_alpha: float = _doc(0.25, "focal loss alpha")
-    focal_gamma: float = _doc(2.0, "focal loss gamma")
+    loss: str = _doc("focal", "focal (sigmoid or softmax form) | ce (single-label) | bce (multi-label)")
+    focal_alpha: float = _doc(0.25, "focal loss alpha (weight of the positive terms)")
+    focal_gamma: float = _doc(2.0, "focal loss gamma (down-weights easy examples)")
     mixup_alpha: float = _doc(0.2, "mixup Beta(alpha, alpha); 0 turns mixup off")
-    multilabel: bool = _doc(False, "sigmoid outputs (multi-label) instead of softmax")
-    seed: int = _doc(0, "seed of initialisation, shuffling and mixup")
+    multilabel: bool = _doc(False, "sigmoid outputs (multi-label) instead of softmax (single-label)")
+    seed: int = _doc(0, "seed of initialisation, shuffling, dropout and mixup")
 
     def __post_init__(self) -> None:
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("epochs", "batch_size"):
             _check_min(name, getattr(self, name), 1)
-        for name in ("lr", "weight_decay", "warmup_epochs", "mixup_alpha", "focal_gamma"):
+        for name in ("lr", "weight_decay", "warmup_epochs", "mixup_alpha", "focal_gamma", "focal_alpha", "seed"):
             _check_min(name, getattr(self, name), 0)
+        if not isinstance(self.multilabel, bool):
+            raise TypeError(f"Expected `multilabel` to be a bool, but got {self.multilabel!r}.")
+        if self.loss == "ce" and self.multilabel:
+            raise ValueError("Expected `loss` to be bce or focal when `multilabel` is true, but got 'ce' (softmax).")
+        if self.loss == "bce" and not self.multilabel:
+            raise ValueError("Expected `loss` to be ce or focal when `multilabel` is false, but got 'bce' (sigmoid).")
 
 
-# Per-protocol hyperparameters of the paper (DESIGN section 5), as named presets.
+# Per-protocol hyperparameters of the paper (DESIGN section 5), as named presets; everything
+# not named here (15 epochs, 4 warm-up epochs, batch 16, AdamW, focal loss) is the default.
 PRESETS: dict[str, dict[str, Any]] = {
-    "animal_kingdom": dict(lr=3e-5, weight_decay=1e-4, mixup_alpha=0.2, focal_alpha=0.25, focal_gamma=2.0),
+    "animal_kingdom_full": dict(lr=3e-5, weight_decay=1e-4, mixup_alpha=0.2, focal_alpha=0.25, focal_gamma=2.0, multilabel=True),
+    "animal_kingdom_unseen": dict(lr=3e-5, weight_decay=1e-4, mixup_alpha=0.2, focal_alpha=0.25, focal_gamma=2.0),
     "charades_ego": dict(lr=1e-4, weight_decay=1e-3, mixup_alpha=0.3, focal_alpha=1.0, focal_gamma=2.0, multilabel=True),
     "ucf_hmdb": dict(lr=1e-4, weight_decay=1e-4, mixup_alpha=0.0, focal_alpha=1.0, focal_gamma=2.0),
     # The demo's tiny features train from scratch in seconds: a larger rate, more epochs.
     "demo": dict(lr=1e-3, weight_decay=1e-4, mixup_alpha=0.2, focal_alpha=1.0, focal_gamma=2.0, epochs=30, warmup_epochs=3),
 }
+# Earlier name of the Animal Kingdom preset, kept so existing configs still run.
+PRESETS["animal_kingdom"] = PRESETS["animal_kingdom_unseen"]
 
 
 def train_settings(preset: str, overrides: dict[str, Any] | None = None) -> TrainSettings:
-    """A named preset with optional overrides."""
+    """A named preset with optional overrides (unknown keys are errors)."""
     if preset not in PRESETS:
         raise ValueError(f"Expected `train.preset` to be one of {sorted(PRESETS)}, but got {preset!r}.")
-    return from_dict(TrainSettings, {**PRESETS[preset], **(overrides or {})}, "config key `train`")
+    return from_dict(TrainSettings, {**PRESETS[preset], **(overrides or {})}, f"config key `train` (preset {preset!r})")
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
-    """Linear warm-up to `peak`, then cosine decay to 0 (a pure function of the step)."""
+    """Learning rate at optimiser step `step` (0-based): a pure function of the step.
+
+    Linear warm-up over `warmup_steps` steps to `peak` (step 0 gets peak / warmup_steps),
+    then half a cosine from `peak` down to 0 at `total_steps`.
+    """
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
@@ -81,7 +97,16 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float, multilabel: bool) -> torch.Tensor:
-    """Focal loss (Lin et al.) on soft targets; sigmoid form for multi-label, softmax otherwise."""
+    """Focal loss (Lin et al. 2017) on soft targets, averaged over the batch.
+
+    Multi-label (sigmoid form, as torchvision's sigmoid_focal_loss but summed over classes):
+        sum_c [alpha t (1-p)^gamma (-log p) + (1-alpha)(1-t) p^gamma (-log(1-p))], p = sigmoid.
+    Single-label (softmax form): sum_c -alpha t_c (1-p_c)^gamma log p_c, p = softmax.
+    Args:
+        logits: [b, classes]; targets: [b, classes] in [0, 1] (mixup makes them soft).
+    Returns:
+        scalar loss.
+    """
     if multilabel:
         probs = torch.sigmoid(logits)
         ce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -93,42 +118,62 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma:
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
+    """The configured loss of logits [b, classes] against targets [b, classes]."""
     if settings.loss == "focal":
         return focal_loss(logits, targets, settings.focal_alpha, settings.focal_gamma, settings.multilabel)
-    if settings.loss == "bce" or settings.multilabel:
+    if settings.loss == "bce":
         return nn.functional.binary_cross_entropy_with_logits(logits, targets)
-    return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()  # ce on soft targets
 
 
 def probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Logits [b, classes] -> probabilities: sigmoid (multi-label) or softmax over classes."""
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
 
 def collate(sequences: list[np.ndarray], head: HeadSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad [n_i, d] sequences into frames [b, n, d] and padding mask [b, n] (True = pad)."""
+    """Fit and pad sequences into a batch.
+
+    Args:
+        sequences: b arrays [n_i, d] (float16 or float32).
+    Returns:
+        frames [b, n, d] float32 (zeros where padded), padding [b, n] bool (True = padded),
+        n = the longest fitted length (<= head.max_length).
+    """
     fitted = [fit_length(s, head) for s in sequences]
     length = max(s.shape[0] for s in fitted)
-    frames = torch.zeros(len(fitted), length, fitted[0].shape[1])
-    padding = torch.ones(len(fitted), length, dtype=torch.bool)
+    # Stack in NumPy: its float16 -> float32 cast is ~15x faster than torch's on our CPUs
+    # (measured in BENCHMARKS.md), and the batch must never wait for the cast.
+    frames = np.zeros((len(fitted), length, fitted[0].shape[1]), dtype=np.float32)
+    padding = np.ones((len(fitted), length), dtype=bool)
     for i, s in enumerate(fitted):
-        frames[i, : s.shape[0]] = torch.from_numpy(s)
+        frames[i, : s.shape[0]] = s
         padding[i, : s.shape[0]] = False
-    return frames, padding
+    return torch.from_numpy(frames), torch.from_numpy(padding)
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[np.ndarray]:
+    """Index arrays of the batches of one epoch: shuffled by `generator`, or in order if None."""
     order = torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def predict(model: nn.Module, sequences: list[np.ndarray], head: HeadSettings, multilabel: bool, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities [n, classes] for each sequence (eval mode, no grad)."""
+def predict(
+    model: nn.Module,
+    sequences: list[np.ndarray],
+    head: HeadSettings,
+    multilabel: bool,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Class probabilities [n, classes] float32 for sequences [n_i, d] (eval mode, no grad)."""
     model.eval()
     out = []
     with torch.no_grad():
         for index in batches(len(sequences), batch_size, None):
             frames, padding = collate([sequences[i] for i in index], head)
-            out.append(probabilities(model(frames, padding), multilabel).numpy())
+            logits = model(frames.to(device), padding.to(device))
+            out.append(probabilities(logits.float(), multilabel).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -137,69 +182,118 @@ def validation_score(probs: np.ndarray, targets: np.ndarray, multilabel: bool) -
     return micro_ap(probs, targets) if multilabel else top1_accuracy(probs, targets)
 
 
+def mixup(
+    frames: torch.Tensor, padding: torch.Tensor, targets: torch.Tensor, lam: float, partner: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Blend each sample with `partner[i]`: lam * own + (1 - lam) * partner's.
+
+    frames [b, n, d], padding [b, n], targets [b, classes]; a frame stays padded only where
+    both sequences are padded (padded frames are zeros, so a mixed frame is lam * the real one).
+    """
+    return (
+        lam * frames + (1 - lam) * frames[partner],
+        padding & padding[partner],
+        lam * targets + (1 - lam) * targets[partner],
+    )
+
+
+def run_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: tuple[list[np.ndarray], np.ndarray],
+    head: HeadSettings,
+    settings: TrainSettings,
+    *,
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    generator: torch.Generator,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> tuple[float, int]:
+    """One training epoch; returns (mean loss, the next step index)."""
+    sequences, targets = data
+    model.train()
+    losses = []
+    for index in batches(len(sequences), settings.batch_size, generator):
+        frames, padding = collate([sequences[i] for i in index], head)
+        target = torch.from_numpy(targets[index])
+        if settings.mixup_alpha > 0:
+            lam = float(rng.beta(settings.mixup_alpha, settings.mixup_alpha))
+            frames, padding, target = mixup(frames, padding, target, lam, torch.randperm(len(index), generator=generator))
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total_steps, warmup_steps, settings.lr)
+        loss = loss_fn(model(frames.to(device), padding.to(device)), target.to(device), settings)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        step += 1
+    return float(np.mean(losses)), step
+
+
 def train_head(
     train: tuple[list[np.ndarray], np.ndarray],
     val: tuple[list[np.ndarray], np.ndarray],
     head: HeadSettings,
     settings: TrainSettings,
+    device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train a head; keep the weights of the epoch with the best validation score.
 
+    Deterministic on the CPU for a given seed (initialisation, shuffling, dropout and mixup
+    all draw from generators seeded by `settings.seed`).
     Args:
-        train, val: (sequences [n_i, d] float32, targets [n, classes] float32 multi-hot).
+        train, val: (sequences: list of [n_i, d] float arrays, targets [n, classes] float32
+            multi-hot); the validation set comes from the training side.
+        device: "cpu", "cuda", ... where the head runs.
     Returns:
-        (model with the best validation weights, per-epoch history).
+        (model with the best validation weights, in eval mode on the CPU, per-epoch history
+        of {"epoch", "loss", "val_score" (%)}).
     """
-    torch.manual_seed(settings.seed)
-    generator = torch.Generator().manual_seed(settings.seed)
     sequences, targets = train
-    model = build_head(sequences[0].shape[1], targets.shape[1], head)
+    if not sequences or not val[0]:
+        raise ValueError(f"Expected training and validation videos, but got {len(sequences)} and {len(val[0])}.")
+    device = torch.device(device)
+    torch.manual_seed(settings.seed)  # initialisation and dropout
+    generator = torch.Generator().manual_seed(settings.seed)  # shuffling and mixup partners
+    rng = np.random.default_rng(settings.seed)  # mixup weights
+    fitted = [fit_length(s, head) for s in sequences]  # once, not per batch
+    val_fitted = [fit_length(s, head) for s in val[0]]
+    model = build_head(fitted[0].shape[1], targets.shape[1], head).to(device)
     optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_cls(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    steps_per_epoch = math.ceil(len(sequences) / settings.batch_size)
+    steps_per_epoch = math.ceil(len(fitted) / settings.batch_size)
     total, warmup = settings.epochs * steps_per_epoch, round(settings.warmup_epochs * steps_per_epoch)
-    beta = torch.distributions.Beta(settings.mixup_alpha, settings.mixup_alpha) if settings.mixup_alpha > 0 else None
     history, best, best_state, step = [], -1.0, None, 0
     progress = tqdm(range(settings.epochs), desc=f"train seed {settings.seed}", unit="epoch", leave=False)
     for epoch in progress:
-        model.train()
-        losses = []
-        for index in batches(len(sequences), settings.batch_size, generator):
-            frames, padding = collate([sequences[i] for i in index], head)
-            target = torch.from_numpy(targets[index])
-            if beta is not None:  # mixup: blend each sample with a shuffled partner
-                lam = float(beta.sample())
-                partner = torch.randperm(len(index), generator=generator)
-                frames = lam * frames + (1 - lam) * frames[partner]
-                padding = padding & padding[partner]
-                target = lam * target + (1 - lam) * target[partner]
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total, warmup, settings.lr)
-            loss = loss_fn(model(frames, padding), target, settings)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss))
-            step += 1
-        score = validation_score(predict(model, val[0], head, settings.multilabel), val[1], settings.multilabel)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_score": 100.0 * score})
-        progress.set_postfix(loss=f"{history[-1]['loss']:.4f}", val=f"{100 * score:.1f}")
-        log.info("seed %d epoch %d loss %.4f val %.2f", settings.seed, epoch + 1, history[-1]["loss"], 100 * score)
+        loss, step = run_epoch(
+            model, optimizer, (fitted, targets), head, settings, step=step, total_steps=total,
+            warmup_steps=warmup, generator=generator, rng=rng, device=device,
+        )
+        probs = predict(model, val_fitted, head, settings.multilabel, device=device)
+        score = validation_score(probs, val[1], settings.multilabel)
+        history.append({"epoch": epoch + 1, "loss": loss, "val_score": 100.0 * score})
+        progress.set_postfix(loss=f"{loss:.4f}", val=f"{100 * score:.1f}")
+        log.info("seed %d epoch %d/%d loss %.4f val %.2f", settings.seed, epoch + 1, settings.epochs, loss, 100 * score)
         if score > best:
-            best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best, best_state = score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    model = model.cpu()
     model.load_state_dict(best_state)
     return model.eval(), history
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, info: dict[str, Any]) -> None:
-    """Weights as safetensors plus a JSON of classes, feature settings hash and settings.
+    """Weights as safetensors at `path` plus `path.with_suffix(".json")` holding `info`.
 
-    Both files are written to temporary names and then renamed.
+    Both files are written to temporary names and then renamed (JSON last, so a JSON beside
+    weights means the pair is complete).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.replace(tmp, path)
     meta = path.with_suffix(".json")
     tmp_meta = meta.with_name(f".{meta.name}.tmp-{os.getpid()}")
@@ -207,19 +301,51 @@ def save_checkpoint(model: nn.Module, path: str | Path, info: dict[str, Any]) ->
     os.replace(tmp_meta, meta)
 
 
+def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """The JSON beside a checkpoint.
+
+    Raises:
+        FileNotFoundError: the weights or the JSON are missing.
+    """
+    path = Path(path)
+    meta = path.with_suffix(".json")
+    for needed in (path, meta):
+        if not needed.is_file():
+            raise FileNotFoundError(
+                f"Expected checkpoint file {str(needed)!r} to exist, but it does not "
+                f"(a checkpoint is NAME.safetensors plus NAME.json, written by `actiondiff train`)."
+            )
+    return json.loads(meta.read_text())
+
+
+def check_settings_hash(info: dict[str, Any], actual_hash: str, path: str | Path, where: str) -> None:
+    """Refuse features whose settings hash differs from the one the head was trained on.
+
+    Raises:
+        ValueError: naming both hashes and where the features came from.
+    """
+    if info["settings_hash"] != actual_hash:
+        raise ValueError(
+            f"Expected features with settings hash {info['settings_hash']} (what {path} was trained on), "
+            f"but got {actual_hash} ({where}). Extract the features with the model's settings "
+            f"(`extraction` in {Path(path).with_suffix('.json')})."
+        )
+
+
 def load_checkpoint(path: str | Path, expected_hash: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a head from its checkpoint; refuse features of other settings.
 
+    Args:
+        expected_hash: settings hash of the features about to be classified (None: no check).
+    Returns:
+        (head in eval mode on the CPU, checkpoint info).
     Raises:
+        FileNotFoundError: a checkpoint file is missing.
         ValueError: `expected_hash` differs from the features the head was trained on.
     """
-    path = Path(path)
-    info = json.loads(path.with_suffix(".json").read_text())
-    if expected_hash is not None and info["settings_hash"] != expected_hash:
-        raise ValueError(
-            f"Expected features with settings hash {info['settings_hash']} (what {path} was trained on), "
-            f"but got {expected_hash}. Extract with the model's settings."
-        )
+    info = read_checkpoint_info(path)
+    if expected_hash is not None:
+        check_settings_hash(info, expected_hash, path, "the features given")
     head = from_dict(HeadSettings, info["head"], f"checkpoint {path}")
     model = build_head(info["width"], len(info["classes"]), head)
     model.load_state_dict(load_file(str(path)), strict=True)
@@ -227,4 +353,11 @@ def load_checkpoint(path: str | Path, expected_hash: str | None = None) -> tuple
 
 
 def checkpoint_info(head: HeadSettings, settings: TrainSettings, **extra: Any) -> dict[str, Any]:
-    return {"head": to_dict(head), "train": to_dict(settings), **extra}
+    """The checkpoint JSON: head and training settings, package version, plus `extra`
+    (classes, width, tap, settings_hash, extraction identity, backbone identity...)."""
+    return {"head": to_dict(head), "train": to_dict(settings), "actiondiff_version": __version__, **extra}
+
+
+def with_seed(settings: TrainSettings, seed: int) -> TrainSettings:
+    """The same settings with another seed."""
+    return replace(settings, seed=seed)
