@@ -28,7 +28,7 @@ from actiondiff.train import TrainSettings
 from actiondiff.weights import make_tiny_weights, weights_identity
 
 TAP = "L04_T20"  # a shallow tap keeps the tiny UNet pass short
-ACTIONS = ("pulse", "slide")
+ACTIONS = ("pulse", "cross")
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +137,8 @@ def test_localize_patches_and_heatmap(trained, tmp_path):
     extractor = SVDExtractor.from_weights(trained["weights"], trained["decode"], trained["extract"])
     whole = patch_features(video, trained["manifest"].video_id.iloc[-1], extractor, TAP, None)
     np.testing.assert_array_equal(whole, extractor.extract_video(video, trained["manifest"].video_id.iloc[-1]).features[TAP])
-    scores, chosen, frame, _ = localize(video, trained["checkpoint"], (2, 2), class_name="slide")
-    assert scores.shape == (2, 2) and chosen == "slide" and frame.shape == (48, 48, 3)
+    scores, chosen, frame, _ = localize(video, trained["checkpoint"], (2, 2), class_name="cross")
+    assert scores.shape == (2, 2) and chosen == "cross" and frame.shape == (48, 48, 3)
     assert ((scores >= 0) & (scores <= 1)).all() and np.unique(scores).size > 1
     assert classifier.classes == sorted(ACTIONS)
     with pytest.raises(ValueError, match="--class"):
