@@ -87,6 +87,10 @@ class DecodeSettings:
     width: int = _doc(1024, "frame width fed to the VAE, pixels")
     resize: str = _doc("stretch", "stretch (paper) | keep_aspect_crop | keep_aspect_pad")
     window: int = _doc(25, "frames per backbone window (SVD-XT clip length)")
+    max_pixels: int = _doc(8192 * 4320, "largest decoded frame (width x height) accepted; larger is an error")
+    frame_folder_fps: float | None = _doc(
+        None, "frame rate of image-folder videos (None: unknown, timestamps NaN)"
+    )
 
     def __post_init__(self) -> None:
         _check_min("stride", self.stride, 1)
@@ -104,6 +108,9 @@ class DecodeSettings:
             _check_min("target_fps", self.target_fps, 1e-3)
         if self.max_seconds is not None:
             _check_min("max_seconds", self.max_seconds, 1e-3)
+        _check_min("max_pixels", self.max_pixels, 1)
+        if self.frame_folder_fps is not None:
+            _check_min("frame_folder_fps", self.frame_folder_fps, 1e-3)
 
 
 @dataclass(frozen=True)
