@@ -51,7 +51,10 @@ def run_extraction(
     summary = JobSummary()
     todo = []
     for video_id, path in videos:
-        (summary.skipped if cache.is_committed(video_id) else todo).append((video_id, path))
+        if cache.is_committed(video_id):
+            summary.skipped.append(video_id)
+        else:
+            todo.append((video_id, path))
     if summary.skipped:
         log.info("%d videos already committed for settings %s", len(summary.skipped), cache.settings_hash)
     if not todo:

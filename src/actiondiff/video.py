@@ -176,7 +176,8 @@ class _ContainerSource:
         if not self.container.streams.video:
             kinds = sorted({s.type for s in self.container.streams}) or ["none"]
             raise NoVideoStreamError(
-                f"Expected video file to have a video stream, but got streams of type {kinds} ({self.path})."
+                f"Expected video file to have a video stream, but got streams of type {kinds} "
+                f"({self.path}). An audio file, or a truncated mp4, looks like this."
             )
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"  # frame + slice threading in the decoder
@@ -184,7 +185,7 @@ class _ContainerSource:
         _check_size(width, height, settings, self.path)
         rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
         self.native_fps = float(rate) if rate else None
-        self.time_base = float(self.stream.time_base) if self.stream.time_base else None
+        self.time_base = self.stream.time_base  # a Fraction, or None
         self.declared = int(self.stream.frames or 0)  # 0: the container does not say
 
     def frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
@@ -211,14 +212,15 @@ class _ContainerSource:
             bad_in_a_row = 0
             for frame in frames:
                 decoded += 1
-                stamp = frame.pts * self.time_base * 1000.0 if frame.pts is not None and self.time_base else np.nan
+                # exact rational arithmetic, rounded once: pts 2042 at 1/1000 s is 2042.0 ms
+                stamp = float(frame.pts * self.time_base * 1000) if frame.pts is not None and self.time_base else np.nan
                 yield stamp, frame
 
     def finished(self, decoded: int) -> None:
         """Note a shortfall against the declared frame count once the stream was read to its end."""
         if self.declared and decoded < self.declared:
             self.problems.append(
-                f"decoded {decoded} of the {self.declared} frames the container declares (truncated file?)"
+                f"decoded {decoded} of the {self.declared} frames the container declares (truncated or damaged file?)"
             )
 
     def close(self) -> None:
