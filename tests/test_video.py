@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from actiondiff.cli import main
 from actiondiff.extract_job import run_extraction
 from actiondiff.extractor import SVDExtractor
 from actiondiff.feature_cache import FeatureCache
@@ -505,13 +506,24 @@ def test_peak_memory_is_flat_in_video_length(tmp_path):
 # A batch mixing good and broken videos through the real (tiny) extractor
 
 
+# the cheapest real extraction (first UNet tap, no CLIP): the batch logic is under test here
+BATCH_SETTINGS = {
+    "decode": {"height": 64, "width": 64, "window": 4, "stride": 4},
+    "extraction": {"layers": [1], "conditioning": "none"},
+}
+
+
 @pytest.fixture(scope="module")
-def tiny_extractor(tmp_path_factory):
+def tiny_weights(tmp_path_factory) -> dict[str, str]:
     paths = make_tiny_weights(tmp_path_factory.mktemp("weights"))
-    weights = WeightsSettings(**{key: str(value) for key, value in paths.items()})
-    decode = DecodeSettings(height=64, width=64, window=4, stride=4)
-    # the cheapest real extraction (first UNet tap, no CLIP): the batch logic is under test here
-    return SVDExtractor.from_weights(weights, decode, ExtractSettings(layers=(1,), conditioning="none"))
+    return {key: str(value) for key, value in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_extractor(tiny_weights):
+    decode = DecodeSettings(**BATCH_SETTINGS["decode"])
+    extract = ExtractSettings(layers=(1,), conditioning="none")
+    return SVDExtractor.from_weights(WeightsSettings(**tiny_weights), decode, extract)
 
 
 def test_batch_of_good_and_broken_videos(tmp_path, tiny_extractor):
@@ -575,3 +587,17 @@ def test_strict_batch_stops_at_the_first_bad_video(tmp_path, tiny_extractor):
     videos = [("empty", str(_empty(tmp_path))), ("good", str(write_video(tmp_path / "g.mkv", level_frames(3))))]
     with pytest.raises(VideoOpenError):
         run_extraction(videos, FeatureCache(tmp_path / "cache", "abc"), lambda: tiny_extractor, strict=True)
+
+
+def test_extract_command_reports_ok_and_failed_and_exits_zero_unless_strict(tmp_path, tiny_weights, capsys):
+    good = write_video(tmp_path / "good clip.mkv", level_frames(5, 32, 32))
+    empty, text = _empty(tmp_path), _text_as_mp4(tmp_path)
+    settings = json.dumps({**BATCH_SETTINGS, "weights": tiny_weights})
+    args = ["extract", str(good), str(empty), str(text), "--out", str(tmp_path / "cache"), "--settings", settings]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "1 ok (1 extracted, 0 already committed, 0 with warnings), 2 failed"
+    )
+    failures = sorted(p.name for p in (tmp_path / "cache" / "failures").iterdir())
+    assert failures == ["empty.json", "notes.json"]
+    assert main([*args, "--strict"]) != 0  # the good video is committed; the empty one stops the run

@@ -60,8 +60,13 @@ def to_dict(settings: Any) -> dict[str, Any]:
 
 
 def settings_hash(settings: Any, length: int = 12) -> str:
-    """A short, stable hash of the settings' sorted JSON: the cache's name."""
-    text = json.dumps(to_dict(settings), sort_keys=True, separators=(",", ":"))
+    """A short, stable hash of the settings' sorted JSON: the cache's name.
+
+    Args:
+        settings: a settings dataclass, or a JSON-able mapping (e.g. the CLI's extract identity).
+    """
+    values = to_dict(settings) if dataclasses.is_dataclass(settings) else settings
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
