@@ -453,6 +453,32 @@ def test_corrupt_bytes_mid_file_keep_later_frames_and_warn(tmp_path):
     assert 30 < len(indices) < 50  # frames after the damage still decode
 
 
+def test_undecodable_packets_are_skipped_and_warned(tmp_path):
+    """Packets 2 and 3 replaced by noise: the decoder rejects them, later frames still decode."""
+    path = tmp_path / "bad_packets.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "bgr0"
+        stream.codec_context.gop_size = 1  # every frame decodes on its own
+        packets = []
+        for array in level_frames(6, step=40):
+            packets += stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24"))
+        packets += stream.encode()
+        for i, packet in enumerate(packets):
+            if i in (2, 3):
+                noise = np.random.default_rng(i).integers(0, 256, packet.size, dtype=np.uint8).tobytes()
+                bad = av.Packet(noise)
+                bad.stream, bad.time_base, bad.pts, bad.dts = stream, packet.time_base, packet.pts, packet.dts
+                packet = bad
+            container.mux(packet)
+    with pytest.warns(VideoWarning, match=r"2 packet\(s\) did not decode \(the first after frame 2"):
+        items = list(iter_frames(path, DecodeSettings(stride=1, height=16, width=16)))
+    assert [i for i, _, _ in items] == [0, 1, 2, 3]  # decode order counts decoded frames
+    assert [t for _, t, _ in items] == [0.0, 42.0, 167.0, 208.0]  # timestamps show the hole
+    assert [int(rgb[0, 0, 0]) for _, _, rgb in items] == [0, 40, 160, 200]
+
+
 def test_good_video_emits_no_warning(tmp_path):
     path = _noise_avi(tmp_path, "good.avi")
     with warnings.catch_warnings():

@@ -158,8 +158,9 @@ class _ContainerSource:
             self.container = av.open(str(path))
         except av.FFmpegError as error:
             raise VideoOpenError(
-                f"Expected video file to be readable by FFmpeg, but got {_reason(error)} ({path}). The file may not be a video, or be truncated (an mp4 "
-                f"whose index, written last, is missing)."
+                f"Expected video file to be readable by FFmpeg, but got {_reason(error)} ({path}). "
+                f"The file may not be a video, or be truncated (an mp4 whose index, written last, "
+                f"is missing)."
             ) from error
         try:
             self._check_stream(settings)
@@ -187,6 +188,7 @@ class _ContainerSource:
         self.native_fps = float(rate) if rate else None
         self.time_base = self.stream.time_base  # a Fraction, or None
         self.declared = int(self.stream.frames or 0)  # 0: the container does not say
+        self.bad_packets, self.first_bad = 0, ""
 
     def frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
         """Yield (timestamp_ms or NaN, frame) in decoder output order; problems are collected."""
@@ -203,7 +205,8 @@ class _ContainerSource:
             try:
                 frames = packet.decode()
             except av.FFmpegError as error:  # a corrupt packet: skip it, as ffmpeg does
-                self.problems.append(f"a packet after frame {decoded} did not decode: {_reason(error)}")
+                self.bad_packets += 1
+                self.first_bad = self.first_bad or f"the first after frame {decoded}: {_reason(error)}"
                 bad_in_a_row += 1
                 if bad_in_a_row >= MAX_BAD_PACKETS:
                     self.problems.append(f"gave up after {MAX_BAD_PACKETS} undecodable packets in a row")
@@ -216,11 +219,14 @@ class _ContainerSource:
                 stamp = float(frame.pts * self.time_base * 1000) if frame.pts is not None and self.time_base else np.nan
                 yield stamp, frame
 
-    def finished(self, decoded: int) -> None:
-        """Note a shortfall against the declared frame count once the stream was read to its end."""
-        if self.declared and decoded < self.declared:
+    def finished(self, decoded: int, reached_end: bool) -> None:
+        """Summarise skipped packets; once read to the end, note a shortfall of declared frames."""
+        if self.bad_packets:
+            self.problems.append(f"{self.bad_packets} packet(s) did not decode ({self.first_bad})")
+        if reached_end and self.declared and decoded < self.declared:
             self.problems.append(
-                f"decoded {decoded} of the {self.declared} frames the container declares (truncated or damaged file?)"
+                f"decoded {decoded} of the {self.declared} frames the container declares "
+                f"(truncated or damaged file?)"
             )
 
     def close(self) -> None:
@@ -256,7 +262,7 @@ class _FolderSource:
                 continue
             yield position * period, frame
 
-    def finished(self, decoded: int) -> None:
+    def finished(self, decoded: int, reached_end: bool) -> None:
         pass
 
     def close(self) -> None:
@@ -323,8 +329,7 @@ def iter_frames(path: str | Path, settings: DecodeSettings) -> Iterator[tuple[in
                 continue
             kept += 1
             yield index, timestamp, _to_rgb(frame, settings, path)
-        if reached_end:
-            source.finished(decoded)
+        source.finished(decoded, reached_end)
     finally:
         source.close()
     if decoded == 0:

@@ -1,0 +1,161 @@
+"""Decode benchmark: streaming stride vs decode-everything-then-slice; peak RSS vs video length.
+
+Run: PYTHONPATH=src python benchmarks/bench_decode.py [--workdir DIR] [--skip-extract]
+
+1. Throughput on a 60 s, 320x240, 24 fps H.264 video at the paper's decode settings
+   (stride 4, frames resized to 576x1024): `iter_windows` (only kept frames are converted and
+   resized, as they are decoded) against decoding every frame to RGB into a list, slicing
+   [::4] and resizing the kept ones. Both in the same run, best of 3.
+2. Peak RSS of a fresh process that (a) decodes and windows, (b) extracts features with the
+   tiny SVD backbone (64x64 frames), for a 10-second and a 10-minute video.
+Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(SRC))
+
+from actiondiff.settings import DecodeSettings  # noqa: E402
+from actiondiff.video import iter_windows, resize_frame  # noqa: E402
+
+FPS = 24
+
+
+def write_test_video(path: Path, seconds: float, width: int = 320, height: int = 240) -> Path:
+    """A moving gradient with a bouncing square, H.264 (ultrafast) in mp4; reused if present."""
+    if path.exists():
+        return path
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 255 // (width + height)], -1).astype(np.uint8)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast"}
+        for i in range(int(seconds * FPS)):
+            frame = np.roll(base, i, axis=1)
+            top, left = (i * 3) % (height - 40), (i * 5) % (width - 40)
+            frame[top : top + 40, left : left + 40] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.rename(path)
+    return path
+
+
+def streaming(path: Path, settings: DecodeSettings) -> int:
+    """Frames kept by `iter_windows` (decode, sample and resize as frames arrive)."""
+    return sum(window.frames.shape[0] for window in iter_windows(path, settings))
+
+
+def decode_all_then_slice(path: Path, settings: DecodeSettings) -> int:
+    """The naive way: every frame to RGB in a list, slice, resize the kept ones."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    kept = frames[settings.offset :: settings.stride]
+    return len([resize_frame(rgb, settings) for rgb in kept])
+
+
+def best_of(func, *args, repeats: int = 3) -> tuple[float, int]:
+    times, count = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count = func(*args)
+        times.append(time.perf_counter() - start)
+    return min(times), count
+
+
+PEAK_SCRIPT = """
+import json, resource, sys, time
+mode, path, weights = sys.argv[1], sys.argv[2], sys.argv[3]
+start = time.perf_counter()
+from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
+if mode == "decode":
+    from actiondiff.video import iter_windows
+    frames = sum(w.frames.shape[0] for w in iter_windows(path, DecodeSettings()))
+else:
+    from actiondiff.extractor import SVDExtractor
+    decode = DecodeSettings(height=64, width=64)
+    extractor = SVDExtractor.from_weights(WeightsSettings(**json.loads(weights)), decode, ExtractSettings())
+    frames = len(extractor.extract_video(path, "bench").frame_index)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"frames": frames, "peak_mb": peak / 1024, "seconds": time.perf_counter() - start}))
+"""
+
+
+def peak_rss(mode: str, path: Path, weights: dict[str, str]) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, mode, str(path), json.dumps(weights)],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", help="folder for the generated videos and weights (default: a temp dir)")
+    parser.add_argument("--skip-extract", action="store_true", help="measure decode-only peak RSS")
+    args = parser.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_decode_"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    minute = write_test_video(work / "sixty_seconds.mp4", 60)
+    settings = DecodeSettings()  # stride 4, 576x1024, window 25
+    total = int(60 * FPS)
+    rows = []
+    for name, func in [("streaming `iter_windows`, stride 4", streaming), ("decode all -> list -> [::4]", decode_all_then_slice)]:
+        seconds, kept = best_of(func, minute, settings)
+        rows.append(f"| {name} | {total} | {kept} | {seconds:.2f} | {total / seconds:.0f} | {kept / seconds:.0f} |")
+    print("Throughput: 60 s of 320x240 H.264 at 24 fps, frames resized to 576x1024, best of 3\n")
+    print("| method | source frames | kept frames | seconds | source frames/s | kept frames/s |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+    ten_s = write_test_video(work / "ten_seconds.mp4", 10)
+    ten_min = write_test_video(work / "ten_minutes.mp4", 600)
+    weights: dict[str, str] = {}
+    modes = ["decode"]
+    if not args.skip_extract:
+        from actiondiff.weights import make_tiny_weights
+
+        if not (work / "weights" / "tiny-svd").exists():
+            make_tiny_weights(work / "weights")
+        weights = {
+            "svd": str(work / "weights" / "tiny-svd"),
+            "clip_arch": str(work / "weights" / "tiny-clip" / "open_clip_config.json"),
+            "clip_checkpoint": str(work / "weights" / "tiny-clip" / "open_clip_model.safetensors"),
+        }
+        modes.append("extract")
+    print("\nPeak RSS of one fresh process per video (320x240 H.264, 24 fps, stride 4)\n")
+    print("| process | video | kept frames | peak RSS (MB) | seconds | ratio to 10 s |")
+    print("|---|---|---|---|---|---|")
+    labels = {"decode": "decode + window (576x1024, window 25)", "extract": "extract, tiny SVD (64x64, layer 9, t 20)"}
+    for mode in modes:
+        short = peak_rss(mode, ten_s, weights)
+        long = peak_rss(mode, ten_min, weights)
+        for video, result in [("10 s", short), ("10 min", long)]:
+            ratio = result["peak_mb"] / short["peak_mb"]
+            print(
+                f"| {labels[mode]} | {video} | {result['frames']} | {result['peak_mb']:.0f} | "
+                f"{result['seconds']:.1f} | {ratio:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
