@@ -486,13 +486,22 @@ def test_good_video_emits_no_warning(tmp_path):
         assert len([w for w in iter_windows(path, DecodeSettings(stride=1, window=25, height=16, width=16))]) == 2
 
 
-def test_resize_frame_stretches_to_settings():
-    rgb = np.zeros((9, 7, 3), np.uint8)
-    rgb[:, :, 1] = 255
-    out = resize_frame(rgb, DecodeSettings(height=16, width=24))
-    assert out.shape == (3, 16, 24)
-    torch.testing.assert_close(out[1], torch.ones(16, 24))
-    torch.testing.assert_close(out[0], -torch.ones(16, 24))
+def test_resize_frame_stretch_crop_and_pad():
+    rgb = np.zeros((8, 16, 3), np.uint8)  # wide: left half black, right half green
+    rgb[:, 8:, 1] = 255
+    stretched = resize_frame(rgb, DecodeSettings(height=16, width=24, resize="stretch"))
+    assert stretched.shape == (3, 16, 24) and stretched.dtype == torch.float32
+    torch.testing.assert_close(stretched[0], -torch.ones(16, 24))  # no red anywhere
+    torch.testing.assert_close(stretched[1, :, :11], -torch.ones(16, 11))  # left of the edge
+    torch.testing.assert_close(stretched[1, :, 13:], torch.ones(16, 11))  # right of the edge
+    # centre crop to a square keeps columns 4..11: the edge stays in the middle
+    cropped = resize_frame(rgb, DecodeSettings(height=8, width=8, resize="keep_aspect_crop"))
+    torch.testing.assert_close(cropped[1], torch.tensor([[-1.0] * 4 + [1.0] * 4] * 8))
+    # pad to a square adds 4 mid-grey rows (0.0) above and below
+    padded = resize_frame(rgb, DecodeSettings(height=16, width=16, resize="keep_aspect_pad"))
+    torch.testing.assert_close(padded[:, :4], torch.zeros(3, 4, 16))
+    torch.testing.assert_close(padded[:, 12:], torch.zeros(3, 4, 16))
+    torch.testing.assert_close(padded[1, 4:12, 8:], torch.ones(8, 8))
 
 
 # ---------------------------------------------------------------------------------------------
