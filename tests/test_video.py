@@ -96,7 +96,7 @@ def write_y4m(path: Path, width: int, height: int, chroma: str, planes: list[byt
     return path
 
 
-def decode_all(path: Path, settings: DecodeSettings) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
+def decode_all(path: Path, settings: DecodeSettings) -> tuple[list[int], list[float], list[np.ndarray]]:
     """(frame indices, timestamps, rgb frames) of every kept frame, warnings turned into errors."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", VideoWarning)
@@ -636,3 +636,11 @@ def test_extract_command_reports_ok_and_failed_and_exits_zero_unless_strict(tmp_
     failures = sorted(p.name for p in (tmp_path / "cache" / "failures").iterdir())
     assert failures == ["empty.json", "notes.json"]
     assert main([*args, "--strict"]) != 0  # the good video is committed; the empty one stops the run
+
+
+def test_decode_settings_validate_the_new_fields():
+    with pytest.raises(ValueError, match="`max_pixels` to be a number >= 1"):
+        DecodeSettings(max_pixels=0)
+    with pytest.raises(ValueError, match="`frame_folder_fps`"):
+        DecodeSettings(frame_folder_fps=0)
+    assert DecodeSettings().max_pixels == 8192 * 4320 and DecodeSettings().frame_folder_fps is None
