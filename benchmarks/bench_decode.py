@@ -94,8 +94,10 @@ def best_of(func, *args, repeats: int = 2) -> tuple[float, int]:
     return min(times), count
 
 
+# Peak RSS is VmHWM of /proc/self/status: the high-water mark of this process's own memory.
+# (getrusage's ru_maxrss survives exec on Linux, so a child would report its parent's peak.)
 PEAK_SCRIPT = """
-import json, resource, sys, time
+import json, re, sys, time
 mode, path, weights = sys.argv[1], sys.argv[2], sys.argv[3]
 start = time.perf_counter()
 from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
@@ -107,8 +109,8 @@ else:
     decode = DecodeSettings(height=64, width=64)
     extractor = SVDExtractor.from_weights(WeightsSettings(**json.loads(weights)), decode, ExtractSettings())
     frames = len(extractor.extract_video(path, "bench").frame_index)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"frames": frames, "peak_mb": peak / 1024, "seconds": time.perf_counter() - start}))
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(json.dumps({"frames": frames, "peak_mb": peak_kb / 1024, "seconds": time.perf_counter() - start}))
 """
 
 
@@ -124,11 +126,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="folder for the generated videos and weights (default: a temp dir)")
     parser.add_argument("--skip-extract", action="store_true", help="measure decode-only peak RSS")
+    parser.add_argument("--skip-throughput", action="store_true", help="measure peak RSS only")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_decode_"))
     work.mkdir(parents=True, exist_ok=True)
 
-    minute = write_test_video(work / "sixty_seconds.mp4", 60)
+    if not args.skip_throughput:
+        throughput(write_test_video(work / "sixty_seconds.mp4", 60))
+    peak_table(work, args.skip_extract)
+
+
+def throughput(minute: Path) -> None:
     settings = DecodeSettings()  # stride 4, 576x1024, window 25
     total = int(60 * FPS)
     methods = [
@@ -144,11 +152,14 @@ def main() -> None:
         seconds, kept = best_of(func, minute, settings)
         print(f"| {stage} | {name} | {total} | {kept} | {seconds:.2f} | {total / seconds:.0f} | {kept / seconds:.0f} |", flush=True)
 
+
+
+def peak_table(work: Path, skip_extract: bool) -> None:
     ten_s = write_test_video(work / "ten_seconds.mp4", 10)
     ten_min = write_test_video(work / "ten_minutes.mp4", 600)
     weights: dict[str, str] = {}
     modes = ["decode"]
-    if not args.skip_extract:
+    if not skip_extract:
         from actiondiff.weights import make_tiny_weights
 
         if not (work / "weights" / "tiny-svd").exists():
