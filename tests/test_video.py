@@ -632,13 +632,19 @@ def test_strict_batch_stops_at_the_first_bad_video(tmp_path, tiny_extractor):
 
 def test_extract_command_reports_ok_and_failed_and_exits_zero_unless_strict(tmp_path, tiny_weights, capsys):
     good = write_video(tmp_path / "good clip.mkv", level_frames(5, 32, 32))
+    folder = tmp_path / "clip.v2"  # a frame folder: its id is its whole name
+    folder.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "0001.jpg")
     empty, text = _empty(tmp_path), _text_as_mp4(tmp_path)
     settings = json.dumps({**BATCH_SETTINGS, "weights": tiny_weights})
-    args = ["extract", str(good), str(empty), str(text), "--out", str(tmp_path / "cache"), "--settings", settings]
+    videos = [str(good), str(empty), str(folder), str(text)]
+    args = ["extract", *videos, "--out", str(tmp_path / "cache"), "--settings", settings]
     assert main(args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == (
-        "1 ok (1 extracted, 0 already committed, 0 with warnings), 2 failed"
+        "2 ok (2 extracted, 0 already committed, 0 with warnings), 2 failed"
     )
+    done = sorted(p.name for p in (tmp_path / "cache" / "videos").glob("*.done"))
+    assert done == ["clip.v2.done", "good clip.done"]
     failures = sorted(p.name for p in (tmp_path / "cache" / "failures").iterdir())
     assert failures == ["empty.json", "notes.json"]
     assert main([*args, "--strict"]) != 0  # the good video is committed; the empty one stops the run

@@ -94,7 +94,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         ids = shard_ids(manifest.reset_index(), args.shard, args.shard_size) if args.shard is not None else list(manifest.index)
         videos = [(v, manifest.loc[v, "path"]) for v in ids]
     else:
-        videos = [(Path(p).stem, p) for p in args.videos]
+        # ids: file stems, or the names of frame folders (which may contain dots)
+        videos = [(Path(p).name if Path(p).is_dir() else Path(p).stem, p) for p in args.videos]
     device = values.get("device", "cpu")
     summary = run_extraction(
         videos, cache, lambda: SVDExtractor.from_weights(weights, decode, extract, device), strict=args.strict
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-missing", action="store_true", help="drop rows whose video file is missing")
 
     p = add("extract", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache")
-    p.add_argument("videos", nargs="*", help="video files (ad-hoc use; ids are the file stems)")
+    p.add_argument("videos", nargs="*", help="video files or frame folders (ad-hoc use; ids are the file stems)")
     p.add_argument("--manifest", help="manifest CSV (instead of video files)")
     p.add_argument("--shard", type=int, help="shard index within the manifest")
     p.add_argument("--shard-size", type=int, default=16, help="videos per shard")
