@@ -526,6 +526,7 @@ PEAK_RSS_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh torch process / tiny weights: 10-60 s on 2 shared cores
 def test_peak_memory_is_flat_in_video_length(tmp_path):
     """One fresh process reads a short video, then a 30x longer one; its peak RSS hardly moves."""
     # every frame kept and resized to 128x128 float32 (196 kB): holding 2400 would cost 470 MB
@@ -567,6 +568,7 @@ def tiny_extractor(tiny_weights):
     return SVDExtractor.from_weights(WeightsSettings(**tiny_weights), decode, extract)
 
 
+@pytest.mark.slow  # a fresh torch process / tiny weights: 10-60 s on 2 shared cores
 def test_batch_of_good_and_broken_videos(tmp_path, tiny_extractor):
     folder = tmp_path / "frames clip"
     folder.mkdir()
@@ -624,12 +626,14 @@ def test_batch_of_good_and_broken_videos(tmp_path, tiny_extractor):
     assert sorted(again.failed) == ["audio", "empty", "missing", "text"]
 
 
+@pytest.mark.slow  # a fresh torch process / tiny weights: 10-60 s on 2 shared cores
 def test_strict_batch_stops_at_the_first_bad_video(tmp_path, tiny_extractor):
     videos = [("empty", str(_empty(tmp_path))), ("good", str(write_video(tmp_path / "g.mkv", level_frames(3))))]
     with pytest.raises(VideoOpenError):
         run_extraction(videos, FeatureCache(tmp_path / "cache", "abc"), lambda: tiny_extractor, strict=True)
 
 
+@pytest.mark.slow  # a fresh torch process / tiny weights: 10-60 s on 2 shared cores
 def test_extract_command_reports_ok_and_failed_and_exits_zero_unless_strict(tmp_path, tiny_weights, capsys):
     good = write_video(tmp_path / "good clip.mkv", level_frames(5, 32, 32))
     folder = tmp_path / "clip.v2"  # a frame folder: its id is its whole name
