@@ -111,7 +111,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         ids = shard_ids(manifest.reset_index(), args.shard, args.shard_size) if args.shard is not None else list(manifest.index)
         videos = [(v, manifest.loc[v, "path"]) for v in ids]
     else:
-        videos = [(Path(p).stem, p) for p in args.videos]
+        # ids: file stems, or the names of frame folders (which may contain dots)
+        videos = [(Path(p).name if Path(p).is_dir() else Path(p).stem, p) for p in args.videos]
     device = values.get("device", "cpu")
     summary = run_extraction(
         videos, cache, lambda: SVDExtractor.from_weights(weights, decode, extract, device), strict=args.strict
@@ -146,7 +147,11 @@ def cmd_pack(args: argparse.Namespace) -> int:
     counts = pack_store(cache, list(manifest.video_id), args.out, attrs)
     failures = [f for v in manifest.video_id if (f := cache.failure(v))]
     write_failures(failures, args.failures)
-    print(f"packed {counts['packed']} videos into {args.out}; {counts['missing']} without features ({len(failures)} failed)")
+    failed = sum(f["kind"] != "warning" for f in failures)
+    print(
+        f"packed {counts['packed']} videos into {args.out}; {counts['missing']} without features "
+        f"({failed} failed, {len(failures) - failed} decoded with warnings)"
+    )
     return 0
 
 
@@ -321,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "`dataset.split_number`, else 1)")
 
     p = add("extract", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache")
-    p.add_argument("videos", nargs="*", help="video files (ad-hoc use; ids are the file stems)")
+    p.add_argument("videos", nargs="*", help="video files or frame folders (ad-hoc use; ids are the file stems)")
     p.add_argument("--manifest", help="manifest CSV (instead of video files)")
     p.add_argument("--shard", type=int, help="shard index within the manifest")
     p.add_argument("--shard-size", type=int, default=16, help="videos per shard")

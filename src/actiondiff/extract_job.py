@@ -1,19 +1,22 @@
 """One extraction job: a shard of videos through one loaded extractor into the cache.
 
 Committed videos are skipped, so a killed or preempted job, rerun, redoes only the rest. A
-video that fails is recorded in the cache's failure manifest and the job carries on.
+video that fails is recorded in the cache's failure manifest and the job carries on; a video
+that decodes only partly (a `VideoWarning`) keeps its features and gets a manifest line of
+kind "warning".
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from .extractor import SVDExtractor
+from .extractor import SVDExtractor, VideoFeatures
 from .feature_cache import FeatureCache
-from .video import VideoError
+from .video import VideoError, VideoWarning
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +28,14 @@ class JobSummary:
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         ok = len(self.extracted) + len(self.skipped)
-        return f"{ok} ok ({len(self.extracted)} extracted, {len(self.skipped)} already committed), {len(self.failed)} failed"
+        return (
+            f"{ok} ok ({len(self.extracted)} extracted, {len(self.skipped)} already committed, "
+            f"{len(self.warned)} with warnings), {len(self.failed)} failed"
+        )
 
 
 def run_extraction(
@@ -44,7 +51,10 @@ def run_extraction(
     summary = JobSummary()
     todo = []
     for video_id, path in videos:
-        (summary.skipped if cache.is_committed(video_id) else todo).append((video_id, path))
+        if cache.is_committed(video_id):
+            summary.skipped.append(video_id)
+        else:
+            todo.append((video_id, path))
     if summary.skipped:
         log.info("%d videos already committed for settings %s", len(summary.skipped), cache.settings_hash)
     if not todo:
@@ -52,7 +62,7 @@ def run_extraction(
     extractor: SVDExtractor = extractor_factory()
     for video_id, path in tqdm(todo, desc="extract", unit="video"):
         try:
-            cache.commit(extractor.extract_video(path, video_id))
+            features, problems = _extract_one(extractor, path, video_id)
         except VideoError as error:
             if strict:
                 raise
@@ -60,5 +70,24 @@ def run_extraction(
             cache.record_failure(video_id, path, error)
             summary.failed.append(video_id)
             continue
+        cache.commit(features)  # removes an earlier failure record of this video
+        if problems:
+            log.warning("video %s decoded partly: %s", video_id, "; ".join(map(str, problems)))
+            cache.record_failure(video_id, path, VideoWarning(" | ".join(map(str, problems))), kind="warning")
+            summary.warned.append(video_id)
         summary.extracted.append(video_id)
     return summary
+
+
+def _extract_one(extractor: SVDExtractor, path: str, video_id: str) -> tuple[VideoFeatures, list[VideoWarning]]:
+    """Extract one video, collecting the `VideoWarning`s its decode emits; others pass through."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VideoWarning)
+        features = extractor.extract_video(path, video_id)
+    problems = []
+    for item in caught:
+        if issubclass(item.category, VideoWarning):
+            problems.append(item.message)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    return features, problems

@@ -87,7 +87,8 @@ def validate(
         raise ManifestError(f"Expected splits among {list(SPLITS)} in {source}, but got {bad_split}.")
     if "label_ids" in manifest.columns:
         class_names(manifest)  # raises if a name and an id disagree
-    missing = manifest.path.map(lambda p: not Path(p).is_file()).astype(bool)
+    # A frame folder is a video too, so a path only has to exist.
+    missing = manifest.path.map(lambda p: not Path(p).exists()).astype(bool)
     if missing.any() and not allow_missing:
         names = sorted(manifest.loc[missing, "video_id"])
         raise ManifestError(

@@ -62,8 +62,13 @@ def to_dict(settings: Any) -> dict[str, Any]:
 
 
 def settings_hash(settings: Any, length: int = 12) -> str:
-    """A short, stable hash of the settings' sorted JSON: the cache's name."""
-    text = json.dumps(to_dict(settings), sort_keys=True, separators=(",", ":"))
+    """A short, stable hash of the settings' sorted JSON: the cache's name.
+
+    Args:
+        settings: a settings dataclass, or a JSON-able mapping (e.g. the CLI's extract identity).
+    """
+    values = to_dict(settings) if dataclasses.is_dataclass(settings) else settings
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
@@ -89,6 +94,10 @@ class DecodeSettings:
     width: int = _doc(1024, "frame width fed to the VAE, pixels")
     resize: str = _doc("stretch", "stretch (paper) | keep_aspect_crop | keep_aspect_pad")
     window: int = _doc(25, "frames per backbone window (SVD-XT clip length)")
+    max_pixels: int = _doc(8192 * 4320, "largest decoded frame (width x height) accepted; larger is an error")
+    frame_folder_fps: float | None = _doc(
+        None, "frame rate of image-folder videos (None: unknown, timestamps NaN)"
+    )
 
     def __post_init__(self) -> None:
         _check_min("stride", self.stride, 1)
@@ -106,6 +115,9 @@ class DecodeSettings:
             _check_min("target_fps", self.target_fps, 1e-3)
         if self.max_seconds is not None:
             _check_min("max_seconds", self.max_seconds, 1e-3)
+        _check_min("max_pixels", self.max_pixels, 1)
+        if self.frame_folder_fps is not None:
+            _check_min("frame_folder_fps", self.frame_folder_fps, 1e-3)
 
 
 @dataclass(frozen=True)
