@@ -81,7 +81,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .feature_cache import FeatureCache
     from .manifest import read_manifest, shard_ids
 
-    values = _load_settings(args)
+    values = _with_extraction_overrides(_load_settings(args), args)
     decode, extract, weights = extraction_settings(values)
     digest = settings_hash(extract_identity(decode, extract, weights))
     cache = FeatureCache(Path(args.out), digest)
@@ -95,7 +95,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         videos = [(v, manifest.loc[v, "path"]) for v in ids]
     else:
         videos = [(Path(p).stem, p) for p in args.videos]
-    device = values.get("device", "cpu")
+    device = args.device or values.get("device", "cpu")
     summary = run_extraction(
         videos, cache, lambda: SVDExtractor.from_weights(weights, decode, extract, device), strict=args.strict
     )
@@ -104,6 +104,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
         Path(args.done).parent.mkdir(parents=True, exist_ok=True)
         Path(args.done).write_text(json.dumps(summary.__dict__, indent=2, sort_keys=True) + "\n")
     return 1 if args.strict and summary.failed else 0
+
+
+def _with_extraction_overrides(values: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """`values` with the `extraction` keys given on the command line replaced."""
+    overrides = {
+        "layers": getattr(args, "layers", None),
+        "timestep_indices": getattr(args, "timesteps", None),
+        "conditioning": getattr(args, "conditioning", None),
+    }
+    extraction = dict(values.get("extraction") or {})
+    extraction.update({k: v for k, v in overrides.items() if v is not None})
+    return {**values, "extraction": extraction}
 
 
 def extract_identity(decode: DecodeSettings, extract: ExtractSettings, weights: WeightsSettings) -> dict[str, Any]:
@@ -236,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="cache folder for these settings")
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
     p.add_argument("--strict", action="store_true", help="stop at the first bad video")
+    p.add_argument("--layers", type=int, nargs="+", help="UNet taps 1..13 (overrides extraction.layers)")
+    p.add_argument("--timesteps", type=int, nargs="+", help="timestep indices (overrides extraction.timestep_indices)")
+    p.add_argument(
+        "--conditioning",
+        choices=["middle_frame", "per_frame", "none", "action_text"],
+        help="conditioning mode (overrides extraction.conditioning)",
+    )
+    p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
 
     p = add("pack", cmd_pack, "pack committed per-video features into a Zarr store", settings=False)
     p.add_argument("--cache", required=True)

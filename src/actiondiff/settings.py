@@ -55,8 +55,10 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, where: str) -> T:
 
 
 def to_dict(settings: Any) -> dict[str, Any]:
-    """The settings as a plain JSON-able dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(settings)))
+    """The settings (a settings object or a mapping of them) as plain JSON-able data."""
+    if dataclasses.is_dataclass(settings):
+        return json.loads(json.dumps(dataclasses.asdict(settings)))
+    return json.loads(json.dumps({k: to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in settings.items()}))
 
 
 def settings_hash(settings: Any, length: int = 12) -> str:
