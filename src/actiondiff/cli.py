@@ -123,6 +123,26 @@ def extract_identity(decode: DecodeSettings, extract: ExtractSettings, weights: 
     return {"decode": to_dict(decode), "extraction": to_dict(extract), "weights": to_dict(weights)}
 
 
+def cmd_layers(args: argparse.Namespace) -> int:
+    from .flops import format_layer_table
+
+    decode = from_dict(DecodeSettings, _load_settings(args).get("decode"), "config key `decode`")
+    print(format_layer_table(args.arch, decode, with_costs=args.gflops))
+    return 0
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    from .flops import cost_table, format_cost_table
+
+    decode, extract, _ = extraction_settings(_with_extraction_overrides(_load_settings(args), args))
+    title = (
+        f"{args.arch} at {decode.height}x{decode.width}, window {decode.window}, layers "
+        f"{list(extract.layers)}, timesteps {list(extract.timestep_indices)}, {extract.conditioning}"
+    )
+    print(format_cost_table(cost_table(args.arch, decode, extract), title))
+    return 0
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     from .feature_cache import FeatureCache
     from .manifest import read_manifest
@@ -256,6 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="conditioning mode (overrides extraction.conditioning)",
     )
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
+
+    p = add("layers", cmd_layers, "the UNet layer map, read from the model built on the meta device")
+    p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--gflops", action="store_true", help="add cumulative GFLOP/frame (slower)")
+
+    p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device")
+    p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--layers", type=int, nargs="+", help="UNet taps 1..13 (overrides extraction.layers)")
+    p.add_argument("--timesteps", type=int, nargs="+", help="timestep indices (overrides extraction.timestep_indices)")
+    p.add_argument(
+        "--conditioning",
+        choices=["middle_frame", "per_frame", "none", "action_text"],
+        help="conditioning mode (overrides extraction.conditioning)",
+    )
 
     p = add("pack", cmd_pack, "pack committed per-video features into a Zarr store", settings=False)
     p.add_argument("--cache", required=True)
