@@ -173,7 +173,8 @@ class SVDExtractor:
         size = self.clip.visual.image_size
         size = size if isinstance(size, tuple) else (size, size)
         images = F.interpolate(frames.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
-        images = ((images + 1.0) / 2.0).clamp(0.0, 1.0)
+        # [-1, 1] -> [0, 1], unclamped like diffusers' SVD pipeline (bicubic may overshoot)
+        images = (images + 1.0) / 2.0
         mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
         return self.clip.encode_image(((images - mean) / std).to(self.dtype))
