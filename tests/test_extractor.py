@@ -97,7 +97,8 @@ def test_conditioning_modes(models):
     frames = _frames(5)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     ex = _extractor(models, conditioning="middle_frame")
-    latents = ex._encode_vae(ex_pad := torch.cat([frames, torch.zeros(1, 3, 64, 64)]), g())
+    ex_pad = torch.cat([frames, torch.zeros(1, 3, 64, 64)])  # 5 real frames + 1 padding frame
+    latents = ex._encode_vae(ex_pad, g())
     with torch.inference_mode():
         emb, concat = ex._conditioning(ex_pad, latents, 5, g())
         middle = ex._clip_embed(frames[2:3])
@@ -242,5 +243,5 @@ def test_wrong_weight_file_fails_before_any_video(tiny_weights, videos, tmp_path
     settings = json.dumps({"decode": {"height": 64, "width": 64}, "weights": weights})
     assert main(["extract", str(videos["a"]), "--out", str(out), "--settings", settings]) == 2
     assert "wrong.safetensors" in caplog.text and "missing keys" in caplog.text
-    assert not list((out / "videos").glob("*")) if (out / "videos").exists() else True
+    assert not (out / "videos").exists() or not list((out / "videos").glob("*"))
     assert not (out / "failures").exists() or not list((out / "failures").glob("*"))
