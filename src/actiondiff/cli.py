@@ -98,7 +98,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .feature_cache import FeatureCache
     from .manifest import read_manifest, shard_ids
 
-    values = _load_settings(args)
+    values = _with_extraction_overrides(_load_settings(args), args)
     decode, extract, weights = extraction_settings(values)
     digest = settings_hash(extract_identity(decode, extract, weights))
     cache = FeatureCache(Path(args.out), digest)
@@ -113,7 +113,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     else:
         # ids: file stems, or the names of frame folders (which may contain dots)
         videos = [(Path(p).name if Path(p).is_dir() else Path(p).stem, p) for p in args.videos]
-    device = values.get("device", "cpu")
+    device = args.device or values.get("device", "cpu")
     summary = run_extraction(
         videos, cache, lambda: SVDExtractor.from_weights(weights, decode, extract, device), strict=args.strict
     )
@@ -124,9 +124,41 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 1 if args.strict and summary.failed else 0
 
 
+def _with_extraction_overrides(values: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """`values` with the `extraction` keys given on the command line replaced."""
+    overrides = {
+        "layers": getattr(args, "layers", None),
+        "timestep_indices": getattr(args, "timesteps", None),
+        "conditioning": getattr(args, "conditioning", None),
+    }
+    extraction = dict(values.get("extraction") or {})
+    extraction.update({k: v for k, v in overrides.items() if v is not None})
+    return {**values, "extraction": extraction}
+
+
 def extract_identity(decode: DecodeSettings, extract: ExtractSettings, weights: WeightsSettings) -> dict[str, Any]:
     """Everything that determines the features: its hash names the cache and the store."""
     return {"decode": to_dict(decode), "extraction": to_dict(extract), "weights": to_dict(weights)}
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from .flops import format_layer_table
+
+    decode = from_dict(DecodeSettings, _load_settings(args).get("decode"), "config key `decode`")
+    print(format_layer_table(args.arch, decode, with_costs=args.gflops))
+    return 0
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    from .flops import cost_table, format_cost_table
+
+    decode, extract, _ = extraction_settings(_with_extraction_overrides(_load_settings(args), args))
+    title = (
+        f"{args.arch} at {decode.height}x{decode.width}, window {decode.window}, layers "
+        f"{list(extract.layers)}, timesteps {list(extract.timestep_indices)}, {extract.conditioning}"
+    )
+    print(format_cost_table(cost_table(args.arch, decode, extract), title))
+    return 0
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
@@ -333,6 +365,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="cache folder for these settings")
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
     p.add_argument("--strict", action="store_true", help="stop at the first bad video")
+    p.add_argument("--layers", type=int, nargs="+", help="UNet taps 1..13 (overrides extraction.layers)")
+    p.add_argument("--timesteps", type=int, nargs="+", help="timestep indices (overrides extraction.timestep_indices)")
+    p.add_argument(
+        "--conditioning",
+        choices=["middle_frame", "per_frame", "none", "action_text"],
+        help="conditioning mode (overrides extraction.conditioning)",
+    )
+    p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
+
+    p = add("layers", cmd_layers, "the UNet layer map, read from the model built on the meta device")
+    p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--gflops", action="store_true", help="add cumulative GFLOP/frame (slower)")
+
+    p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device")
+    p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--layers", type=int, nargs="+", help="UNet taps 1..13 (overrides extraction.layers)")
+    p.add_argument("--timesteps", type=int, nargs="+", help="timestep indices (overrides extraction.timestep_indices)")
+    p.add_argument(
+        "--conditioning",
+        choices=["middle_frame", "per_frame", "none", "action_text"],
+        help="conditioning mode (overrides extraction.conditioning)",
+    )
 
     p = add("pack", cmd_pack, "pack committed per-video features into a Zarr store", settings=False)
     p.add_argument("--cache", required=True)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import sigmas
 from .settings import DecodeSettings, ExtractSettings, WeightsSettings, settings_hash, tap_name
-from .unet_taps import tap_unet
+from .unet_taps import modules_needed, tap_unet
 from .video import iter_windows
 from .weights import load_clip, load_svd
 
@@ -83,18 +83,19 @@ class SVDExtractor:
         return cls(unet, vae, clip, decode, extract, device)
 
     def _place_needed_modules(self) -> None:
-        """Move only the modules that run to the device; up blocks and the VAE decoder stay."""
-        unet, deepest = self.unet, self.extract.deepest_layer
-        needed = [unet.conv_in, unet.time_proj, unet.time_embedding, unet.add_time_proj, unet.add_embedding]
-        # down block b covers layers up to 1 + 3 * (b + 1) (two pairs + downsampler each).
-        needed += [block for b, block in enumerate(unet.down_blocks) if 1 + 3 * b < deepest]
-        if deepest == 13:
-            needed.append(unet.mid_block)
+        """Move only the modules that run to the device and dtype.
+
+        Up blocks, down blocks past the deepest tap, the VAE decoder and CLIP's text tower
+        (unless `action_text` needs it) stay where they were loaded.
+        """
+        needed = modules_needed(self.unet, self.extract.deepest_layer)
+        needed += [self.vae.encoder, self.vae.quant_conv]
+        if self.extract.conditioning in ("middle_frame", "per_frame"):
+            needed.append(self.clip.visual)
+        elif self.extract.conditioning == "action_text":
+            needed.append(self.clip)
         for module in needed:
             module.to(self.device, self.dtype)
-        self.vae.encoder.to(self.device, self.dtype)
-        self.vae.quant_conv.to(self.device, self.dtype)
-        self.clip.to(self.device, self.dtype)
 
     @torch.inference_mode()
     def extract_video(self, path: str | Path, video_id: str) -> VideoFeatures:
@@ -115,7 +116,7 @@ class SVDExtractor:
         )
 
     def extract_window(self, frames: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray]:
-        """Features of one window.
+        """Features of one window as arrays.
 
         Args:
             frames: [f, 3, H, W] float32 in [-1, 1], f <= window; padded here with zero frames.
@@ -123,8 +124,27 @@ class SVDExtractor:
         Returns:
             {tap name: [f, channels] float32}, padded frames dropped.
         """
+        out = {}
+        for layer, values in self.window_taps(frames, generator).items():  # [T, f, c]
+            for i, t in enumerate(self.timestep_indices):
+                out[tap_name(layer, t)] = values[i].cpu().numpy()
+        return out
+
+    @torch.inference_mode()
+    def window_taps(self, frames: torch.Tensor, generator: torch.Generator) -> dict[int, torch.Tensor]:
+        """Pooled UNet taps of one window for every requested (layer, timestep).
+
+        Args:
+            frames: [f, 3, H, W] float32 in [-1, 1], f <= window.
+            generator: CPU generator for every random draw (device-independent results).
+        Returns:
+            {layer: [timesteps, f, channels] float32 on the device}, timesteps in ascending
+            index order (`self.timestep_indices`), padded frames dropped.
+        """
         num_real = frames.shape[0]
         window = self.decode.window
+        if not 1 <= num_real <= window:
+            raise ValueError(f"Expected a window of 1..{window} frames, but got {num_real}.")
         # 1. pad to the full window with zero frames: [f, 3, H, W] -> [window, 3, H, W]
         padded = F.pad(frames, (0, 0, 0, 0, 0, 0, 0, window - num_real)) if num_real < window else frames
         padded = padded.to(self.device, self.dtype)
@@ -134,11 +154,7 @@ class SVDExtractor:
         embedding, concat = self._conditioning(padded, latents, num_real, generator)
         # 4. all timesteps in one batch, to the deepest layer
         pooled = self._run_timesteps(latents * self.vae.config.scaling_factor, concat, embedding, generator)
-        out = {}
-        for layer, values in pooled.items():  # values: [timesteps, window, channels]
-            for i, t in enumerate(self.timestep_indices):
-                out[tap_name(layer, t)] = values[i, :num_real].cpu().numpy()
-        return out
+        return {layer: values[:, :num_real] for layer, values in pooled.items()}
 
     def _encode_vae(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """[n, 3, H, W] -> unscaled latents [n, 4, H/8, W/8], in chunks to bound memory."""
@@ -157,7 +173,8 @@ class SVDExtractor:
         size = self.clip.visual.image_size
         size = size if isinstance(size, tuple) else (size, size)
         images = F.interpolate(frames.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
-        images = ((images + 1.0) / 2.0).clamp(0.0, 1.0)
+        # [-1, 1] -> [0, 1], unclamped like diffusers' SVD pipeline (bicubic may overshoot)
+        images = (images + 1.0) / 2.0
         mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
         return self.clip.encode_image(((images - mean) / std).to(self.dtype))
@@ -176,7 +193,15 @@ class SVDExtractor:
     def _conditioning(
         self, frames: torch.Tensor, latents: torch.Tensor, num_real: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The CLIP embedding [window, 1, d] and concat latent [window, 4, h, w] per frame."""
+        """The CLIP embedding [window, 1, d] and concat latent [window, 4, h, w] per frame.
+
+        Args:
+            frames: [window, 3, H, W] in [-1, 1], padded.
+            latents: [window, 4, h, w] unscaled VAE latents of `frames`.
+            num_real: frames before the padding; the middle frame is chosen among them.
+        The conditioning latent gets `cond_aug` Gaussian noise once, then is repeated over the
+        window (per_frame: each frame's own latent gets its own noise); `none` is all zeros.
+        """
         mode, window = self.extract.conditioning, frames.shape[0]
         middle = num_real // 2  # middle of the real frames: padding never conditions
         if mode == "none":
@@ -185,15 +210,16 @@ class SVDExtractor:
         if mode == "per_frame":
             embedding = self._clip_embed(frames)[:, None]  # [window, d] -> [window, 1, d]
             concat = latents
-        else:  # middle_frame, action_text: one conditioning frame for the whole window
-            concat = latents[middle : middle + 1]
+        else:
             if mode == "middle_frame":
-                embedding = self._clip_embed(frames[middle : middle + 1])[:, None].expand(window, -1, -1)
-            else:
-                embedding = self._text_embed()[:, None].expand(window, -1, -1)
-        # One cond_aug draw per conditioning frame, then repeated over the window as SVD does.
+                embedding = self._clip_embed(frames[middle : middle + 1])  # [1, d]
+            else:  # action_text
+                embedding = self._text_embed()  # [1, d]
+            embedding = embedding[:, None].expand(window, -1, -1)  # [1, d] -> [window, 1, d]
+            concat = latents[middle : middle + 1]  # [1, 4, h, w]
         noise = torch.randn(concat.shape, generator=generator).to(concat)
-        return embedding, (concat + self.extract.cond_aug * noise).expand(window, -1, -1, -1)
+        concat = concat + self.extract.cond_aug * noise
+        return embedding, concat.expand(window, -1, -1, -1)
 
     def _embed_dim(self) -> int:
         return int(self.unet.config.cross_attention_dim)

@@ -172,6 +172,11 @@ class ExtractSettings:
             )
         _check_choice("noise", self.noise, NOISE_MODES)
         _check_min("noise_draws", self.noise_draws, 1)
+        if self.noise == "none" and self.noise_draws != 1:
+            raise ValueError(
+                f"Expected `noise_draws` to be 1 when `noise` is `none`, but got "
+                f"{self.noise_draws}. Set `noise: gaussian` to average several noise draws."
+            )
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("latent", self.latent, LATENT_MODES)
         _check_min("vae_chunk", self.vae_chunk, 1)

@@ -9,6 +9,7 @@ deepest tap, so up blocks are never run.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,13 @@ class LayerInfo:
     module: str  # diffusers module path whose output is tapped
     channels: int
     downsample: int  # spatial reduction relative to the latent
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        """The tap's spatial size (h, w) for an input of `height` x `width` pixels.
+
+        The VAE divides by 8; each stride-2 downsampler (padding 1) rounds up.
+        """
+        return -(-height // (8 * self.downsample)), -(-width // (8 * self.downsample))
 
 
 def layer_map(unet: torch.nn.Module) -> list[LayerInfo]:
@@ -40,6 +48,63 @@ def layer_map(unet: torch.nn.Module) -> list[LayerInfo]:
     mid_channels = _channels(unet.mid_block.resnets[-1])
     taps.append(LayerInfo(len(taps) + 1, "mid_block", mid_channels, factor))
     return taps
+
+
+def get_tap_module(unet: torch.nn.Module, info: LayerInfo) -> torch.nn.Module:
+    """The module whose output is tap `info`, e.g. `down_blocks[2].attentions[1]`."""
+    # "down_blocks[2].attentions[1]" -> "down_blocks.2.attentions.1"
+    return unet.get_submodule(info.module.replace("[", ".").replace("]", ""))
+
+
+def modules_needed(unet: torch.nn.Module, deepest: int) -> list[torch.nn.Module]:
+    """The UNet modules that run to reach layer `deepest` (1..13): the rest never run.
+
+    Up blocks, the output head and every down block past the deepest tap are left out, so the
+    caller can keep them off the accelerator.
+    """
+    needed = [unet.conv_in, unet.time_proj, unet.time_embedding, unet.add_time_proj, unet.add_embedding]
+    taps = layer_map(unet)
+    for b, block in enumerate(unet.down_blocks):
+        first = next(info.layer for info in taps if info.module.startswith(f"down_blocks[{b}]"))
+        if first <= deepest:
+            needed.append(block)
+    if deepest >= taps[-1].layer:
+        needed.append(unet.mid_block)
+    return needed
+
+
+@contextlib.contextmanager
+def capture_taps(unet: torch.nn.Module, layers: tuple[int, ...] | list[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Record the outputs of the tapped modules during any forward (e.g. the stock one).
+
+    Yields a dict that fills with {layer: [n, c, h, w] output} as the UNet runs; the hooks are
+    removed on exit. Used to check our loop against diffusers' forward, and by the authors'
+    procedure, which runs the stock forward.
+    """
+    outputs: dict[int, torch.Tensor] = {}
+    handles = []
+    for info in layer_map(unet):
+        if info.layer in layers:
+
+            def hook(_module, _args, output, layer=info.layer):
+                # transformer blocks return a tuple (hidden_states,)
+                outputs[layer] = output[0] if isinstance(output, tuple) else output
+
+            handles.append(get_tap_module(unet, info).register_forward_hook(hook))
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def spatial_mean(hidden: torch.Tensor) -> torch.Tensor:
+    """[n, c, h, w] any float dtype -> [n, c] float32 mean over space.
+
+    The sum is accumulated in fp32 without an fp32 copy of the activations: half-precision
+    sums over 72x128 positions lose digits.
+    """
+    return hidden.mean(dim=(2, 3), dtype=torch.float32)
 
 
 def _channels(resnet: torch.nn.Module) -> int:
@@ -126,9 +191,7 @@ def tap_unet(
     wanted, deepest, pooled = set(layers), max(layers), {}
     for layer, hidden in enumerate(_down_path(unet, flat, emb, encoder_hidden_states, image_only_indicator), 1):
         if layer in wanted:
-            # fp32 reduction: half-precision sums over 72x128 positions lose digits.
-            mean = hidden.float().mean(dim=(2, 3))
-            pooled[layer] = mean.reshape(batch, num_frames, -1)  # [b*f, c] -> [b, f, c]
+            pooled[layer] = spatial_mean(hidden).reshape(batch, num_frames, -1)  # [b*f, c] -> [b, f, c]
         if layer == deepest:
             break
     return pooled

@@ -60,34 +60,65 @@ def _frozen(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def load_svd(source: str | Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    """Load the SVD UNet and VAE from a diffusers-layout snapshot (local dir or hub id).
+def resolve_snapshot(source: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The local directory of an SVD snapshot: `source` itself, or a hub id in the HF cache.
+
+    Args:
+        source: a directory holding `unet/` and `vae/`, or a hub id such as
+            `stabilityai/stable-video-diffusion-img2vid-xt` already in the local cache.
+        cache_dir: the Hugging Face cache (None: `HF_HUB_CACHE` / the default).
+    Raises:
+        WeightsError: neither a directory nor a cached hub id. Nothing is downloaded.
+    """
+    path = Path(source)
+    if path.is_dir():
+        return path
+    if _looks_like_hub_id(str(source)):
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(str(source), cache_dir=cache_dir, local_files_only=True))
+        except Exception as error:  # the hub client raises several types for "not cached"
+            raise WeightsError(
+                f"Expected hub id {str(source)!r} to be in the local Hugging Face cache "
+                f"({cache_dir or 'HF_HUB_CACHE'}), but it is not ({type(error).__name__}). "
+                f"Download it once with `huggingface-cli download {source}` on a machine online."
+            ) from error
+    raise WeightsError(
+        f"Expected `weights.svd` to be an SVD-XT snapshot directory (with unet/ and vae/) or a "
+        f"cached hub id, but {str(source)!r} does not exist. Build the demo weights with "
+        f"`actiondiff make-weights` or point the config at a downloaded snapshot."
+    )
+
+
+def load_svd(
+    source: str | Path, dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None
+) -> tuple[Any, Any]:
+    """Load the SVD UNet and VAE from a diffusers-layout snapshot (local dir or cached hub id).
 
     Args:
         source: directory holding `unet/` and `vae/` (each with config + safetensors), or a
             Hugging Face hub id resolved from the local cache (no download is attempted).
         dtype: weight dtype.
+        cache_dir: Hugging Face cache for hub ids (None: the default).
     Returns:
         (unet, vae), frozen, on the CPU. Only the VAE encoder is ever run.
     Raises:
-        WeightsError: missing snapshot, missing/unexpected keys, or a size mismatch.
+        WeightsError: missing snapshot, missing/unexpected keys, or a size mismatch; the
+            message names the weight file.
     """
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
 
-    path = Path(source)
-    if not path.exists() and not _looks_like_hub_id(str(source)):
-        raise WeightsError(
-            f"Expected `weights.svd` to be an SVD-XT snapshot directory (with unet/ and vae/), "
-            f"but {str(source)!r} does not exist. Build the demo weights with "
-            f"`actiondiff make-weights` or point the config at a downloaded snapshot."
-        )
+    root = resolve_snapshot(source, cache_dir)
     models = []
     for subfolder, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
+        files = sorted(str(f) for f in (root / subfolder).glob("*.safetensors")) or [str(root / subfolder)]
+        where = ", ".join(files)
         try:
             # low_cpu_mem_usage=False + strict key checks: a missing key is an error, never a
             # silent random init.
             model, info = cls.from_pretrained(
-                str(source),
+                str(root),
                 subfolder=subfolder,
                 torch_dtype=dtype,
                 output_loading_info=True,
@@ -95,11 +126,11 @@ def load_svd(source: str | Path, dtype: torch.dtype = torch.float32) -> tuple[An
                 low_cpu_mem_usage=False,
             )
         except (OSError, ValueError, RuntimeError) as error:
-            raise WeightsError(f"Could not load SVD {subfolder} from {source!s}/{subfolder}: {error}") from error
+            raise WeightsError(f"Could not load SVD {subfolder} from {where}: {error}") from error
         bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
         if bad:
             raise WeightsError(
-                f"Expected the weights in {source!s}/{subfolder} to match {cls.__name__} exactly, "
+                f"Expected the weights in {where} to match {cls.__name__} exactly, "
                 f"but got {_summarise_keys(bad)}. Is this an SVD-XT snapshot?"
             )
         models.append(_frozen(model))
@@ -119,22 +150,54 @@ def _summarise_keys(bad: dict[str, list[Any]], limit: int = 5) -> str:
     return "; ".join(parts)
 
 
-def clip_config(arch: str | Path) -> dict[str, Any]:
-    """An OpenCLIP model config: a registered name (`ViT-H-14`) or a JSON file."""
+HF_HUB_PREFIX = "hf-hub:"
+# File names of OpenCLIP checkpoints on the hub, preferred first.
+HUB_CLIP_CHECKPOINTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _hub_file(repo: str, names: tuple[str, ...], cache_dir: str | Path | None) -> Path:
+    """The first of `names` found in the local HF cache for `repo` (no download)."""
+    from huggingface_hub import hf_hub_download
+
+    for name in names:
+        try:
+            return Path(hf_hub_download(repo, name, cache_dir=cache_dir, local_files_only=True))
+        except Exception:  # not cached under this name: try the next one
+            continue
+    raise WeightsError(
+        f"Expected one of {list(names)} of hub repo {repo!r} in the local Hugging Face cache "
+        f"({cache_dir or 'HF_HUB_CACHE'}), but none is there. Download it once on a machine online."
+    )
+
+
+def clip_config(arch: str | Path, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """An OpenCLIP model config: a registered name (`ViT-H-14`), a JSON file, or `hf-hub:<repo>`."""
     import open_clip
 
+    text = str(arch)
+    if text.startswith(HF_HUB_PREFIX):
+        arch = _hub_file(text.removeprefix(HF_HUB_PREFIX), ("open_clip_config.json",), cache_dir)
     if str(arch).endswith(".json"):
         path = Path(arch)
         if not path.is_file():
             raise WeightsError(f"Expected `weights.clip_arch` JSON file {str(arch)!r} to exist, but it does not.")
-        return json.loads(path.read_text())
-    config = open_clip.get_model_config(str(arch))
+        config = json.loads(path.read_text())
+        return config.get("model_cfg", config)  # hub files nest the model config
+    config = open_clip.get_model_config(text)
     if config is None:
         raise WeightsError(
-            f"Expected `weights.clip_arch` to be an OpenCLIP model name such as 'ViT-H-14' or a "
-            f"JSON config file, but got {str(arch)!r}."
+            f"Expected `weights.clip_arch` to be an OpenCLIP model name such as 'ViT-H-14', a "
+            f"JSON config file or 'hf-hub:<repo>', but got {text!r}."
         )
     return config
+
+
+def resolve_clip_checkpoint(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """A checkpoint file path, or `hf-hub:<repo>` resolved from the local HF cache."""
+    text = str(checkpoint)
+    if text.startswith(HF_HUB_PREFIX):
+        return _hub_file(text.removeprefix(HF_HUB_PREFIX), HUB_CLIP_CHECKPOINTS, cache_dir)
+    return Path(checkpoint)
 
 
 def build_clip(config: dict[str, Any]) -> torch.nn.Module:
@@ -162,14 +225,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_clip(arch: str | Path, checkpoint: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+def load_clip(
+    arch: str | Path,
+    checkpoint: str | Path,
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | Path | None = None,
+) -> torch.nn.Module:
     """Build OpenCLIP from `arch` and load `checkpoint` strictly.
 
+    Args:
+        arch: model name, JSON config file or `hf-hub:<repo>`.
+        checkpoint: .safetensors / torch file, or `hf-hub:<repo>` (local HF cache only).
     Raises:
         WeightsError: unreadable file, missing/unexpected keys or shape mismatches, naming the file.
     """
-    model = build_clip(clip_config(arch))
-    state = read_state_dict(checkpoint)
+    path = resolve_clip_checkpoint(checkpoint, cache_dir)
+    model = build_clip(clip_config(arch, cache_dir))
+    state = read_state_dict(path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -178,7 +250,7 @@ def load_clip(arch: str | Path, checkpoint: str | Path, dtype: torch.dtype = tor
     bad = {k: v for k, v in bad.items() if v}
     if bad:
         raise WeightsError(
-            f"Expected checkpoint {str(checkpoint)!r} to fit OpenCLIP architecture {str(arch)!r}, "
+            f"Expected checkpoint {str(path)!r} to fit OpenCLIP architecture {str(arch)!r}, "
             f"but got {_summarise_keys(bad)}."
         )
     model.load_state_dict(state, strict=True)
@@ -194,15 +266,18 @@ def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def weights_identity(svd: str | Path, clip_checkpoint: str | Path) -> dict[str, str]:
+def weights_identity(
+    svd: str | Path, clip_checkpoint: str | Path, cache_dir: str | Path | None = None
+) -> dict[str, str]:
     """File names and checksums of the weight files, recorded in every store.
 
-    Checksums of multi-GB files are expensive, so they are cached beside nothing: callers
-    compute this once per job.
+    Hub ids are resolved from the local cache first. Checksums of multi-GB files are
+    expensive: callers compute this once per job.
     """
     identity: dict[str, str] = {}
-    files = sorted(Path(svd).glob("unet/*.safetensors")) + sorted(Path(svd).glob("vae/*.safetensors"))
-    files.append(Path(clip_checkpoint))
+    root = resolve_snapshot(svd, cache_dir)
+    files = sorted(root.glob("unet/*.safetensors")) + sorted(root.glob("vae/*.safetensors"))
+    files.append(resolve_clip_checkpoint(clip_checkpoint, cache_dir))
     for path in files:
         if path.is_file():
             identity[str(path)] = file_sha256(path)

@@ -1,0 +1,95 @@
+"""FLOP counts on the `meta` device, and the authors' procedure as a baseline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from actiondiff.authors import authors_window_taps
+from actiondiff.cli import main
+from actiondiff.extractor import SVDExtractor
+from actiondiff.flops import (
+    authors_cost,
+    build_models,
+    cost_table,
+    count_flops,
+    full_unet_cost,
+    layer_costs,
+    ours_cost,
+)
+from actiondiff.settings import DecodeSettings, ExtractSettings
+from actiondiff.unet_taps import tap_unet
+from actiondiff.weights import load_clip, load_svd
+
+FULL = DecodeSettings()  # 576x1024, window 25
+TINY = DecodeSettings(height=64, width=64, window=25)
+GRID = ExtractSettings(layers=tuple(range(1, 14)), timestep_indices=(0, 5, 10, 15, 20, 25, 29))
+
+
+def test_full_size_unet_to_layer_9_and_vae_encoder_per_frame():
+    unet, vae, clip = build_models("svd-xt")
+    frames = 25
+    sample = torch.zeros(1, frames, 8, 72, 128, device="meta")
+    states = torch.zeros(frames, 1, 1024, device="meta")
+    meta = dict(device="meta")
+    with torch.inference_mode():
+        to_layer_9 = count_flops(
+            lambda: tap_unet(unet, sample, torch.zeros(1, **meta), states, torch.zeros(1, 3, **meta), torch.zeros(1, frames, **meta), (9,))
+        )
+        vae_encoder = count_flops(lambda: vae.encode(torch.zeros(1, 3, 576, 1024, **meta)))
+        clip_image = count_flops(lambda: clip.encode_image(torch.zeros(1, 3, 224, 224, **meta)))
+    assert to_layer_9 / frames / 1e9 == pytest.approx(1082.8, abs=0.1)
+    assert vae_encoder / 1e9 == pytest.approx(2609.1, abs=0.1)
+    assert clip_image / 1e9 == pytest.approx(334.6, abs=0.1)
+
+
+def test_tiny_costs_decompose_as_the_procedures_say():
+    models = build_models("tiny")
+    extract = ExtractSettings(layers=(9, 3), timestep_indices=(20, 5, 10))
+    ours, authors = ours_cost(models, TINY, extract), authors_cost(models, TINY, extract)
+    per_layer = layer_costs(models[0], TINY)
+    full = full_unet_cost(models[0], TINY)
+    assert per_layer == sorted(per_layer) and per_layer[-1] < full
+    num_t = 3
+    # ours: one VAE pass per frame, one CLIP pass per window, T timesteps batched to layer 9
+    assert ours.vae * 3 * num_t == pytest.approx(authors.vae, rel=1e-9)
+    assert ours.clip * 25 * 2 * num_t == pytest.approx(authors.clip, rel=1e-9)
+    assert ours.unet == pytest.approx(num_t * per_layer[8], rel=1e-9)
+    # authors: the whole UNet on the guidance batch of 2 x window, once per timestep
+    assert authors.unet == pytest.approx(2 * num_t * full, rel=1e-9)
+    assert authors.total / ours.total > 3
+
+
+@pytest.mark.slow
+def test_full_size_targets():
+    default = cost_table("svd-xt", FULL, ExtractSettings())
+    assert [round(c.total) for c in default] == [14892, 3705]
+    assert default[0].total / default[1].total >= 3.5
+    grid = cost_table("svd-xt", FULL, GRID)
+    assert round(grid[0].total) == 104247
+    assert grid[0].total / grid[1].total >= 9
+
+
+def test_authors_conditional_half_equals_ours_without_conditioning_noise(tiny_weights):
+    """With cond_aug = 0 both procedures feed the UNet the same inputs: same conditional features."""
+    unet, vae = load_svd(tiny_weights["svd"])
+    clip = load_clip(tiny_weights["clip_arch"], tiny_weights["clip_checkpoint"])
+    decode = DecodeSettings(height=64, width=64, window=5)
+    extractor = SVDExtractor(unet, vae, clip, decode, ExtractSettings(layers=(2, 9), timestep_indices=(20, 5), cond_aug=0.0))
+    frames = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ours = extractor.window_taps(frames, torch.Generator().manual_seed(0))
+    theirs = authors_window_taps(extractor, frames, torch.Generator().manual_seed(0))
+    for layer in (2, 9):
+        assert theirs[layer].shape == ours[layer].shape == (2, 4, {2: 32, 9: 64}[layer])
+        torch.testing.assert_close(theirs[layer], ours[layer], rtol=1e-4, atol=1e-5)
+
+
+def test_cli_layers_and_flops_on_tiny(capsys):
+    assert main(["layers", "--arch", "tiny", "--settings", '{"decode": {"height": 64, "width": 64}}']) == 0
+    out = capsys.readouterr().out
+    assert "| 9 | down_blocks[2].attentions[1] | 64 | 2x2 |" in out
+    assert "| 13 | mid_block | 64 | 1x1 |" in out
+    settings = '{"decode": {"height": 64, "width": 64}}'
+    assert main(["flops", "--arch", "tiny", "--layers", "9", "--timesteps", "20", "--settings", settings]) == 0
+    out = capsys.readouterr().out
+    assert "| authors |" in out and "| ours |" in out and "ratio authors / ours" in out

@@ -1,0 +1,157 @@
+"""Strict loading of SVD / OpenCLIP weights through the real code, on tiny seeded weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from actiondiff.weights import (
+    TINY_CLIP_CONFIG,
+    WeightsError,
+    clip_config,
+    load_clip,
+    load_svd,
+    read_state_dict,
+    weights_identity,
+)
+
+
+def _copy_svd(tiny_weights, tmp_path: Path) -> tuple[Path, Path]:
+    target = tmp_path / "svd"
+    shutil.copytree(tiny_weights["svd"], target)
+    return target, target / "unet" / "diffusion_pytorch_model.safetensors"
+
+
+def test_tiny_svd_round_trip(tiny_weights):
+    unet, vae = load_svd(tiny_weights["svd"])
+    saved = load_file(str(Path(tiny_weights["svd"]) / "unet" / "diffusion_pytorch_model.safetensors"))
+    state = unet.state_dict()
+    assert sorted(state) == sorted(saved)
+    for key in ("conv_in.weight", "down_blocks.2.attentions.1.proj_out.weight", "mid_block.resnets.0.time_mixer.mix_factor"):
+        assert torch.equal(state[key], saved[key])
+    assert vae.config.scaling_factor == 0.18215 and vae.config.latent_channels == 4
+    assert not unet.training and not any(p.requires_grad for p in unet.parameters())
+    half_unet, half_vae = load_svd(tiny_weights["svd"], dtype=torch.bfloat16)
+    assert half_unet.conv_in.weight.dtype == torch.bfloat16
+    assert torch.equal(half_unet.conv_in.weight, saved["conv_in.weight"].to(torch.bfloat16))
+
+
+def test_tiny_clip_round_trip_safetensors_and_torch_file(tiny_weights, tmp_path):
+    clip = load_clip(tiny_weights["clip_arch"], tiny_weights["clip_checkpoint"])
+    saved = load_file(str(tiny_weights["clip_checkpoint"]))
+    assert all(torch.equal(clip.state_dict()[k], v) for k, v in saved.items())
+    # a training checkpoint: nested under state_dict, keys prefixed with `module.`
+    torch_file = tmp_path / "clip.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in saved.items()}}, torch_file)
+    again = load_clip(tiny_weights["clip_arch"], torch_file)
+    assert torch.equal(again.visual.conv1.weight, saved["visual.conv1.weight"])
+    assert clip_config(tiny_weights["clip_arch"]) == json.loads(json.dumps(TINY_CLIP_CONFIG))
+
+
+def test_missing_and_unexpected_unet_keys_name_the_file(tiny_weights, tmp_path):
+    root, weight_file = _copy_svd(tiny_weights, tmp_path)
+    state = load_file(str(weight_file))
+    del state["conv_in.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, str(weight_file))
+    with pytest.raises(WeightsError) as error:
+        load_svd(root)
+    message = str(error.value)
+    assert str(weight_file) in message
+    assert "1 missing keys: ['conv_in.bias']" in message
+    assert "1 unexpected keys: ['extra.weight']" in message
+
+
+def test_wrong_shape_is_an_error(tiny_weights, tmp_path):
+    root, weight_file = _copy_svd(tiny_weights, tmp_path)
+    state = load_file(str(weight_file))
+    state["conv_in.weight"] = torch.zeros(32, 8, 5, 5)
+    save_file(state, str(weight_file))
+    with pytest.raises(WeightsError, match="conv_in.weight") as error:
+        load_svd(root)
+    assert str(weight_file) in str(error.value)
+
+
+def test_missing_snapshot_and_uncached_hub_id(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_svd(tmp_path / "nowhere")
+    with pytest.raises(WeightsError, match="local Hugging Face cache"):
+        load_svd("someone/not-cached", cache_dir=tmp_path)
+
+
+def test_clip_checkpoint_of_another_architecture(tiny_weights, tmp_path):
+    other = dict(TINY_CLIP_CONFIG, embed_dim=64)
+    arch = tmp_path / "other.json"
+    arch.write_text(json.dumps(other))
+    with pytest.raises(WeightsError) as error:
+        load_clip(arch, tiny_weights["clip_checkpoint"])
+    message = str(error.value)
+    assert str(tiny_weights["clip_checkpoint"]) in message and "mismatched keys" in message
+    assert "text_projection" in message or "visual.proj" in message
+
+
+def test_clip_checkpoint_missing_keys_and_unreadable_files(tiny_weights, tmp_path):
+    state = load_file(str(tiny_weights["clip_checkpoint"]))
+    del state["logit_scale"]
+    broken = tmp_path / "broken.safetensors"
+    save_file(state, str(broken))
+    with pytest.raises(WeightsError, match=r"1 missing keys: \['logit_scale'\]"):
+        load_clip(tiny_weights["clip_arch"], broken)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="garbage.safetensors"):
+        read_state_dict(garbage)
+    with pytest.raises(WeightsError, match="to exist"):
+        read_state_dict(tmp_path / "absent.bin")
+    with pytest.raises(WeightsError, match="OpenCLIP model name"):
+        clip_config("ViT-Nonexistent-99")
+
+
+class _Payload:
+    """An arbitrary pickled object: `weights_only=True` must refuse it."""
+
+
+def test_torch_file_is_loaded_weights_only(tmp_path):
+    path = tmp_path / "evil.bin"
+    torch.save({"x": _Payload()}, path)
+    with pytest.raises(WeightsError, match="evil.bin"):
+        read_state_dict(path)
+
+
+def _cache_repo(cache: Path, repo: str, files: dict[str, Path]) -> None:
+    """Lay out a Hugging Face hub cache entry (refs/main -> snapshots/<commit>/...) by hand."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    entry = cache / f"models--{repo.replace('/', '--')}"
+    (entry / "refs").mkdir(parents=True)
+    (entry / "refs" / "main").write_text(commit)
+    for name, source in files.items():
+        target = entry / "snapshots" / commit / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+
+
+def test_hub_ids_resolve_from_the_local_cache(tiny_weights, tmp_path):
+    svd = Path(tiny_weights["svd"])
+    cache = tmp_path / "hub"
+    _cache_repo(cache, "org/tiny-svd", {str(f.relative_to(svd)): f for f in svd.rglob("*") if f.is_file()})
+    config = tmp_path / "open_clip_config.json"
+    config.write_text(json.dumps({"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}))
+    _cache_repo(
+        cache,
+        "org/tiny-clip",
+        {"open_clip_config.json": config, "open_clip_model.safetensors": Path(tiny_weights["clip_checkpoint"])},
+    )
+    unet, _ = load_svd("org/tiny-svd", cache_dir=cache)
+    reference, _ = load_svd(svd)
+    assert torch.equal(unet.conv_in.weight, reference.conv_in.weight)
+    clip = load_clip("hf-hub:org/tiny-clip", "hf-hub:org/tiny-clip", cache_dir=cache)
+    assert clip.visual.conv1.weight.shape == (64, 3, 8, 8)
+    identity = weights_identity("org/tiny-svd", "hf-hub:org/tiny-clip", cache_dir=cache)
+    assert len(identity) == 3 and all(len(v) == 64 for v in identity.values())
+    with pytest.raises(WeightsError, match="org/absent"):
+        load_clip("hf-hub:org/absent", "hf-hub:org/absent", cache_dir=cache)
