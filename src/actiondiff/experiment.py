@@ -111,7 +111,7 @@ def train_seeds(
             seeded,
             classes=sets["classes"],
             settings_hash=store.attrs["settings_hash"],
-            extraction=store.attrs["settings"],
+            extraction=store.attrs.get("settings"),
             backbone=store.attrs.get("backbone"),
             tap=tap,
             width=int(train["sequences"][0].shape[1]),
