@@ -100,7 +100,7 @@ class FeatureSet:
 
     @property
     def taps(self) -> list[str]:
-        return [tap_name(layer, t) for layer, t in self.extract.taps()]
+        return [tap_name(layer, t) for layer, t in self.extract.taps]
 
 
 @dataclass(frozen=True)
