@@ -73,7 +73,7 @@ def get_final_outputs():
 def get_settings_json(wildcards=None):
     """The extraction settings blocks of one feature set (by its hash), as one JSON object."""
     fs = BY_HASH[wildcards.settings_hash]
-    experiment = next(e for e in EXPERIMENTS.values() if e.feature_set is fs)
+    experiment = next(e for e in EXPERIMENTS.values() if e.feature_set.name == fs.name)
     values = experiment.run_settings(config, "main")
     return json.dumps({k: values[k] for k in ("decode", "extraction", "weights", "device")}, sort_keys=True)
 
