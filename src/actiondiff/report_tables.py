@@ -49,7 +49,7 @@ def _run_columns(evaluation: dict[str, Any]) -> dict[str, Any]:
         "tap": evaluation["tap"],
         "head": run["head"],
         "conditioning": run["conditioning"],
-        "sdv2": run["sdv2"],
+        "sdv2": "yes" if run["sdv2"] else "no",
     }
 
 
@@ -115,7 +115,8 @@ def write_table(frame: pd.DataFrame, csv: str | Path, markdown: str | Path) -> N
     for path in (csv, markdown):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv, index=False)
-    Path(markdown).write_text(frame.to_markdown(index=False) + "\n")
+    shown = frame.astype(object).where(frame.notna(), "")  # blank cells, not "nan"
+    Path(markdown).write_text(shown.to_markdown(index=False) + "\n")
 
 
 def _save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
