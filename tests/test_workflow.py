@@ -1,11 +1,14 @@
 """The real Snakemake DAG, end to end, on a reduced demo config (one test module, run in order)."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -13,9 +16,20 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 REDUCED = {
     "demo": {"videos_per_pair": 3, "num_frames": 40, "size": 64, "test_domains": ["yellow_cross_checker"]},
-    "shard_size": 12,
+    "shard_size": 24,
     "train": {"preset": "demo", "seeds": [0], "epochs": 8},
+    # A 2 x 2 grid from one extraction pass, one head ablation, a 2-domain matrix: 7 runs.
+    "extraction": {"layers": [6, 9], "timestep_indices": [20, 29], "conditioning": "middle_frame",
+                   "sdv2": False, "dtype": "float32"},
+    "experiments": {
+        "actiondiff": {"taps": ["L09_T20"], "tables": ["results", "ablation"], "ablation": "baseline"},
+        "head_linear": {"taps": ["L09_T20"], "head": {"kind": "linear"}, "tables": ["ablation"], "ablation": "head"},
+        "grid": {"grid": True, "tables": []},
+        "domains": {"taps": ["L09_T20"], "matrix": ["red_square_flat", "yellow_cross_checker"], "tables": []},
+    },
 }
+FIGURES = ["actiondiff/per_domain_accuracy.png", "actiondiff/confusion.png", "grid/grid.png", "grid/grid.pdf",
+           *(f"domains/{name}.{ext}" for name in ("matrix", "frequency", "baseline") for ext in ("png", "pdf"))]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -41,16 +55,27 @@ def workdir(tmp_path_factory) -> Path:
     return work
 
 
-def test_demo_writes_store_table_and_figures(workdir):
+def test_demo_writes_tables_and_figures(workdir):
     stores = list((workdir / "results" / "stores" / "demo").glob("*.zarr"))
-    assert len(stores) == 1 and (stores[0] / "zarr.json").is_file()
-    table = pd.read_csv(workdir / "results" / "tables" / "demo" / "results.csv")
-    accuracy = table.set_index("metric").loc["top1_accuracy"]
-    assert accuracy["test_videos"] == 12  # 4 actions x 3 clips of the held-out domain
-    assert 0.0 <= accuracy["mean"] <= 100.0
-    for name in ("per_domain_accuracy.png", "confusion.png"):
-        png = workdir / "results" / "figures" / "demo" / name
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(stores) == 1 and (stores[0] / "zarr.json").is_file()  # every experiment: one extraction
+    tables = workdir / "results" / "tables" / "demo"
+    results = pd.read_csv(tables / "results_custom.csv")
+    assert results.source.tolist() == ["this run", "most frequent class (training side)"]
+    run = results.iloc[0]
+    assert run["experiment"] == "actiondiff" and run["tap"] == "L09_T20" and run["test_videos"] == 12
+    assert 0.0 <= run["top1_accuracy (%) mean"] <= 100.0
+    assert results.iloc[1]["top1_accuracy (%) mean"] == 25.0  # 4 balanced actions: the first wins the tie
+    ablation = pd.read_csv(tables / "ablation.csv")
+    assert ablation["head"].tolist() == ["transformer", "linear"]
+    grid = pd.read_csv(tables / "grid" / "grid.csv")
+    assert grid[["layer", "timestep_index"]].values.tolist() == [[6, 20], [6, 29], [9, 20], [9, 29]]
+    matrix = pd.read_csv(tables / "domains" / "matrix.csv")
+    assert len(matrix) == 4 and matrix.top1_accuracy.between(0, 100).all()
+    for name in FIGURES:
+        data = (workdir / "results" / "figures" / "demo" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" if name.endswith(".png") else data[:5] == b"%PDF-"
+    settings = pd.read_csv(next((tables / "extraction").glob("*.settings.csv"))).set_index("key")
+    assert settings.loc["extraction.layers", "value"] == "[6, 9]"
     assert (workdir / "logs" / "extract_features").is_dir()
 
 
@@ -59,21 +84,54 @@ def test_rerun_has_nothing_to_do(workdir):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_deleted_figures_regenerate_without_extraction(workdir):
-    figures = workdir / "results" / "figures" / "demo"
-    shutil.rmtree(figures)
-    plan = snakemake(workdir, "-n")
-    planned = plan.stdout + plan.stderr
-    assert "plot_results" in planned
-    assert "extract_features" not in planned and "train_head" not in planned
+def planned_rules(workdir: Path, *args: str) -> set[str]:
+    plan = snakemake(workdir, "-n", *args)
+    return set(re.findall(r"^(?:local)?rule (\w+):", plan.stdout + plan.stderr, re.MULTILINE))
+
+
+def test_retraining_plans_no_extraction(workdir):
+    rules = planned_rules(workdir, "--forcerun", "train_head")
+    assert {"train_head", "evaluate_head", "plot_grid", "plot_matrix"} <= rules
+    assert not rules & {"extract_features", "pack_store", "build_manifest"}
+
+
+def test_deleted_tables_and_figures_regenerate_by_plotting_only(workdir):
+    for folder in ("tables", "figures"):
+        shutil.rmtree(workdir / "results" / folder)
+    rules = planned_rules(workdir)
+    assert rules == {"make_results_table", "make_ablation_table", "plot_grid", "plot_matrix", "plot_results",
+                     "report_extraction", "all"}
     snakemake(workdir)
-    assert (figures / "per_domain_accuracy.png").is_file()
+    for name in FIGURES:
+        assert (workdir / "results" / "figures" / "demo" / name).is_file()
 
 
-def test_report_is_built(workdir):
+def test_report_renders_in_headless_chromium(workdir):
     snakemake(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text(errors="replace")
-    assert "per_domain_accuracy.png" in html
+    for name in ("grid.png", "matrix.png", "frequency.png", "baseline.png", "results_custom.csv", "ablation.csv",
+                 "settings.csv", "failures.csv"):
+        assert name in html, name
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no headless chromium (apt-get install -y chromium) to render report.html")
+    screenshot = workdir / "report.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,900",
+         "--virtual-time-budget=15000", f"--screenshot={screenshot}", (workdir / "report.html").as_uri()],
+        check=True, capture_output=True, timeout=180,
+    )
+    pixels = plt.imread(screenshot)[..., :3]  # [h, w, 3] floats in [0, 1]
+    assert pixels.shape[:2] == (900, 1280)
+    assert pixels.std() > 0.05 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # not a blank page
+
+
+def test_unknown_feature_set_fails_before_any_job(workdir, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"experiments": {"oops": {"feature_set": "sdv3"}}}))
+    result = snakemake(workdir, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "sdv3" in result.stdout + result.stderr and "oops" in result.stdout + result.stderr
 
 
 def test_misspelt_config_key_fails_before_any_job(workdir):

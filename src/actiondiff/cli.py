@@ -321,6 +321,65 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_run(args: argparse.Namespace) -> int:
+    from .experiments import evaluate_run, write_json
+    from .manifest import read_manifest
+
+    values = _load_settings(args)
+    protocol = _experiment_settings(values)[0]
+    result = evaluate_run(args.store, read_manifest(args.manifest), protocol, args.models, values.get("run", {}))
+    write_json(result, args.out)
+    name = protocol.headline_metric
+    print(f"{name}: out-of-domain {result['metrics'][name]['mean']:.1f}, in-domain "
+          f"{result['in_domain']['metrics'][name]['mean']:.1f}, most frequent class {result['baseline']['metrics'][name]:.1f}")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from .report_tables import ablation_table, load_evaluations, results_table, write_table
+
+    evaluations = load_evaluations(args.evaluations)
+    frame = results_table(evaluations) if args.kind == "results" else ablation_table(evaluations)
+    write_table(frame, args.csv, args.markdown)
+    print(f"wrote {len(frame)} rows to {args.csv}")
+    return 0
+
+
+def cmd_plot_grid(args: argparse.Namespace) -> int:
+    from .report_tables import grid_frame, load_evaluations, plot_grid
+
+    evaluations = load_evaluations(args.evaluations)
+    metric = args.metric or evaluations[0]["protocol"]["headline_metric"]
+    frame = grid_frame(evaluations, metric)
+    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(args.csv, index=False)
+    plot_grid(frame, metric, args.png, args.pdf, title=args.title)
+    print(f"wrote {args.png} ({len(frame)} taps)")
+    return 0
+
+
+def cmd_plot_matrix(args: argparse.Namespace) -> int:
+    from . import report_tables as rt
+
+    matrices = rt.domain_matrices(rt.load_evaluations(args.evaluations))
+    rho = rt.frequency_rho(matrices)
+    rt.plot_matrix(matrices, args.matrix_png, args.matrix_pdf)
+    rt.plot_frequency(matrices, rho, args.frequency_png, args.frequency_pdf)
+    rt.plot_baseline(matrices, args.baseline_png, args.baseline_pdf)
+    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+    rt.matrix_long(matrices, rho).to_csv(args.csv, index=False)
+    print(f"wrote {args.matrix_png}; frequency correlation: {json.dumps(rho)}")
+    return 0
+
+
+def cmd_extraction_report(args: argparse.Namespace) -> int:
+    from .report_tables import write_extraction_report
+
+    write_extraction_report(args.store, args.failures, args.settings_csv, args.failures_csv)
+    print(f"wrote {args.settings_csv} and {args.failures_csv}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actiondiff", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -436,6 +495,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", required=True, help="results Markdown")
     p.add_argument("--figure", required=True, help="per-domain accuracy PNG")
     p.add_argument("--confusion", required=True, help="confusion matrix PNG")
+
+    p = add("evaluate-run", cmd_evaluate_run, "evaluate one experiment run: out-of-domain, in-domain, baseline")
+    p.add_argument("--store", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="checkpoints (.safetensors)")
+    p.add_argument("--out", required=True, help="evaluation JSON")
+
+    p = add("table", cmd_table, "results (Tables 1-3) or ablation (Table 4) table of evaluations", settings=False)
+    p.add_argument("--kind", choices=["results", "ablation"], required=True)
+    p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSONs of `evaluate-run`")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+
+    p = add("plot-grid", cmd_plot_grid, "layer x timestep heatmaps (Fig. 5) of evaluations", settings=False)
+    p.add_argument("--evaluations", nargs="+", required=True, help="one evaluation JSON per tap")
+    p.add_argument("--metric", help="metric (default: the protocol's headline metric)")
+    p.add_argument("--title", default="")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--png", required=True)
+    p.add_argument("--pdf", required=True)
+
+    p = add("plot-matrix", cmd_plot_matrix, "domain-to-domain matrix, frequency correlation, baseline (Fig. 4, S12-S16)",
+            settings=False)
+    p.add_argument("--evaluations", nargs="+", required=True, help="one evaluation JSON per training domain")
+    p.add_argument("--csv", required=True)
+    for name in ("matrix", "frequency", "baseline"):
+        p.add_argument(f"--{name}-png", required=True)
+        p.add_argument(f"--{name}-pdf", required=True)
+
+    p = add("extraction-report", cmd_extraction_report, "extraction settings and failures of a store", settings=False)
+    p.add_argument("--store", required=True)
+    p.add_argument("--failures", required=True, help="failures CSV of `pack`")
+    p.add_argument("--settings-csv", required=True)
+    p.add_argument("--failures-csv", required=True)
     return parser
 
 

@@ -1,28 +1,26 @@
-# Config validation, derived names (settings hash, shards) and input functions.
-# Logic lives in the actiondiff package; this file only hands config values to it.
+# Config validation, derived names (feature-set hashes, experiment runs, shards) and input functions.
+# Logic lives in the actiondiff package (actiondiff.experiments); this file only hands config values to it.
 
 import json
 
 from snakemake.utils import validate
 
-from actiondiff.cli import extract_identity, extraction_settings
+from actiondiff.experiments import feature_sets, parse_experiments
 from actiondiff.manifest import num_shards, read_manifest
-from actiondiff.settings import settings_hash, tap_name
 
 
 validate(config, "../schemas/config.schema.yaml")
 
-# The settings objects check values and refuse unknown keys too, before any job runs.
-DECODE, EXTRACT, WEIGHTS = extraction_settings(config)
-SETTINGS_HASH = settings_hash(extract_identity(DECODE, EXTRACT, WEIGHTS))
+# The settings objects check values, names and references (an unknown feature set, a tap the
+# feature set does not extract) and refuse unknown keys too, before any job runs.
+FEATURE_SETS = feature_sets(config)
+EXPERIMENTS = parse_experiments(config)
+BY_HASH = {fs.settings_hash: fs for fs in FEATURE_SETS.values()}
+USED_SETS = sorted({e.feature_set.name for e in EXPERIMENTS.values()})
+WEIGHTS = FEATURE_SETS[USED_SETS[0]].weights
 DATASET = config["dataset"]["name"]
-TAP = tap_name(EXTRACT.layers[0], EXTRACT.timestep_indices[0])
-SEEDS = config["train"]["seeds"]
 
-FEATURES = f"results/features/{DATASET}/{SETTINGS_HASH}"
-STORE = f"results/stores/{DATASET}/{SETTINGS_HASH}.zarr"
-MODELS = f"results/models/{DATASET}/{SETTINGS_HASH}/{TAP}"
-EVALUATION = f"results/eval/{DATASET}/{SETTINGS_HASH}/{TAP}/evaluation.json"
+RUN = "{dataset}/{experiment}/{variant}/{tap}"
 
 
 wildcard_constraints:
@@ -30,22 +28,92 @@ wildcard_constraints:
     settings_hash=r"[0-9a-f]{12}",
     shard=r"\d+",
     tap=r"L\d\d_T\d\d",
+    experiment=r"[A-Za-z0-9_]+",
+    variant=r"[A-Za-z0-9_.-]+",
+    protocol=r"[a-z0-9_]+",
+
+
+def _store(fs):
+    return f"results/stores/{DATASET}/{fs.settings_hash}.zarr"
+
+
+def _evaluation(name, variant, tap):
+    return f"results/eval/{DATASET}/{name}/{variant}/{tap}/evaluation.json"
+
+
+def _in_table(table):
+    return [e for e in EXPERIMENTS.values() if table in e.settings.tables and not e.settings.matrix]
+
+
+def table_protocols():
+    """Protocols with a results table (Tables 1-3 style)."""
+    return sorted({e.protocol.name for e in _in_table("results")})
 
 
 def get_final_outputs():
+    """Every table and figure of every experiment, plus the extraction report of each store."""
+    outputs = []
+    for protocol in table_protocols():
+        outputs += expand("results/tables/{dataset}/results_{protocol}.{ext}", dataset=DATASET, protocol=protocol, ext=["csv", "md"])
+    if _in_table("ablation"):
+        outputs += expand("results/tables/{dataset}/ablation.{ext}", dataset=DATASET, ext=["csv", "md"])
+    for name, experiment in EXPERIMENTS.items():
+        figures = f"results/figures/{DATASET}/{name}"
+        if experiment.settings.grid:
+            outputs += [f"{figures}/grid.png", f"{figures}/grid.pdf"]
+        if experiment.settings.matrix:
+            outputs += expand(f"{figures}/{{plot}}.{{ext}}", plot=["matrix", "frequency", "baseline"], ext=["png", "pdf"])
+        if "results" in experiment.settings.tables and not experiment.settings.matrix:
+            outputs += [f"{figures}/per_domain_accuracy.png", f"{figures}/confusion.png"]
+    for name in USED_SETS:
+        outputs.append(f"results/tables/{DATASET}/extraction/{FEATURE_SETS[name].settings_hash}.settings.csv")
+    return outputs
+
+
+def get_settings_json(wildcards=None):
+    """The extraction settings blocks of one feature set (by its hash), as one JSON object."""
+    fs = BY_HASH[wildcards.settings_hash]
+    experiment = next(e for e in EXPERIMENTS.values() if e.feature_set.name == fs.name)
+    values = experiment.run_settings(config, "main")
+    return json.dumps({k: values[k] for k in ("decode", "extraction", "weights", "device")}, sort_keys=True)
+
+
+def get_run_settings(wildcards):
+    """Every settings block of one experiment run (feature set, protocol, head, train, run)."""
+    return json.dumps(EXPERIMENTS[wildcards.experiment].run_settings(config, wildcards.variant), sort_keys=True)
+
+
+def get_run_store(wildcards):
+    return _store(EXPERIMENTS[wildcards.experiment].feature_set)
+
+
+def get_model_files(wildcards):
+    seeds = EXPERIMENTS[wildcards.experiment].seeds
+    return [f"results/models/{RUN}/seed{seed}.safetensors".format(**wildcards, seed=seed) for seed in seeds]
+
+
+def get_protocol_evaluations(wildcards):
+    """The evaluations of every run listed in the results table of one protocol."""
     return [
-        STORE,
-        f"results/tables/{DATASET}/results.csv",
-        f"results/tables/{DATASET}/results.md",
-        f"results/figures/{DATASET}/per_domain_accuracy.png",
-        f"results/figures/{DATASET}/confusion.png",
+        _evaluation(e.name, variant, tap)
+        for e in _in_table("results")
+        if e.protocol.name == wildcards.protocol
+        for variant, tap in e.runs()
     ]
 
 
-def get_settings_json():
-    """Every settings block a stage command needs, as one JSON object."""
-    keys = ("decode", "extraction", "weights", "device", "protocol", "head", "train")
-    return json.dumps({k: config[k] for k in keys if k in config}, sort_keys=True)
+def get_ablation_evaluations(wildcards):
+    return [_evaluation(e.name, variant, tap) for e in _in_table("ablation") for variant, tap in e.runs()]
+
+
+def get_experiment_evaluations(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return [_evaluation(experiment.name, variant, tap) for variant, tap in experiment.runs()]
+
+
+def get_first_evaluation(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return _evaluation(experiment.name, *experiment.runs()[0])
 
 
 def get_weight_files(wildcards):

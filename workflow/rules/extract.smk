@@ -34,7 +34,7 @@ rule extract_features:
     params:
         cache="results/features/{dataset}/{settings_hash}",
         shard_size=config["shard_size"],
-        settings=get_settings_json(),
+        settings=get_settings_json,
     log:
         "logs/extract_features/{dataset}/{settings_hash}/{shard}.log",
     shell:

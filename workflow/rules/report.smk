@@ -1,35 +1,98 @@
-# Tables and figures, regenerated from the evaluation alone (no extraction, no training).
+# Tables and figures, regenerated from evaluations alone (no extraction, no training).
+# Every output is wrapped in report(): `snakemake --report report.html` shows them all.
 
 
 localrules:
+    make_results_table,
+    make_ablation_table,
+    plot_grid,
+    plot_matrix,
     plot_results,
+    report_extraction,
+
+
+rule make_results_table:
+    input:
+        get_protocol_evaluations,
+    output:
+        csv=report("results/tables/{dataset}/results_{protocol}.csv", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
+        markdown=report("results/tables/{dataset}/results_{protocol}.md", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
+    log:
+        "logs/make_results_table/{dataset}/{protocol}.log",
+    shell:
+        "actiondiff table --kind results --evaluations {input} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+
+
+rule make_ablation_table:
+    input:
+        get_ablation_evaluations,
+    output:
+        csv=report("results/tables/{dataset}/ablation.csv", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
+        markdown=report("results/tables/{dataset}/ablation.md", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
+    log:
+        "logs/make_ablation_table/{dataset}.log",
+    shell:
+        "actiondiff table --kind ablation --evaluations {input} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+
+
+rule plot_grid:
+    input:
+        get_experiment_evaluations,
+    output:
+        png=report("results/figures/{dataset}/{experiment}/grid.png", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
+        pdf=report("results/figures/{dataset}/{experiment}/grid.pdf", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
+        csv=report("results/tables/{dataset}/{experiment}/grid.csv", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
+    log:
+        "logs/plot_grid/{dataset}/{experiment}.log",
+    shell:
+        "actiondiff plot-grid --evaluations {input} --title 'Layer x timestep grid ({wildcards.experiment})'"
+        " --csv {output.csv} --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+
+
+rule plot_matrix:
+    input:
+        get_experiment_evaluations,
+    output:
+        matrix_png=report("results/figures/{dataset}/{experiment}/matrix.png", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
+        matrix_pdf=report("results/figures/{dataset}/{experiment}/matrix.pdf", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
+        frequency_png=report("results/figures/{dataset}/{experiment}/frequency.png", caption="../report/frequency.rst", category="{experiment}", subcategory="action frequency"),
+        frequency_pdf=report("results/figures/{dataset}/{experiment}/frequency.pdf", caption="../report/frequency.rst", category="{experiment}", subcategory="action frequency"),
+        baseline_png=report("results/figures/{dataset}/{experiment}/baseline.png", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
+        baseline_pdf=report("results/figures/{dataset}/{experiment}/baseline.pdf", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
+        csv=report("results/tables/{dataset}/{experiment}/matrix.csv", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
+    log:
+        "logs/plot_matrix/{dataset}/{experiment}.log",
+    shell:
+        "actiondiff plot-matrix --evaluations {input} --csv {output.csv}"
+        " --matrix-png {output.matrix_png} --matrix-pdf {output.matrix_pdf}"
+        " --frequency-png {output.frequency_png} --frequency-pdf {output.frequency_pdf}"
+        " --baseline-png {output.baseline_png} --baseline-pdf {output.baseline_pdf} > {log} 2>&1"
 
 
 rule plot_results:
     input:
-        evaluation=EVALUATION,
+        evaluation=get_first_evaluation,
     output:
-        table=report(
-            "results/tables/{dataset}/results.csv",
-            caption="../report/results_table.rst",
-            category="Results",
-            labels={"table": "metrics (CSV)"},
-        ),
-        markdown="results/tables/{dataset}/results.md",
-        figure=report(
-            "results/figures/{dataset}/per_domain_accuracy.png",
-            caption="../report/per_domain_accuracy.rst",
-            category="Results",
-            labels={"figure": "unseen-domain accuracy"},
-        ),
-        confusion=report(
-            "results/figures/{dataset}/confusion.png",
-            caption="../report/confusion.rst",
-            category="Results",
-            labels={"figure": "confusion matrix"},
-        ),
+        table=report("results/tables/{dataset}/{experiment}/metrics.csv", caption="../report/metrics_table.rst", category="{experiment}", subcategory="results"),
+        markdown="results/tables/{dataset}/{experiment}/metrics.md",
+        figure=report("results/figures/{dataset}/{experiment}/per_domain_accuracy.png", caption="../report/per_domain_accuracy.rst", category="{experiment}", subcategory="results"),
+        confusion=report("results/figures/{dataset}/{experiment}/confusion.png", caption="../report/confusion.rst", category="{experiment}", subcategory="results"),
     log:
-        "logs/plot_results/{dataset}.log",
+        "logs/plot_results/{dataset}/{experiment}.log",
     shell:
         "actiondiff report --evaluation {input.evaluation} --table {output.table} --markdown {output.markdown}"
         " --figure {output.figure} --confusion {output.confusion} > {log} 2>&1"
+
+
+rule report_extraction:
+    input:
+        store="results/stores/{dataset}/{settings_hash}.zarr",
+        failures="results/stores/{dataset}/{settings_hash}.failures.csv",
+    output:
+        settings=report("results/tables/{dataset}/extraction/{settings_hash}.settings.csv", caption="../report/extraction_settings.rst", category="Extraction", subcategory="{settings_hash}"),
+        failures=report("results/tables/{dataset}/extraction/{settings_hash}.failures.csv", caption="../report/failures.rst", category="Extraction", subcategory="{settings_hash}"),
+    log:
+        "logs/report_extraction/{dataset}/{settings_hash}.log",
+    shell:
+        "actiondiff extraction-report --store {input.store} --failures {input.failures}"
+        " --settings-csv {output.settings} --failures-csv {output.failures} > {log} 2>&1"

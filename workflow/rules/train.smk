@@ -1,18 +1,18 @@
 # Training and evaluation read only the packed store and the manifest: no GPU, no videos.
+# One run = one experiment, one variant (`main`, or `from_<domain>` of a matrix), one tap.
 
 
 rule train_head:
     input:
-        store="results/stores/{dataset}/{settings_hash}.zarr",
+        store=get_run_store,
         manifest="results/manifests/{dataset}.csv",
     output:
-        models=expand("results/models/{{dataset}}/{{settings_hash}}/{{tap}}/seed{seed}.safetensors", seed=SEEDS),
-        history="results/models/{dataset}/{settings_hash}/{tap}/history.csv",
+        history="results/models/{dataset}/{experiment}/{variant}/{tap}/history.csv",
     params:
-        out="results/models/{dataset}/{settings_hash}/{tap}",
-        settings=get_settings_json(),
+        out="results/models/{dataset}/{experiment}/{variant}/{tap}",
+        settings=get_run_settings,
     log:
-        "logs/train_head/{dataset}/{settings_hash}/{tap}.log",
+        "logs/train_head/{dataset}/{experiment}/{variant}/{tap}.log",
     shell:
         "actiondiff train --store {input.store} --manifest {input.manifest} --tap {wildcards.tap}"
         " --out {params.out} --settings {params.settings:q} > {log} 2>&1"
@@ -20,15 +20,16 @@ rule train_head:
 
 rule evaluate_head:
     input:
-        store="results/stores/{dataset}/{settings_hash}.zarr",
+        store=get_run_store,
         manifest="results/manifests/{dataset}.csv",
-        models=expand("results/models/{{dataset}}/{{settings_hash}}/{{tap}}/seed{seed}.safetensors", seed=SEEDS),
+        history="results/models/{dataset}/{experiment}/{variant}/{tap}/history.csv",
     output:
-        evaluation="results/eval/{dataset}/{settings_hash}/{tap}/evaluation.json",
+        evaluation="results/eval/{dataset}/{experiment}/{variant}/{tap}/evaluation.json",
     params:
-        settings=get_settings_json(),
+        models=get_model_files,
+        settings=get_run_settings,
     log:
-        "logs/evaluate_head/{dataset}/{settings_hash}/{tap}.log",
+        "logs/evaluate_head/{dataset}/{experiment}/{variant}/{tap}.log",
     shell:
-        "actiondiff evaluate --store {input.store} --manifest {input.manifest} --models {input.models}"
+        "actiondiff evaluate-run --store {input.store} --manifest {input.manifest} --models {params.models}"
         " --out {output.evaluation} --settings {params.settings:q} > {log} 2>&1"

@@ -1,0 +1,349 @@
+"""Named experiments: feature sets x protocol x head x training, expanded into training runs.
+
+The config's `feature_sets` are named overrides of its `extraction` block; each is one
+extraction pass (one settings hash, one store) serving every layer x timestep it lists. Its
+`experiments` name a feature set plus overrides of the `protocol`, `head` and `train` blocks.
+An experiment expands into *runs*, one trained head (per seed) each:
+
+| experiment | runs (variant, tap) |
+|---|---|
+| plain | ("main", tap) for each of its taps |
+| `grid: true` | the same; its taps are drawn as a layer x timestep grid (Fig. 5) |
+| `matrix: [d1, ..., dn]` | ("from_<d>", tap) per domain d: train on d, test on every other (Fig. 4) |
+
+Every evaluation has an out-of-domain part (the protocol's test videos) and an in-domain part
+(the held-out validation clips of the training domains), and the most-frequent-class baseline
+of the training side (Fig. S15/S16). The paper's published numbers (DESIGN section 6) are
+kept here as data, for labelled reference rows in the tables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .head import HeadSettings
+from .metrics import all_metrics, per_group_accuracy
+from .protocols import ProtocolSettings, assign_roles
+from .settings import (
+    DecodeSettings,
+    ExtractSettings,
+    WeightsSettings,
+    _doc,
+    from_dict,
+    settings_hash,
+    tap_name,
+    to_dict,
+)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
+TAP_PATTERN = re.compile(r"^L(\d\d)_T(\d\d)$")
+TABLES = ("results", "ablation")
+MAIN_VARIANT = "main"
+
+# Published numbers (paper; DESIGN section 6): protocol -> [(method, metric, value)].
+REFERENCE_RESULTS: dict[str, list[tuple[str, str, float]]] = {
+    "ak_full": [("ActionDiff", "micro_ap", 80.79), ("V-JEPA", "micro_ap", 78.64), ("SDv2", "micro_ap", 78.66)],
+    "ak_unseen_species": [("ActionDiff", "top1_accuracy", 51.49)],
+    "charades_1st_1st": [("ActionDiff", "micro_ap", 36.5)],
+    "charades_3rd_1st": [("ActionDiff", "micro_ap", 30.2)],
+    "ucf_to_hmdb": [("ActionDiff", "top1_accuracy", 77.6)],
+    "hmdb_to_ucf": [("ActionDiff", "top1_accuracy", 81.5)],
+}
+# Fig. 4 of the paper: Spearman rho between species-to-species accuracy and action-frequency similarity.
+REFERENCE_FREQUENCY_RHO = 0.74
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """One named experiment of the config's `experiments` block."""
+
+    feature_set: str = _doc("default", "name of the feature set (config `feature_sets`) it trains on")
+    taps: tuple[str, ...] = _doc((), "features to train on, e.g. L09_T20 (empty: every layer x timestep of the set)")
+    grid: bool = _doc(False, "draw its taps as a layer x timestep heatmap (Fig. 5)")
+    matrix: tuple[str, ...] = _doc((), "domains of a domain-to-domain matrix (Fig. 4): train on each, test on the others")
+    tables: tuple[str, ...] = _doc(("results",), "tables listing its rows: results (per protocol) | ablation")
+    ablation: str = _doc("", "what it varies in the ablation table (head, window, loss, conditioning, layer...)")
+    label: str = _doc("", "row label in tables (empty: the experiment's name)")
+    protocol: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `protocol` block"})
+    head: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `head` block"})
+    train: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `train` block (preset, seeds, ...)"})
+
+    def __post_init__(self) -> None:
+        for tap in self.taps:
+            if not TAP_PATTERN.match(tap):
+                raise ValueError(f"Expected each of `taps` to look like L09_T20, but got {tap!r}.")
+        unknown = sorted(set(self.tables) - set(TABLES))
+        if unknown:
+            raise ValueError(f"Expected `tables` to be among {list(TABLES)}, but got {unknown}.")
+        if self.matrix and len(self.matrix) < 2:
+            raise ValueError(f"Expected `matrix` to name at least two domains, but got {list(self.matrix)}.")
+        if len(set(self.matrix)) != len(self.matrix):
+            raise ValueError(f"Expected `matrix` domains to be distinct, but got {list(self.matrix)}.")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """One extraction pass: its settings objects and their hash (names the store)."""
+
+    name: str
+    decode: DecodeSettings
+    extract: ExtractSettings
+    weights: WeightsSettings
+    settings_hash: str
+
+    @property
+    def taps(self) -> list[str]:
+        return [tap_name(layer, t) for layer, t in self.extract.taps]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment with its feature set resolved."""
+
+    name: str
+    settings: ExperimentSettings
+    feature_set: FeatureSet
+    protocol: ProtocolSettings
+    head: HeadSettings
+    seeds: tuple[int, ...]
+    blocks: dict[str, Any]  # the protocol, head and train blocks after the overrides
+
+    @property
+    def taps(self) -> list[str]:
+        return list(self.settings.taps) or self.feature_set.taps
+
+    @property
+    def variants(self) -> list[str]:
+        """`main`, or one `from_<domain>` per matrix domain."""
+        if not self.settings.matrix:
+            return [MAIN_VARIANT]
+        return [variant_name(d) for d in self.settings.matrix]
+
+    def runs(self) -> list[tuple[str, str]]:
+        """Every (variant, tap) it trains."""
+        return [(variant, tap) for variant in self.variants for tap in self.taps]
+
+    def protocol_block(self, variant: str) -> dict[str, Any]:
+        """The protocol block of one variant: a matrix variant trains on its one domain."""
+        block = dict(self.blocks["protocol"])
+        if variant != MAIN_VARIANT:
+            domain = dict(zip(self.variants, self.settings.matrix, strict=True))[variant]
+            block["train_domains"] = [domain]
+            block["test_domains"] = [d for d in self.settings.matrix if d != domain]
+        return block
+
+    def run_settings(self, config: dict[str, Any], variant: str) -> dict[str, Any]:
+        """Every settings block the stage commands need for one run, plus a `run` block naming it."""
+        return {
+            "decode": to_dict(self.feature_set.decode),
+            "extraction": to_dict(self.feature_set.extract),
+            "weights": to_dict(self.feature_set.weights),
+            "device": config.get("device", "cpu"),
+            "protocol": self.protocol_block(variant),
+            "head": self.blocks["head"],
+            "train": self.blocks["train"],
+            "run": {
+                "experiment": self.name,
+                "variant": variant,
+                "label": self.settings.label or self.name,
+                "feature_set": self.feature_set.name,
+                "ablation": self.settings.ablation,
+                "head": self.head.kind,
+                "conditioning": self.feature_set.extract.conditioning,
+                "sdv2": self.feature_set.extract.sdv2,
+                "settings_hash": self.feature_set.settings_hash,
+            },
+        }
+
+
+def variant_name(domain: str) -> str:
+    """`from_<domain>` with every run of characters outside [A-Za-z0-9_.-] replaced by `_`."""
+    return "from_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", domain).strip("_")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(f"Expected {kind} names to match {NAME_PATTERN.pattern}, but got {name!r}.")
+
+
+def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
+    """The config's feature sets (default: one, `default`, the `extraction` block as is).
+
+    Raises:
+        ValueError: a bad name, an unknown key or value in an override.
+    """
+    blocks = config.get("feature_sets") or {"default": {}}
+    decode = from_dict(DecodeSettings, config.get("decode"), "config key `decode`")
+    weights = from_dict(WeightsSettings, config.get("weights"), "config key `weights`")
+    sets = {}
+    for name, overrides in blocks.items():
+        _check_name("feature set", name)
+        values = {**(config.get("extraction") or {}), **(overrides or {})}
+        extract = from_dict(ExtractSettings, values, f"config key `feature_sets.{name}`")
+        identity = {"decode": to_dict(decode), "extraction": to_dict(extract), "weights": to_dict(weights)}
+        sets[name] = FeatureSet(name, decode, extract, weights, settings_hash(identity))
+    hashes = [s.settings_hash for s in sets.values()]
+    if len(set(hashes)) != len(hashes):
+        raise ValueError(f"Expected feature sets to differ in their settings, but some are identical: {list(sets)}.")
+    return sets
+
+
+def parse_experiments(config: dict[str, Any]) -> dict[str, Experiment]:
+    """The config's experiments, validated with every reference resolved, before any job runs.
+
+    Default: one experiment `main` on the feature set `default`.
+
+    Raises:
+        ValueError: a bad name, an unknown feature set (named, with the known ones), a tap the
+            feature set does not extract, or an invalid override.
+    """
+    from .train import train_settings
+
+    sets = feature_sets(config)
+    experiments = {}
+    for name, values in (config.get("experiments") or {"main": {}}).items():
+        _check_name("experiment", name)
+        where = f"config key `experiments.{name}`"
+        settings = from_dict(ExperimentSettings, values, where)
+        if settings.feature_set not in sets:
+            raise ValueError(
+                f"Expected `feature_set` to be one of the feature sets {sorted(sets)}, but got "
+                f"{settings.feature_set!r} ({where}). Add it under `feature_sets`."
+            )
+        feature_set = sets[settings.feature_set]
+        missing = sorted(set(settings.taps) - set(feature_set.taps))
+        if missing:
+            raise ValueError(
+                f"Expected `taps` to be among the feature set's {feature_set.taps}, but got {missing} ({where})."
+            )
+        blocks = {key: {**(config.get(key) or {}), **getattr(settings, key)} for key in ("protocol", "head", "train")}
+        protocol = from_dict(ProtocolSettings, blocks["protocol"], f"{where} `protocol`")
+        if settings.matrix and protocol.name not in ("custom", "ak_unseen_species"):
+            raise ValueError(
+                f"Expected a `matrix` experiment's protocol to be custom or ak_unseen_species, but got {protocol.name!r} ({where})."
+            )
+        head = from_dict(HeadSettings, blocks["head"], f"{where} `head`")
+        train_values = dict(blocks["train"])
+        seeds = tuple(train_values.pop("seeds", [0]))
+        train_settings(train_values.pop("preset", protocol.spec.preset), train_values)  # validates
+        experiment = Experiment(name, settings, feature_set, protocol, head, seeds, blocks)
+        for variant in experiment.variants:
+            from_dict(ProtocolSettings, experiment.protocol_block(variant), f"{where} variant {variant}")
+        if len(set(experiment.variants)) != len(experiment.variants):
+            raise ValueError(f"Expected matrix domains to have distinct names, but got {list(settings.matrix)} ({where}).")
+        experiments[name] = experiment
+    return experiments
+
+
+def parse_tap(tap: str) -> tuple[int, int]:
+    """(layer, timestep_index) of a tap name such as `L09_T20`."""
+    match = TAP_PATTERN.match(tap)
+    if not match:
+        raise ValueError(f"Expected a tap name like L09_T20, but got {tap!r}.")
+    return int(match.group(1)), int(match.group(2))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _mean_std(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {
+        name: {"mean": float(np.mean([m[name] for m in per_seed])), "std": float(np.std([m[name] for m in per_seed]))}
+        for name in per_seed[0]
+    }
+
+
+def role_metrics(store_path: str | Path, manifest: pd.DataFrame, protocol: ProtocolSettings,
+                 checkpoints: list[str | Path], role: str) -> dict[str, Any]:
+    """Metrics (mean/std over seeds) and per-domain top-1 accuracy of the models on one role.
+
+    `role="val"` is the in-domain evaluation: held-out clips of the training domains (the
+    same clips that selected the epoch, so it is an optimistic estimate).
+    """
+    from .experiment import load_sets
+    from .store import FeatureStore
+    from .train import load_checkpoint, predict
+
+    store = FeatureStore(store_path)
+    per_seed, per_domain = [], []
+    for path in checkpoints:
+        model, info = load_checkpoint(path, expected_hash=store.attrs["settings_hash"])
+        head = HeadSettings(**info["head"])
+        rows = load_sets(store, manifest, info["tap"], protocol)[role]
+        probs = predict(model, rows["sequences"], head, info["train"]["multilabel"])
+        per_seed.append(all_metrics(probs, rows["targets"]))
+        for domain, value in per_group_accuracy(probs, rows["targets"], rows["domain"]).items():
+            per_domain.append({"seed": info["train"]["seed"], "domain": domain, "top1_accuracy": value})
+    return {"metrics": _mean_std(per_seed), "per_domain": per_domain, "num_videos": len(rows["video_id"])}
+
+
+def most_frequent_class(train_targets: np.ndarray, test_targets: np.ndarray, test_domains: list[str]) -> dict[str, Any]:
+    """The most-frequent-class baseline of the training side, scored on the test side.
+
+    Args:
+        train_targets: [n_train, classes] multi-hot targets of the training videos.
+        test_targets: [n_test, classes] multi-hot targets of the test videos.
+        test_domains: the n_test videos' domains.
+    Returns:
+        `metrics` (every metric, %, scoring each test video with the training class frequencies,
+        so top-1 picks the most frequent class, the first on ties), `per_domain` top-1 accuracy
+        (%), and `class` (the index of the most frequent class).
+    """
+    frequency = train_targets.mean(axis=0)  # [classes]
+    probs = np.tile(frequency, (len(test_targets), 1))  # [n_test, classes]
+    return {
+        "metrics": all_metrics(probs, test_targets),
+        "per_domain": per_group_accuracy(probs, test_targets, test_domains),
+        "class": int(frequency.argmax()),
+    }
+
+
+def domain_class_counts(manifest: pd.DataFrame, protocol: ProtocolSettings, classes: list[str]) -> dict[str, list[int]]:
+    """{domain: [classes] number of clips with each action} over the videos the protocol uses."""
+    from .protocols import multi_hot
+
+    roles = assign_roles(manifest, protocol)
+    used = manifest[roles != ""]
+    targets = multi_hot(used.labels, classes)
+    return {
+        str(domain): targets[(used.domain == domain).to_numpy()].sum(axis=0).astype(int).tolist()
+        for domain in sorted(set(used.domain))
+    }
+
+
+def evaluate_run(store_path: str | Path, manifest: pd.DataFrame, protocol: ProtocolSettings,
+                 checkpoints: list[str | Path], run: dict[str, Any]) -> dict[str, Any]:
+    """Out-of-domain (test) and in-domain (val) evaluation of one run, with its baseline.
+
+    Returns the `actiondiff.experiment.evaluate_models` result (out-of-domain, as the results
+    table shows it) plus `in_domain`, `baseline` (most frequent class), `class_counts` per
+    domain, `protocol` (with its metrics, headline first) and `run` (experiment, variant...).
+    """
+    from .experiment import evaluate_models, load_sets
+    from .store import FeatureStore
+
+    result = evaluate_models(store_path, manifest, protocol, checkpoints)
+    result["in_domain"] = role_metrics(store_path, manifest, protocol, checkpoints, "val")
+    sets = load_sets(FeatureStore(store_path), manifest, result["tap"], protocol)
+    train = np.concatenate([sets["train"]["targets"], sets["val"]["targets"]])
+    result["baseline"] = most_frequent_class(train, sets["test"]["targets"], sets["test"]["domain"])
+    result["class_counts"] = domain_class_counts(manifest, protocol, result["classes"])
+    result["protocol"] = {
+        **to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric,
+    }
+    result["run"] = dict(run)
+    return result
+
+
+def write_json(data: dict[str, Any], path: str | Path) -> None:
+    """Sorted, indented JSON, parent folders created."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+

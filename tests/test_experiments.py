@@ -1,0 +1,126 @@
+"""Experiment parsing (feature sets, references, runs) and the most-frequent-class baseline."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from actiondiff.experiments import (
+    REFERENCE_RESULTS,
+    domain_class_counts,
+    feature_sets,
+    most_frequent_class,
+    parse_experiments,
+    parse_tap,
+    variant_name,
+)
+from actiondiff.protocols import PROTOCOLS, ProtocolSettings
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def with_experiments(experiments, sets=None):
+    config = copy.deepcopy(CONFIG)
+    config["experiments"] = experiments
+    if sets is not None:
+        config["feature_sets"] = sets
+    return config
+
+
+def test_default_config_expands_to_the_demo_runs():
+    experiments = parse_experiments(CONFIG)
+    assert list(experiments) == ["actiondiff", "head_mlp", "head_linear", "grid", "domains"]
+    grid = experiments["grid"]
+    assert len(grid.runs()) == 12 and grid.runs()[0] == ("main", "L03_T10") and grid.runs()[-1] == ("main", "L12_T29")
+    domains = experiments["domains"]
+    assert domains.variants == ["from_red_square_flat", "from_green_disc_noise", "from_blue_diamond_stripes",
+                                "from_yellow_cross_checker"]
+    block = domains.protocol_block("from_green_disc_noise")
+    assert block["train_domains"] == ["green_disc_noise"]
+    assert block["test_domains"] == ["red_square_flat", "blue_diamond_stripes", "yellow_cross_checker"]
+    # Every experiment of the demo reads the same single extraction pass.
+    assert {e.feature_set.settings_hash for e in experiments.values()} == {feature_sets(CONFIG)["default"].settings_hash}
+    assert experiments["head_mlp"].head.kind == "mlp" and experiments["actiondiff"].head.kind == "transformer"
+    settings = experiments["head_mlp"].run_settings(CONFIG, "main")
+    assert settings["head"]["kind"] == "mlp" and settings["run"]["experiment"] == "head_mlp"
+    assert settings["extraction"]["layers"] == [3, 6, 9, 12]
+
+
+def test_feature_sets_have_their_own_hash_and_taps():
+    sets = feature_sets({**CONFIG, "feature_sets": {"default": {}, "paper": {"layers": [9], "timestep_indices": [20]},
+                                                    "sdv2": {"sdv2": True}}})
+    assert sets["paper"].taps == ["L09_T20"]
+    assert len({s.settings_hash for s in sets.values()}) == 3
+    assert sets["default"].settings_hash == feature_sets(CONFIG)["default"].settings_hash  # `{}` = the block as is
+    with pytest.raises(ValueError, match="identical"):
+        feature_sets({**CONFIG, "feature_sets": {"a": {}, "b": {"sdv2": False}}})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['layer'\]"):
+        feature_sets({**CONFIG, "feature_sets": {"a": {"layer": [3]}}})
+
+
+def test_unknown_feature_set_is_named_before_any_job():
+    with pytest.raises(ValueError, match=r"got 'sdv3' \(config key `experiments.x`\)"):
+        parse_experiments(with_experiments({"x": {"feature_set": "sdv3"}}))
+
+
+@pytest.mark.parametrize(
+    ("experiment", "message"),
+    [
+        ({"taps": ["L13_T20"]}, r"Expected `taps` to be among the feature set's"),
+        ({"taps": ["layer9"]}, "look like L09_T20"),
+        ({"tables": ["figures"]}, r"Expected `tables` to be among \['results', 'ablation'\]"),
+        ({"matrix": ["red_square_flat"]}, "at least two domains"),
+        ({"head": {"kind": "rnn"}}, "rnn"),
+        ({"train": {"preset": "imagenet"}}, "imagenet"),
+        ({"protocl": {}}, r"unknown key\(s\) \['protocl'\]"),
+        ({"matrix": ["a", "b"], "protocol": {"name": "ucf_to_hmdb"}}, "custom or ak_unseen_species"),
+    ],
+)
+def test_bad_experiments_fail_with_the_key(experiment, message):
+    with pytest.raises(ValueError, match=message):
+        parse_experiments(with_experiments({"x": experiment}))
+
+
+def test_bad_names_and_taps():
+    with pytest.raises(ValueError, match="experiment names"):
+        parse_experiments(with_experiments({"my run": {}}))
+    assert parse_tap("L09_T20") == (9, 20)
+    assert variant_name("frog / toad") == "from_frog_toad"
+
+
+def test_reference_numbers_match_design_and_protocols():
+    assert set(REFERENCE_RESULTS) <= set(PROTOCOLS)
+    assert ("ActionDiff", "micro_ap", 80.79) in REFERENCE_RESULTS["ak_full"]
+    assert REFERENCE_RESULTS["hmdb_to_ucf"] == [("ActionDiff", "top1_accuracy", 81.5)]
+    for protocol, rows in REFERENCE_RESULTS.items():
+        assert {metric for _, metric, _ in rows} <= set(PROTOCOLS[protocol].metrics)
+
+
+def test_most_frequent_class_baseline_by_hand():
+    train = np.eye(3, dtype=np.float32)[[0, 1, 1, 2, 1]]  # class 1 is the most frequent
+    test = np.eye(3, dtype=np.float32)[[1, 0, 1, 2]]
+    result = most_frequent_class(train, test, ["a", "a", "b", "b"])
+    assert result["class"] == 1
+    assert result["metrics"]["top1_accuracy"] == pytest.approx(50.0)
+    assert result["per_domain"] == {"a": pytest.approx(50.0), "b": pytest.approx(50.0)}
+    # Micro AP by hand: class 1's score 0.6 ranks 4 entries first (2 positives: precision 1/2 at
+    # recall 1/2), the 8 entries scored 0.2 follow (precision 4/12 at recall 1).
+    assert result["metrics"]["micro_ap"] == pytest.approx(100 * (0.5 * 0.5 + 0.5 * 4 / 12), abs=1e-4)
+
+
+def test_domain_class_counts_follow_the_protocol():
+    manifest = pd.DataFrame({
+        "video_id": [f"v{i}" for i in range(8)],
+        "labels": ["run", "run", "eat", "run", "eat", "eat", "eat", "run"],
+        "domain": ["a", "a", "a", "a", "b", "b", "c", "c"],
+        "split": ["train", "train", "val", "train", "test", "test", "train", "train"],
+    })
+    protocol = ProtocolSettings(train_domains=("a",), test_domains=("b",))
+    counts = domain_class_counts(manifest, protocol, ["eat", "run"])
+    assert counts == {"a": [1, 3], "b": [2, 0]}  # domain c is unused by this protocol

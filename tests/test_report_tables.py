@@ -1,0 +1,133 @@
+"""Tables and figures from evaluation JSONs: values by hand, files really written."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from actiondiff.report_tables import (
+    BASELINE,
+    PAPER,
+    ablation_table,
+    domain_matrices,
+    frequency_rho,
+    grid_frame,
+    matrix_long,
+    metric_column,
+    plot_baseline,
+    plot_frequency,
+    plot_grid,
+    plot_matrix,
+    results_table,
+)
+
+DOMAINS = ["a", "b", "c"]
+
+
+def evaluation(tap="L09_T20", protocol="custom", value=60.0, inside=80.0, baseline=25.0, experiment="main",
+               train_domains=(), per_domain=(), in_per_domain=(), baseline_per_domain=None, counts=None, head="transformer"):
+    metrics = ("micro_ap", "macro_ap_present") if protocol.startswith("charades") else ("top1_accuracy",)
+    all_metrics = ("top1_accuracy", "micro_ap", "macro_ap_present", "macro_ap_all")
+    return {
+        "tap": tap,
+        "metrics": {m: {"mean": value, "std": 2.0} for m in all_metrics},
+        "in_domain": {"metrics": {m: {"mean": inside, "std": 1.0} for m in all_metrics},
+                      "per_domain": [{"seed": 0, "domain": d, "top1_accuracy": v} for d, v in in_per_domain]},
+        "baseline": {"metrics": dict.fromkeys(all_metrics, baseline), "per_domain": baseline_per_domain or {}},
+        "per_domain": [{"seed": s, "domain": d, "top1_accuracy": v + s} for d, v in per_domain for s in (0, 2)],
+        "per_seed": [{}, {}],
+        "num_test_videos": 12,
+        "class_counts": counts or {},
+        "protocol": {"name": protocol, "metrics": list(metrics), "headline_metric": metrics[0],
+                     "train_domains": list(train_domains)},
+        "run": {"label": experiment, "variant": "main", "feature_set": "default", "head": head,
+                "conditioning": "middle_frame", "sdv2": False, "ablation": "head" if head != "transformer" else ""},
+    }
+
+
+def test_results_table_rows_baseline_and_paper_rows():
+    frame = results_table([evaluation(protocol="charades_1st_1st", value=31.0, baseline=10.0)])
+    assert frame.source.tolist() == ["this run", BASELINE, PAPER]
+    run = frame.iloc[0]
+    assert run[metric_column("micro_ap")] == 31.0 and run[metric_column("micro_ap", "std")] == 2.0
+    assert run[metric_column("micro_ap", "in-domain mean")] == 80.0
+    assert run["micro_ap gain over most frequent class"] == 21.0
+    assert frame.iloc[1][metric_column("micro_ap")] == 10.0
+    assert frame.iloc[2]["experiment"] == "ActionDiff" and frame.iloc[2][metric_column("micro_ap")] == 36.5
+    assert metric_column("top1_accuracy") not in frame.columns  # only the protocol's own metrics
+    assert len(results_table([evaluation()])) == 2  # custom: no published row
+    with pytest.raises(ValueError, match="one protocol"):
+        results_table([evaluation(), evaluation(protocol="ucf_to_hmdb")])
+
+
+def test_ablation_table_names_what_varies():
+    frame = ablation_table([evaluation(value=70.0), evaluation(value=40.0, head="linear", experiment="head_linear")])
+    assert frame.ablation.tolist() == ["baseline", "head"]
+    assert frame["head"].tolist() == ["transformer", "linear"]
+    assert frame["out-of-domain mean"].tolist() == [70.0, 40.0]
+    assert frame.metric.iloc[0] == "top-1 accuracy (%)"
+
+
+def test_grid_frame_and_figure(tmp_path):
+    evaluations = [evaluation(tap=f"L{lay:02d}_T{t:02d}", value=lay + t, inside=100 - lay) for lay in (3, 9) for t in (10, 20, 29)]
+    frame = grid_frame(evaluations, "top1_accuracy")
+    assert frame[["layer", "timestep_index"]].values.tolist() == [[3, 10], [3, 20], [3, 29], [9, 10], [9, 20], [9, 29]]
+    assert frame.out_of_domain.tolist() == [13, 23, 32, 19, 29, 38]
+    plot_grid(frame, "top1_accuracy", tmp_path / "grid.png", tmp_path / "grid.pdf")
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "grid.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def matrix_evaluations():
+    counts = {"a": [5, 1, 0], "b": [4, 2, 1], "c": [0, 1, 6]}
+    out = []
+    for i, source in enumerate(DOMAINS):
+        others = [d for d in DOMAINS if d != source]
+        out.append(evaluation(
+            train_domains=[source],
+            per_domain=[(d, 10.0 * (i + 1) + j) for j, d in enumerate(others)],
+            in_per_domain=[(source, 90.0 + i)],
+            baseline_per_domain={d: 20.0 for d in others},
+            counts={d: counts[d] for d in DOMAINS},
+        ))
+    return out
+
+
+def test_domain_matrices_by_hand(tmp_path):
+    matrices = domain_matrices(matrix_evaluations())
+    accuracy = matrices["accuracy"]
+    assert accuracy.index.tolist() == DOMAINS and accuracy.columns.tolist() == DOMAINS
+    # Diagonal: in-domain; off-diagonal: mean of seeds (v, v + 2) = v + 1.
+    assert np.diag(accuracy.to_numpy()).tolist() == [90.0, 91.0, 92.0]
+    assert accuracy.loc["a", "b"] == 11.0 and accuracy.loc["a", "c"] == 12.0 and accuracy.loc["c", "b"] == 32.0
+    assert matrices["gain"].loc["a", "b"] == -9.0 and math.isnan(matrices["gain"].loc["a", "a"])
+    expected = np.corrcoef([5, 1, 0], [0, 1, 6])[0, 1]
+    assert matrices["frequency_correlation"].loc["a", "c"] == pytest.approx(expected)
+    rho = frequency_rho(matrices)
+    pairs = pd.DataFrame({
+        "acc": [accuracy.loc[s, t] for s in DOMAINS for t in DOMAINS if s != t],
+        "freq": [matrices["frequency_correlation"].loc[s, t] for s in DOMAINS for t in DOMAINS if s != t],
+    })
+    assert rho["pairs"] == 6
+    assert rho["spearman"] == pytest.approx(pairs.acc.corr(pairs.freq, method="spearman"))
+    assert rho["pearson"] == pytest.approx(pairs.acc.corr(pairs.freq))
+    long = matrix_long(matrices, rho)
+    assert len(long) == 9 and long.set_index(["train_domain", "test_domain"]).loc[("b", "b"), "top1_accuracy"] == 91.0
+    for plot, name in ((plot_matrix, "matrix"), (plot_baseline, "baseline")):
+        plot(matrices, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
+    plot_frequency(matrices, rho, tmp_path / "frequency.png", tmp_path / "frequency.pdf")
+    for name in ("matrix", "baseline", "frequency"):
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-" and (tmp_path / f"{name}.png").stat().st_size > 5000
+
+
+def test_constant_frequencies_give_nan_rho_not_an_error():
+    evaluations = matrix_evaluations()
+    for e in evaluations:
+        e["class_counts"] = {d: [3, 3, 3] for d in DOMAINS}
+    matrices = domain_matrices(evaluations)
+    assert matrices["frequency_correlation"].isna().all().all()
+    rho = frequency_rho(matrices)
+    assert math.isnan(rho["spearman"]) and rho["pairs"] == 0
