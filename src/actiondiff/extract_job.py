@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JobSummary:
-    """What one job did."""
+    """What one job did: video ids extracted now, skipped as already committed, and failed."""
 
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -44,7 +44,10 @@ def run_extraction(
     summary = JobSummary()
     todo = []
     for video_id, path in videos:
-        (summary.skipped if cache.is_committed(video_id) else todo).append((video_id, path))
+        if cache.is_committed(video_id):
+            summary.skipped.append(video_id)
+        else:
+            todo.append((video_id, path))
     if summary.skipped:
         log.info("%d videos already committed for settings %s", len(summary.skipped), cache.settings_hash)
     if not todo:
