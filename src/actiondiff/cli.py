@@ -243,10 +243,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_models(args.store, read_manifest(args.manifest), protocol, args.models)
     # The protocol's own metrics (headline first), so tables label what they show.
     result["protocol"] = {**to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric}
+    # Videos without features (failed extraction, see the store's failures.csv) are excluded.
+    result["num_excluded_videos"] = len(result.get("excluded_videos", []))
     write_json(result, args.out)
     name = protocol.headline_metric
     value = result["metrics"][name]
-    print(f"{name} on {result['num_test_videos']} test videos: {value['mean']:.1f} +- {value['std']:.1f}")
+    print(f"{name} on {result['num_test_videos']} test videos: {value['mean']:.1f} +- {value['std']:.1f}"
+          f" ({result['num_excluded_videos']} videos excluded: no features)")
     return 0
 
 
