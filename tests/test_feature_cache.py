@@ -56,3 +56,14 @@ def test_failure_is_recorded_then_cleared_by_success(tmp_path):
     assert cache.failure("v/with slash")["error_type"] == "RuntimeError"
     cache.commit(features("v/with slash"))
     assert cache.failure("v/with slash") is None
+
+
+def test_verify_names_only_the_damaged_committed_video(tmp_path):
+    cache = FeatureCache(tmp_path, "abc")
+    for video_id in ("a", "b/c", "d"):
+        cache.commit(features(video_id))
+    assert cache.verify().ok and cache.verify().checked == 3
+    data = tmp_path / "videos" / "b%2Fc.npz"
+    data.write_bytes(data.read_bytes()[:-10] + b"0123456789")
+    report = cache.verify()
+    assert sorted(report.bad) == ["b/c"] and "damaged" in report.bad["b/c"][0]

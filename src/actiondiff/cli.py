@@ -205,6 +205,40 @@ def write_failures(failures: list[dict[str, Any]], path: str | Path | None) -> N
     pd.DataFrame(failures, columns=columns).sort_values("video_id").to_csv(path, index=False)
 
 
+def cmd_store_info(args: argparse.Namespace) -> int:
+    from .store import store_info
+
+    info = store_info(args.store)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    print(f"store     {info['path']} (settings {info['settings_hash']}, actiondiff {info['actiondiff_version']})")
+    print(f"videos    {info['videos']}")
+    print(f"frames    {info['frames']}")
+    print(f"layers    {info['layers']}   timesteps {info['timestep_indices']}")
+    for tap, tap_info in info["taps"].items():
+        print(f"  {tap}  {tap_info['channels']} channels, {tap_info['chunk_rows']} rows/chunk, {tap_info['bytes']:,} bytes")
+    print(f"size      {info['size_bytes']:,} bytes on disk")
+    print(f"ratio     {info['compression_ratio']:.2f} (raw float16 features / stored)")
+    print("settings  " + json.dumps(info["settings"], sort_keys=True))
+    return 0
+
+
+def cmd_store_verify(args: argparse.Namespace) -> int:
+    from .feature_cache import FeatureCache
+    from .store import verify_store
+
+    if bool(args.store) == bool(args.cache):
+        raise ValueError("Expected exactly one of STORE or --cache DIR, but got " + ("both." if args.store else "neither."))
+    if args.store:
+        report = verify_store(args.store)
+    else:
+        identity = json.loads((Path(args.cache) / "settings.json").read_text())
+        report = FeatureCache(args.cache, settings_hash_of(identity)).verify()
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
 def _experiment_settings(values: dict[str, Any]):
     from .head import HeadSettings
     from .protocols import ProtocolSettings
@@ -254,6 +288,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_models(args.store, read_manifest(args.manifest), protocol, args.models)
     # The protocol's own metrics (headline first), so tables label what they show.
     result["protocol"] = {**to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric}
+    # Videos without features (failed extraction, see the store's failures.csv) are excluded.
+    result["num_excluded_videos"] = len(result.get("excluded_videos", []))
     write_json(result, args.out)
     name = protocol.headline_metric
     value = result["metrics"][name]
@@ -263,7 +299,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"over {len(result['per_seed'])} seeds (most-frequent-class baseline "
         f"{baseline['class']!r}: {baseline['metrics'][name]:.1f}); "
         f"micro AP {result['metrics']['micro_ap']['mean']:.1f}, "
-        f"macro AP (classes with positives) {result['metrics']['macro_ap_present']['mean']:.1f}"
+        f"macro AP (classes with positives) {result['metrics']['macro_ap_present']['mean']:.1f}; "
+        f"{result['num_excluded_videos']} videos excluded (no features)"
     )
     return 0
 
@@ -452,6 +489,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="store path (.zarr)")
     p.add_argument("--failures", help="CSV of videos that failed extraction")
+
+    p = add("store", None, "inspect or verify a packed store (or a per-video cache)", settings=False)
+    store_sub = p.add_subparsers(dest="store_command", required=True)
+    q = store_sub.add_parser("info", help="videos, frames, taps, settings, size, compression ratio")
+    q.set_defaults(func=cmd_store_info)
+    q.add_argument("store", help="store path (.zarr)")
+    q.add_argument("--json", action="store_true", help="print the summary as JSON")
+    q = store_sub.add_parser("verify", help="check every video; exit 1 naming the damaged ones")
+    q.set_defaults(func=cmd_store_verify)
+    q.add_argument("store", nargs="?", help="store path (.zarr)")
+    q.add_argument("--cache", help="verify a per-video cache folder instead (results/features/<dataset>/<hash>)")
 
     p = add("train", cmd_train, "train heads (one per seed) on a packed store")
     p.add_argument("--store", required=True)

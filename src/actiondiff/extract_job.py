@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JobSummary:
-    """What one job did."""
+    """What one job did: video ids extracted now, skipped as already committed, and failed."""
 
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)

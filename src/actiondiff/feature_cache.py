@@ -15,12 +15,36 @@ import hashlib
 import io
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 
 from .extractor import VideoFeatures
+
+
+@dataclass
+class VerifyReport:
+    """What `store.verify_store` / `FeatureCache.verify` found: damaged videos and store-wide problems."""
+
+    checked: int = 0
+    bad: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad and not self.problems
+
+    def flag(self, video_id: str, reason: str) -> None:
+        self.bad.setdefault(video_id, []).append(reason)
+
+    def lines(self) -> list[str]:
+        """One line per problem and per damaged video, then a verdict."""
+        out = [f"PROBLEM {p}" for p in self.problems]
+        out += [f"BAD {v}: {'; '.join(reasons)}" for v, reasons in sorted(self.bad.items())]
+        verdict = "OK" if self.ok else f"FAILED: {len(self.bad)} damaged videos, {len(self.problems)} store problems"
+        return [*out, f"{verdict} ({self.checked} videos checked)"]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -127,3 +151,37 @@ class FeatureCache:
             return json.loads(self.failure_path(video_id).read_text())
         except (OSError, ValueError):
             return None
+
+    def verify(self) -> VerifyReport:
+        """Check every committed video: marker readable and for this hash, file matching its
+        checksum, arrays consistent and finite. Damaged videos are named, never raised.
+
+        A video with data but no marker (a job killed between the two renames) is not
+        committed, so it is not checked: the next run redoes it.
+        """
+        report = VerifyReport()
+        for marker in sorted(self.videos.glob("*.done")):
+            try:
+                record = json.loads(marker.read_text())
+                video_id = record["video_id"]
+            except (OSError, ValueError, KeyError) as error:
+                report.flag(marker.name, f"marker {marker} unreadable ({error!r:.120})")
+                continue
+            if record.get("settings_hash") != self.settings_hash:
+                report.flag(video_id, f"marker names settings {record.get('settings_hash')!r}, not {self.settings_hash!r}")
+                continue
+            report.checked += 1
+            try:
+                features = self.load(video_id)
+            except (OSError, ValueError) as error:
+                report.flag(video_id, f"{error!s:.300}")
+                continue
+            num_frames = features.frame_index.shape[0]
+            if num_frames != record.get("num_frames") or features.timestamp_ms.shape[0] != num_frames:
+                report.flag(video_id, f"Expected {record.get('num_frames')} frames, but got {num_frames}")
+            for tap, value in sorted(features.features.items()):
+                if value.shape[0] != num_frames:
+                    report.flag(video_id, f"{tap}: Expected {num_frames} rows, but got {value.shape[0]}")
+                elif not np.isfinite(value).all():
+                    report.flag(video_id, f"{tap}: {int((~np.isfinite(value)).sum())} NaN/Inf values")
+        return report

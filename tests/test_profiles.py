@@ -1,0 +1,97 @@
+"""Snakemake profiles: SLURM resources land on extraction jobs only; retries ask for more.
+
+Dry runs only plan (no job runs); the retry test runs a two-line Snakefile locally with the
+real profile, so the `attempt` expressions are evaluated by Snakemake itself.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def workflow_with_manifest(work: Path, num_videos: int, shard_size: int) -> None:
+    """A copy of the workflow whose manifest checkpoint is already done (fake video paths)."""
+    shutil.copy(REPO / "Snakefile", work / "Snakefile")
+    shutil.copytree(REPO / "workflow", work / "workflow")
+    shutil.copytree(REPO / "config", work / "config")
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["dataset"].update(name="big", annotations="resources/big/labels.csv", videos="resources/big", allow_missing=True)
+    config["shard_size"] = shard_size
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (work / "resources" / "big").mkdir(parents=True)
+    (work / "resources" / "big" / "labels.csv").write_text("video,action\n")
+    manifests = work / "results" / "manifests"
+    manifests.mkdir(parents=True)
+    ids = [f"v{i:05d}" for i in range(num_videos)]
+    pd.DataFrame(
+        {"video_id": ids, "path": [f"/nonexistent/{v}.mp4" for v in ids], "labels": "a", "domain": "d", "split": "train"}
+    ).to_csv(manifests / "big.csv", index=False)
+    pd.DataFrame(columns=["video_id", "path"]).to_csv(manifests / "big.missing.csv", index=False)
+
+
+def planned_resources(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job in a dry run's output, in printed order."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        if match := re.match(r"\s*(?:local)?rule (\w+):", line):
+            rule = match.group(1)
+        elif (match := re.match(r"\s*resources: (.*)", line)) and rule:
+            jobs.append((rule, dict(item.split("=", 1) for item in match.group(1).split(", "))))
+            rule = None
+    return jobs
+
+
+def test_slurm_dry_run_asks_for_gpus_on_extraction_jobs_only(tmp_path):
+    workflow_with_manifest(tmp_path, num_videos=10, shard_size=1)
+    output = snakemake(tmp_path, "-n", "--profile", "workflow/profiles/slurm")
+    jobs = planned_resources(output)
+    extract = [r for rule, r in jobs if rule == "extract_features"]
+    others = {rule: r for rule, r in jobs if rule != "extract_features"}
+    assert len(extract) == 10  # one job per video
+    for resources in extract:
+        assert (resources["gpu"], resources["cpus_per_gpu"], resources["mem_mb"], resources["runtime"]) == ("1", "2", "8000", "240")
+        assert "cpus_per_task" not in resources  # it would override cpus_per_gpu in the executor
+    assert {"pack_store", "train_head", "evaluate_head", "plot_results"} <= set(others)
+    assert not any("gpu" in r for r in others.values())
+    assert others["train_head"]["mem_mb"] == "8000" and others["pack_store"]["mem_mb"] == "2000"
+    # Bundled into group jobs (4 per submission when run; the dry run's printout of groups varies).
+    assert "Group job extract" in output
+    assert not re.search(r"^rule extract_features:", output, re.MULTILINE)  # never printed outside a group
+
+
+RETRY_SNAKEFILE = """
+rule extract_features:
+    output: "done.txt"
+    shell: "echo {resources.mem_mb} {resources.runtime} >> attempts.txt; [ $(wc -l < attempts.txt) -ge 2 ] && touch {output}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [("default", ["4000", "8000"]), ("slurm", ["8000 240", "16000 480"])],
+)
+def test_retried_job_asks_for_more_memory_and_time(tmp_path, profile, expected):
+    snakefile = RETRY_SNAKEFILE if profile == "slurm" else RETRY_SNAKEFILE.replace(" {resources.runtime}", "")
+    (tmp_path / "Snakefile").write_text(snakefile)
+    snakemake(tmp_path, "--profile", str(REPO / "workflow" / "profiles" / profile), "--executor", "local", "--cores", "1")
+    attempts = [line.strip() for line in (tmp_path / "attempts.txt").read_text().splitlines()]
+    assert attempts == expected  # first attempt fails, the retry gets twice the resources
