@@ -417,6 +417,19 @@ def cmd_extraction_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_extraction_overrides(parser: argparse.ArgumentParser) -> None:
+    """--layers/--timesteps/--conditioning, overriding the config's `extraction` block."""
+    parser.add_argument("--layers", type=int, nargs="+", help="UNet taps 1..13 (overrides extraction.layers)")
+    parser.add_argument(
+        "--timesteps", type=int, nargs="+", help="timestep indices (overrides extraction.timestep_indices)"
+    )
+    parser.add_argument(
+        "--conditioning",
+        choices=["middle_frame", "per_frame", "none", "action_text"],
+        help="conditioning mode (overrides extraction.conditioning)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actiondiff", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -461,13 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="cache folder for these settings")
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
     p.add_argument("--strict", action="store_true", help="stop at the first bad video")
-    p.add_argument("--layers", type=int, nargs="+", help="UNet taps 1..13 (overrides extraction.layers)")
-    p.add_argument("--timesteps", type=int, nargs="+", help="timestep indices (overrides extraction.timestep_indices)")
-    p.add_argument(
-        "--conditioning",
-        choices=["middle_frame", "per_frame", "none", "action_text"],
-        help="conditioning mode (overrides extraction.conditioning)",
-    )
+    add_extraction_overrides(p)
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
 
     p = add("layers", cmd_layers, "the UNet layer map, read from the model built on the meta device")
@@ -476,13 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
-    p.add_argument("--layers", type=int, nargs="+", help="UNet taps 1..13 (overrides extraction.layers)")
-    p.add_argument("--timesteps", type=int, nargs="+", help="timestep indices (overrides extraction.timestep_indices)")
-    p.add_argument(
-        "--conditioning",
-        choices=["middle_frame", "per_frame", "none", "action_text"],
-        help="conditioning mode (overrides extraction.conditioning)",
-    )
+    add_extraction_overrides(p)
 
     p = add("pack", cmd_pack, "pack committed per-video features into a Zarr store", settings=False)
     p.add_argument("--cache", required=True)
