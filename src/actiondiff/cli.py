@@ -40,10 +40,26 @@ def _load_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def extraction_settings(values: dict[str, Any]) -> tuple[DecodeSettings, ExtractSettings, WeightsSettings]:
-    """The three extraction settings objects from a config mapping."""
+    """The three extraction settings objects of the SVD backbone from a config mapping."""
     return (
         from_dict(DecodeSettings, values.get("decode"), "config key `decode`"),
         from_dict(ExtractSettings, values.get("extraction"), "config key `extraction`"),
+        from_dict(WeightsSettings, values.get("weights"), "config key `weights`"),
+    )
+
+
+def backbone_settings(values: dict[str, Any]) -> tuple[DecodeSettings, str, Any, WeightsSettings]:
+    """(decode, backbone name, its settings, weights) from a config mapping: top-level
+    `backbone` (default svd) and the `extraction` keys that backbone takes."""
+    from .backbones import DEFAULT_BACKBONE, resolve_settings
+
+    name, settings = resolve_settings(
+        values.get("extraction"), {}, values.get("backbone") or DEFAULT_BACKBONE, "config key `extraction`"
+    )
+    return (
+        from_dict(DecodeSettings, values.get("decode"), "config key `decode`"),
+        name,
+        settings,
         from_dict(WeightsSettings, values.get("weights"), "config key `weights`"),
     )
 
@@ -60,7 +76,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 def cmd_make_weights(args: argparse.Namespace) -> int:
     from .weights import make_tiny_weights
 
-    paths = make_tiny_weights(args.out, seed=args.seed)
+    paths = make_tiny_weights(args.out, seed=args.seed, backbones=tuple(args.backbone))
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     return 0
 
@@ -93,19 +109,17 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from .backbones import backbone_class, feature_identity
     from .extract_job import run_extraction
-    from .extractor import SVDExtractor
     from .feature_cache import FeatureCache
     from .manifest import read_manifest, shard_ids
 
     values = _with_extraction_overrides(_load_settings(args), args)
-    decode, extract, weights = extraction_settings(values)
-    digest = settings_hash(extract_identity(decode, extract, weights))
-    cache = FeatureCache(Path(args.out), digest)
+    decode, backbone, extract, weights = backbone_settings(values)
+    identity = feature_identity(decode, backbone, extract, weights)
+    cache = FeatureCache(Path(args.out), settings_hash(identity))
     cache.root.mkdir(parents=True, exist_ok=True)
-    (cache.root / "settings.json").write_text(
-        json.dumps(extract_identity(decode, extract, weights), indent=2, sort_keys=True) + "\n"
-    )
+    (cache.root / "settings.json").write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
     if args.manifest:
         manifest = read_manifest(args.manifest).set_index("video_id")
         ids = shard_ids(manifest.reset_index(), args.shard, args.shard_size) if args.shard is not None else list(manifest.index)
@@ -115,7 +129,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         videos = [(Path(p).name if Path(p).is_dir() else Path(p).stem, p) for p in args.videos]
     device = args.device or values.get("device", "cpu")
     summary = run_extraction(
-        videos, cache, lambda: SVDExtractor.from_weights(weights, decode, extract, device), strict=args.strict
+        videos, cache, lambda: backbone_class(backbone).load(extract, decode, weights, device), strict=args.strict
     )
     print(summary.line())
     if args.done:
@@ -125,7 +139,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _with_extraction_overrides(values: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """`values` with the `extraction` keys given on the command line replaced."""
+    """`values` with the `backbone` and `extraction` keys given on the command line replaced."""
+    if getattr(args, "backbone", None):
+        values = {**values, "backbone": args.backbone}
     overrides = {
         "layers": getattr(args, "layers", None),
         "timestep_indices": getattr(args, "timesteps", None),
@@ -137,8 +153,11 @@ def _with_extraction_overrides(values: dict[str, Any], args: argparse.Namespace)
 
 
 def extract_identity(decode: DecodeSettings, extract: ExtractSettings, weights: WeightsSettings) -> dict[str, Any]:
-    """Everything that determines the features: its hash names the cache and the store."""
-    return {"decode": to_dict(decode), "extraction": to_dict(extract), "weights": to_dict(weights)}
+    """Everything that determines SVD features: its hash names the cache and the store
+    (`actiondiff.backbones.feature_identity` of the `svd` backbone)."""
+    from .backbones import feature_identity
+
+    return feature_identity(decode, "svd", extract, weights)
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
@@ -150,8 +169,11 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
-    from .flops import cost_table, format_cost_table
+    from .flops import cost_table, format_backbone_table, format_cost_table
 
+    if args.backbones:
+        print(format_backbone_table(tiny=args.arch == "tiny"))
+        return 0
     decode, extract, _ = extraction_settings(_with_extraction_overrides(_load_settings(args), args))
     title = (
         f"{args.arch} at {decode.height}x{decode.width}, window {decode.window}, layers "
@@ -162,19 +184,20 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
+    from .backbones import backbone_class, parse_identity
     from .feature_cache import FeatureCache
     from .manifest import read_manifest
     from .store import pack_store
-    from .weights import weights_identity
 
     identity = json.loads((Path(args.cache) / "settings.json").read_text())
     digest = settings_hash_of(identity)
     cache = FeatureCache(args.cache, digest)
     manifest = read_manifest(args.manifest)
+    _, name, _, weights = parse_identity(identity, f"{args.cache}/settings.json")
     attrs = {
         "settings": identity,
         "settings_hash": digest,
-        "backbone": {"name": "svd", "files": weights_identity(identity["weights"]["svd"], identity["weights"]["clip_checkpoint"])},
+        "backbone": {"name": name, "files": backbone_class(name).weight_files(weights)},
     }
     counts = pack_store(cache, list(manifest.video_id), args.out, attrs)
     failures = [f for v in manifest.video_id if (f := cache.failure(v))]
@@ -189,10 +212,9 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 def settings_hash_of(identity: dict[str, Any]) -> str:
     """The settings hash of a stored identity mapping (same as for the settings objects)."""
-    decode = from_dict(DecodeSettings, identity["decode"], "settings.json `decode`")
-    extract = from_dict(ExtractSettings, identity["extraction"], "settings.json `extraction`")
-    weights = from_dict(WeightsSettings, identity["weights"], "settings.json `weights`")
-    return settings_hash(extract_identity(decode, extract, weights))
+    from .backbones import feature_identity, parse_identity
+
+    return settings_hash(feature_identity(*parse_identity(identity, "settings.json")))
 
 
 def write_failures(failures: list[dict[str, Any]], path: str | Path | None) -> None:
@@ -268,12 +290,16 @@ def _experiment_settings(values: dict[str, Any]):
 def cmd_train(args: argparse.Namespace) -> int:
     from .experiment import train_seeds
     from .manifest import read_manifest
-    from .settings import tap_name
 
     values = _load_settings(args)
     protocol, head, train, seeds = _experiment_settings(values)
-    extract = from_dict(ExtractSettings, values.get("extraction"), "config key `extraction`")
-    tap = args.tap or tap_name(extract.layers[0], extract.timestep_indices[0])
+    if args.tap:
+        tap = args.tap
+    else:
+        from .backbones import backbone_class
+
+        _, backbone, extract, _ = backbone_settings(values)
+        tap = backbone_class(backbone).taps_of(extract)[0]
     device = args.device or values.get("device", "cpu")
     paths = train_seeds(args.store, read_manifest(args.manifest), tap, protocol, head, train, seeds, args.out, device=device)
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -446,9 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo-data", cmd_demo_data, "write the embedded demo videos and labels.csv")
     p.add_argument("--out", required=True, help="output folder")
 
-    p = add("make-weights", cmd_make_weights, "write seeded tiny SVD + OpenCLIP weights", settings=False)
-    p.add_argument("--out", required=True, help="output folder (tiny-svd/, tiny-clip/)")
+    p = add("make-weights", cmd_make_weights, "write seeded tiny backbone weights (SVD + OpenCLIP, VideoMAE, V-JEPA 2)",
+            settings=False)
+    p.add_argument("--out", required=True, help="output folder (tiny-svd/ + tiny-clip/, tiny-videomae/, tiny-vjepa2/)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backbone", nargs="+", choices=["svd", "videomae", "vjepa2"], default=["svd"],
+                   help="which tiny backbones to write (default: svd)")
 
     p = add("manifest", cmd_manifest, "build the canonical manifest of a dataset")
     p.add_argument("dataset", choices=list(DATASETS), help="dataset adapter")
@@ -475,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
     p.add_argument("--strict", action="store_true", help="stop at the first bad video")
     add_extraction_overrides(p)
+    p.add_argument("--backbone", help="backbone name: svd | sdv2 | videomae | vjepa2 | an entry point (overrides config key `backbone`)")
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
 
     p = add("layers", cmd_layers, "the UNet layer map, read from the model built on the meta device")
@@ -483,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--backbones", action="store_true",
+                   help="instead: GFLOP per frame of each backbone (SVD, SDv2, VideoMAE v2 ViT-g, V-JEPA 2 ViT-L/ViT-g)")
     add_extraction_overrides(p)
 
     p = add("pack", cmd_pack, "pack committed per-video features into a Zarr store", settings=False)

@@ -28,17 +28,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .backbones import DEFAULT_BACKBONE, backbone_class, feature_identity, resolve_settings
+from .backbones.registry import canonical_name
 from .head import HeadSettings
 from .metrics import all_metrics, per_group_accuracy
 from .protocols import ProtocolSettings, assign_roles
 from .settings import (
     DecodeSettings,
-    ExtractSettings,
     WeightsSettings,
     _doc,
     from_dict,
     settings_hash,
-    tap_name,
     to_dict,
 )
 
@@ -90,17 +90,26 @@ class ExperimentSettings:
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """One extraction pass: its settings objects and their hash (names the store)."""
+    """One extraction pass: its backbone, settings objects and their hash (names the store).
+
+    `extract` is the backbone's settings object (`ExtractSettings` for SVD and SDv2).
+    """
 
     name: str
     decode: DecodeSettings
-    extract: ExtractSettings
+    extract: Any
     weights: WeightsSettings
     settings_hash: str
+    backbone: str = DEFAULT_BACKBONE
 
     @property
     def taps(self) -> list[str]:
-        return [tap_name(layer, t) for layer, t in self.extract.taps]
+        return backbone_class(self.backbone).taps_of(self.extract)
+
+    @property
+    def backbone_label(self) -> str:
+        """The backbone as tables name it: `sdv2` for SVD with `sdv2: true`."""
+        return canonical_name(self.backbone, self.extract)
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,7 @@ class Experiment:
     def run_settings(self, config: dict[str, Any], variant: str) -> dict[str, Any]:
         """Every settings block the stage commands need for one run, plus a `run` block naming it."""
         return {
+            "backbone": self.feature_set.backbone,
             "decode": to_dict(self.feature_set.decode),
             "extraction": to_dict(self.feature_set.extract),
             "weights": to_dict(self.feature_set.weights),
@@ -156,8 +166,9 @@ class Experiment:
                 "feature_set": self.feature_set.name,
                 "ablation": self.settings.ablation,
                 "head": self.head.kind,
-                "conditioning": self.feature_set.extract.conditioning,
-                "sdv2": self.feature_set.extract.sdv2,
+                "backbone": self.feature_set.backbone_label,
+                "conditioning": getattr(self.feature_set.extract, "conditioning", ""),
+                "sdv2": bool(getattr(self.feature_set.extract, "sdv2", False)),
                 "settings_hash": self.feature_set.settings_hash,
             },
         }
@@ -176,19 +187,24 @@ def _check_name(kind: str, name: str) -> None:
 def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
     """The config's feature sets (default: one, `default`, the `extraction` block as is).
 
+    Each set's backbone is its `backbone` key, else the config's top-level `backbone` (default
+    `svd`); see `actiondiff.backbones.registry.resolve_settings` for what it inherits.
+
     Raises:
-        ValueError: a bad name, an unknown key or value in an override.
+        ValueError: a bad name, an unknown backbone, key or value in an override.
     """
     blocks = config.get("feature_sets") or {"default": {}}
     decode = from_dict(DecodeSettings, config.get("decode"), "config key `decode`")
     weights = from_dict(WeightsSettings, config.get("weights"), "config key `weights`")
+    default_backbone = config.get("backbone") or DEFAULT_BACKBONE
     sets = {}
     for name, overrides in blocks.items():
         _check_name("feature set", name)
-        values = {**(config.get("extraction") or {}), **(overrides or {})}
-        extract = from_dict(ExtractSettings, values, f"config key `feature_sets.{name}`")
-        identity = {"decode": to_dict(decode), "extraction": to_dict(extract), "weights": to_dict(weights)}
-        sets[name] = FeatureSet(name, decode, extract, weights, settings_hash(identity))
+        backbone, extract = resolve_settings(
+            config.get("extraction"), overrides, default_backbone, f"config key `feature_sets.{name}`"
+        )
+        identity = feature_identity(decode, backbone, extract, weights)
+        sets[name] = FeatureSet(name, decode, extract, weights, settings_hash(identity), backbone)
     hashes = [s.settings_hash for s in sets.values()]
     if len(set(hashes)) != len(hashes):
         raise ValueError(f"Expected feature sets to differ in their settings, but some are identical: {list(sets)}.")

@@ -45,8 +45,9 @@ class VideoFeatures:
 
 
 def video_seed(video_id: str, settings: ExtractSettings) -> int:
-    """A per-video seed from the video id and the settings, independent of run order."""
-    text = f"{settings.seed}:{settings_hash(settings)}:{video_id}"
+    """A per-video seed from the video id and the settings (any backbone's; `seed` 0 if it has
+    none), independent of run order."""
+    text = f"{getattr(settings, 'seed', 0)}:{settings_hash(settings)}:{video_id}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 

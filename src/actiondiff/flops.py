@@ -180,3 +180,93 @@ def format_layer_table(arch: str, decode: DecodeSettings, with_costs: bool = Fal
     if costs:
         lines += ["", f"Full UNet (stock forward, up path included): {full_unet_cost(unet, decode):,.1f} GFLOP/frame"]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- backbones
+
+# Full-size transformers video encoders, built on `meta` (configs of the published checkpoints).
+# VideoMAE v2 giant (the paper's VideoMAEv2, UnlabeledHybrid pre-training): ViT-g/14, 16 x 224^2.
+VIDEOMAE_V2_GIANT: dict[str, Any] = dict(
+    image_size=224, patch_size=14, num_frames=16, tubelet_size=2, hidden_size=1408,
+    num_hidden_layers=40, num_attention_heads=16, intermediate_size=6144,
+)
+# VideoMAE base (MCG-NJU/videomae-base, the transformers default config): ViT-B/16, 16 x 224^2.
+VIDEOMAE_BASE: dict[str, Any] = {}
+# V-JEPA 2 ViT-L/16 (facebook/vjepa2-vitl-fpc64-256, the transformers default config): 64 x 256^2.
+VJEPA2_LARGE: dict[str, Any] = {}
+# V-JEPA 2 ViT-g/16 (facebook/vjepa2-vitg-fpc64-256): width 1408, 40 layers, 22 heads, 64 x 256^2.
+VJEPA2_GIANT: dict[str, Any] = dict(hidden_size=1408, num_hidden_layers=40, num_attention_heads=22, mlp_ratio=48 / 11)
+ENCODERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "videomae-v2-giant": ("videomae", VIDEOMAE_V2_GIANT),
+    "videomae-base": ("videomae", VIDEOMAE_BASE),
+    "vjepa2-large": ("vjepa2", VJEPA2_LARGE),
+    "vjepa2-giant": ("vjepa2", VJEPA2_GIANT),
+}
+
+
+@dataclass(frozen=True)
+class BackboneCost:
+    """GFLOP per frame of one backbone's extraction (one full window / clip)."""
+
+    backbone: str
+    arch: str
+    input: str
+    gflop_per_frame: float
+
+
+def build_encoder(name: str, overrides: dict[str, Any]) -> Any:
+    """A `VideoMAEModel` (`videomae`) or `VJEPA2Model` (`vjepa2`) on `meta`, eager attention
+    (so FlopCounterMode sees every attention matmul)."""
+    import transformers
+
+    config_class, model_class = {
+        "videomae": (transformers.VideoMAEConfig, transformers.VideoMAEModel),
+        "vjepa2": (transformers.VJEPA2Config, transformers.VJEPA2Model),
+    }[name]
+    config = config_class(**overrides)
+    config._attn_implementation = "eager"
+    with torch.device("meta"):
+        model = model_class(config)
+    return model.eval().requires_grad_(False)
+
+
+def encoder_cost(name: str, overrides: dict[str, Any]) -> BackboneCost:
+    """GFLOP per frame of `VideoEncoderBackbone.forward` on one full clip (predictor not run)."""
+    from .backbones import backbone_class
+
+    model = build_encoder(name, overrides)
+    backbone = backbone_class(name)(model, backbone_class(name).settings_class(), DecodeSettings(), device="meta")
+    height, width = backbone.input_size
+    pixels = torch.zeros(1, backbone.clip_length, 3, height, width, device="meta")
+    with torch.inference_mode():
+        flops = count_flops(lambda: backbone.forward(pixels))
+    config = model.config
+    arch = f"{type(model).__name__} width {config.hidden_size}, {config.num_hidden_layers} layers, patch {config.patch_size}"
+    return BackboneCost(name, arch, f"{backbone.clip_length} x {height}x{width}", flops / 1e9 / backbone.clip_length)
+
+
+def backbone_costs(svd_arch: str = "svd-xt") -> list[BackboneCost]:
+    """GFLOP per frame of SVD and SDv2 (paper settings: 576x1024, window 25, layer 9, t = 20,
+    middle-frame conditioning) and of the full-size transformers encoders (`ENCODERS`)."""
+    decode = DecodeSettings()
+    models = build_models(svd_arch)
+    rows = []
+    for name, sdv2 in (("svd", False), ("sdv2", True)):
+        cost = ours_cost(models, decode, ExtractSettings(sdv2=sdv2))
+        arch = "SVD-XT VAE encoder + OpenCLIP ViT-H-14 + UNet to layer 9" if svd_arch == "svd-xt" else "tiny SVD"
+        rows.append(BackboneCost(name, arch, f"{decode.window} x {decode.height}x{decode.width}", cost.total))
+    for label, (name, overrides) in ENCODERS.items():
+        cost = encoder_cost(name, overrides)
+        rows.append(BackboneCost(label, cost.arch, cost.input, cost.gflop_per_frame))
+    return rows
+
+
+def format_backbone_table(tiny: bool = False) -> str:
+    """`backbone_costs` as a Markdown table."""
+    lines = [
+        "| backbone | architecture | clip x input | GFLOP/frame |",
+        "|---|---|---|---|",
+    ]
+    for cost in backbone_costs("tiny" if tiny else "svd-xt"):
+        lines.append(f"| {cost.backbone} | {cost.arch} | {cost.input} | {cost.gflop_per_frame:,.1f} |")
+    return "\n".join(lines)

@@ -210,6 +210,14 @@ class WeightsSettings:
         "resources/weights/tiny-clip/open_clip_model.safetensors",
         "OpenCLIP checkpoint: .safetensors or a torch file (loaded weights_only)",
     )
+    videomae: str = _doc(
+        "resources/weights/tiny-videomae",
+        "VideoMAE checkpoint dir (transformers layout: config.json + safetensors) or hub id",
+    )
+    vjepa2: str = _doc(
+        "resources/weights/tiny-vjepa2",
+        "V-JEPA 2 checkpoint dir (transformers layout: config.json + safetensors) or hub id",
+    )
 
 
 def tap_name(layer: int, timestep_index: int) -> str:

@@ -60,13 +60,14 @@ def _frozen(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def resolve_snapshot(source: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """The local directory of an SVD snapshot: `source` itself, or a hub id in the HF cache.
+def resolve_snapshot(source: str | Path, cache_dir: str | Path | None = None, key: str = "svd") -> Path:
+    """The local directory of a snapshot: `source` itself, or a hub id in the HF cache.
 
     Args:
-        source: a directory holding `unet/` and `vae/`, or a hub id such as
+        source: a directory (SVD: holding `unet/` and `vae/`), or a hub id such as
             `stabilityai/stable-video-diffusion-img2vid-xt` already in the local cache.
         cache_dir: the Hugging Face cache (None: `HF_HUB_CACHE` / the default).
+        key: the `weights` config key it came from, named in errors.
     Raises:
         WeightsError: neither a directory nor a cached hub id. Nothing is downloaded.
     """
@@ -84,8 +85,9 @@ def resolve_snapshot(source: str | Path, cache_dir: str | Path | None = None) ->
                 f"({cache_dir or 'HF_HUB_CACHE'}), but it is not ({type(error).__name__}). "
                 f"Download it once with `huggingface-cli download {source}` on a machine online."
             ) from error
+    what = "an SVD-XT snapshot directory (with unet/ and vae/)" if key == "svd" else "a checkpoint directory"
     raise WeightsError(
-        f"Expected `weights.svd` to be an SVD-XT snapshot directory (with unet/ and vae/) or a "
+        f"Expected `weights.{key}` to be {what} or a "
         f"cached hub id, but {str(source)!r} does not exist. Build the demo weights with "
         f"`actiondiff make-weights` or point the config at a downloaded snapshot."
     )
@@ -284,18 +286,128 @@ def weights_identity(
     return identity
 
 
-def make_tiny_weights(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write seeded tiny SVD (UNet + VAE) and OpenCLIP weights, in the real formats.
+def load_transformers_model(
+    cls: Any, source: str | Path, key: str, dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None
+) -> tuple[torch.nn.Module, Path]:
+    """Load a transformers model (e.g. `VideoMAEModel`) from a checkpoint dir, strictly and offline.
 
-    Layout written: `{out}/tiny-svd/unet/`, `{out}/tiny-svd/vae/` (diffusers `save_pretrained`),
-    `{out}/tiny-clip/open_clip_config.json` and `open_clip_model.safetensors`.
+    Args:
+        cls: the transformers model class.
+        source: a directory with `config.json` and safetensors (`save_pretrained` layout), or a
+            hub id resolved from the local Hugging Face cache (nothing is downloaded).
+        key: the `weights` config key, named in errors.
+    Returns:
+        (model frozen on the CPU, the checkpoint directory).
+    Raises:
+        WeightsError: missing directory, a config of another model type, missing / unexpected
+            keys or shape mismatches; the message names the weight files.
+    """
+    from transformers.utils import logging as hf_logging
+
+    root = resolve_snapshot(source, cache_dir, key=key)
+    files = sorted(str(f) for f in root.glob("*.safetensors")) or [str(root)]
+    where = ", ".join(files)
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = cls.from_pretrained(str(root), dtype=dtype, output_loading_info=True, local_files_only=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise WeightsError(f"Could not load {cls.__name__} (`weights.{key}`) from {where}: {error}") from error
+    bad = {k: sorted(v) for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if bad:
+        raise WeightsError(
+            f"Expected the weights in {where} to match {cls.__name__} exactly, but got "
+            f"{_summarise_keys(bad)}. Is `weights.{key}` a checkpoint of this model?"
+        )
+    return _frozen(model), root
+
+
+def checkpoint_identity(source: str | Path, key: str, cache_dir: str | Path | None = None) -> dict[str, str]:
+    """{file: SHA-256} of a transformers checkpoint's safetensors (hub ids from the local cache)."""
+    root = resolve_snapshot(source, cache_dir, key=key)
+    return {str(path): file_sha256(path) for path in sorted(root.glob("*.safetensors"))}
+
+
+# Tiny configs of the transformers video encoders (same classes as the real checkpoints):
+# 4-frame clips of 32 x 32, tubelet 2, patch 8 -> 2 x 4 x 4 tokens, width 32.
+TINY_VIDEOMAE_CONFIG: dict[str, Any] = dict(
+    image_size=32,
+    patch_size=8,
+    num_frames=4,
+    tubelet_size=2,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+)
+TINY_VJEPA2_CONFIG: dict[str, Any] = dict(
+    crop_size=32,
+    patch_size=8,
+    frames_per_clip=4,
+    tubelet_size=2,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    mlp_ratio=2.0,
+    pred_hidden_size=32,
+    pred_num_hidden_layers=1,
+    pred_num_attention_heads=2,
+    pred_num_mask_tokens=2,
+    num_pooler_layers=1,
+)
+# What the real checkpoints' processors say (ImageNet mean/std), written next to the tiny ones.
+TINY_PREPROCESSOR = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+TINY_BACKBONES = ("svd", "videomae", "vjepa2")
+
+
+def make_tiny_transformer(name: str, out_dir: str | Path) -> Path:
+    """Write a seeded tiny `VideoMAEModel` (`videomae`) or `VJEPA2Model` (`vjepa2`) with `save_pretrained`."""
+    import transformers
+
+    if name == "videomae":
+        model = transformers.VideoMAEModel(transformers.VideoMAEConfig(**TINY_VIDEOMAE_CONFIG))
+    elif name == "vjepa2":
+        model = transformers.VJEPA2Model(transformers.VJEPA2Config(**TINY_VJEPA2_CONFIG))
+    else:
+        raise ValueError(f"Expected a transformers backbone name (videomae, vjepa2), but got {name!r}.")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(json.dumps(TINY_PREPROCESSOR, indent=2) + "\n")
+    return out
+
+
+def make_tiny_weights(out_dir: str | Path, seed: int = 0, backbones: tuple[str, ...] = ("svd",)) -> dict[str, Path]:
+    """Write seeded tiny backbone weights, in the real formats.
+
+    Layout written: `svd`: `{out}/tiny-svd/unet/`, `{out}/tiny-svd/vae/` (diffusers
+    `save_pretrained`), `{out}/tiny-clip/open_clip_config.json` and `open_clip_model.safetensors`;
+    `videomae` / `vjepa2`: `{out}/tiny-<name>/` (transformers `save_pretrained` plus a
+    `preprocessor_config.json`). Each model is seeded with `seed` on its own, so any subset
+    writes the same files.
     Returns:
         the paths to put in the `weights` config block.
     """
+    unknown = sorted(set(backbones) - set(TINY_BACKBONES))
+    if unknown:
+        raise ValueError(f"Expected tiny weights of {list(TINY_BACKBONES)}, but got {unknown}.")
+    out = Path(out_dir)
+    paths: dict[str, Path] = {}
+    if "svd" in backbones:
+        paths.update(_make_tiny_svd(out, seed))
+    for name in ("videomae", "vjepa2"):
+        if name in backbones:
+            torch.manual_seed(seed)
+            paths[name] = make_tiny_transformer(name, out / f"tiny-{name}")
+    log.info("wrote tiny weights of %s to %s", list(backbones), out)
+    return paths
+
+
+def _make_tiny_svd(out: Path, seed: int) -> dict[str, Path]:
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
     torch.manual_seed(seed)
     svd_dir = out / "tiny-svd"
     UNetSpatioTemporalConditionModel(**TINY_UNET_CONFIG).save_pretrained(svd_dir / "unet")
@@ -307,5 +419,4 @@ def make_tiny_weights(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     checkpoint = clip_dir / "open_clip_model.safetensors"
     state = {k: v.contiguous() for k, v in build_clip(TINY_CLIP_CONFIG).state_dict().items()}
     save_file(state, str(checkpoint))
-    log.info("wrote tiny weights to %s", out)
     return {"svd": svd_dir, "clip_arch": config_path, "clip_checkpoint": checkpoint}
