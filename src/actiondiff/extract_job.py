@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from .extractor import SVDExtractor, VideoFeatures
+from .backbones import Backbone
+from .extractor import VideoFeatures
 from .feature_cache import FeatureCache
 from .video import VideoError, VideoWarning
 
@@ -44,7 +45,8 @@ def run_extraction(
     """Extract every uncommitted video of `videos` [(video_id, path)] into `cache`.
 
     Args:
-        extractor_factory: builds the `SVDExtractor`; called only if some video needs work,
+        extractor_factory: builds the `Backbone` (anything with `extract_video(path, video_id)`);
+            called only if some video needs work,
             so a fully committed shard never loads the models.
         strict: re-raise the first video error instead of recording it.
     """
@@ -59,7 +61,7 @@ def run_extraction(
         log.info("%d videos already committed for settings %s", len(summary.skipped), cache.settings_hash)
     if not todo:
         return summary
-    extractor: SVDExtractor = extractor_factory()
+    extractor: Backbone = extractor_factory()
     for video_id, path in tqdm(todo, desc="extract", unit="video"):
         try:
             features, problems = _extract_one(extractor, path, video_id)
@@ -79,7 +81,7 @@ def run_extraction(
     return summary
 
 
-def _extract_one(extractor: SVDExtractor, path: str, video_id: str) -> tuple[VideoFeatures, list[VideoWarning]]:
+def _extract_one(extractor: Backbone, path: str, video_id: str) -> tuple[VideoFeatures, list[VideoWarning]]:
     """Extract one video, collecting the `VideoWarning`s its decode emits; others pass through."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VideoWarning)

@@ -23,7 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .experiments import REFERENCE_FREQUENCY_RHO, REFERENCE_RESULTS, parse_tap  # noqa: E402
+from .backbones.registry import display_name  # noqa: E402
+from .experiments import REFERENCE_BACKBONES, REFERENCE_FREQUENCY_RHO, REFERENCE_RESULTS, parse_tap  # noqa: E402
 from .metrics import METRIC_LABELS  # noqa: E402
 
 PAPER = "paper (published)"
@@ -44,6 +45,7 @@ def _run_columns(evaluation: dict[str, Any]) -> dict[str, Any]:
     run = evaluation["run"]
     return {
         "experiment": run["label"],
+        "backbone": display_name(run.get("backbone", "svd")),
         "variant": run["variant"],
         "feature_set": run["feature_set"],
         "tap": evaluation["tap"],
@@ -55,6 +57,10 @@ def _run_columns(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
     """Tables 1-3: the runs of one protocol, its most-frequent-class row and the paper's rows.
+
+    Each run row names its backbone (SVD, SDv2, VideoMAE, V-JEPA 2 or an entry point's name),
+    so experiments on feature sets of several backbones give one row per backbone, next to
+    the paper's rows of the same backbones.
 
     Columns: source, experiment, feature columns, and per metric of the protocol (headline
     first) its mean and std over seeds on the test (out-of-domain) videos, the headline's
@@ -86,7 +92,8 @@ def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
     baseline.update({metric_column(m): evaluations[0]["baseline"]["metrics"][m] for m in metrics})
     rows.append(baseline)
     for method, metric, value in REFERENCE_RESULTS.get(protocol["name"], []):
-        rows.append({"source": PAPER, "experiment": method, metric_column(metric): value})
+        rows.append({"source": PAPER, "experiment": method, "backbone": REFERENCE_BACKBONES[method],
+                     metric_column(metric): value})
     frame = pd.DataFrame(rows)
     numeric = frame.select_dtypes("number").columns.difference(["seeds", "test_videos"])
     frame[numeric] = frame[numeric].round(2)

@@ -1,4 +1,5 @@
-"""Loading the frozen SVD-XT and OpenCLIP weights, strictly and offline; tiny stand-ins.
+"""Loading the frozen backbones' weights (SVD-XT + OpenCLIP, transformers video encoders),
+strictly and offline; tiny stand-ins.
 
 The same functions load a real SVD-XT snapshot (diffusers layout: `unet/`, `vae/`) and an
 OpenCLIP ViT-H-14 checkpoint, or the tiny seeded models that `make_tiny_weights` writes with
@@ -322,9 +323,11 @@ def load_transformers_model(
 
 
 def checkpoint_identity(source: str | Path, key: str, cache_dir: str | Path | None = None) -> dict[str, str]:
-    """{file: SHA-256} of a transformers checkpoint's safetensors (hub ids from the local cache)."""
+    """{file: SHA-256} of a transformers checkpoint's config.json and safetensors (hub ids from
+    the local cache): the architecture and the weights."""
     root = resolve_snapshot(source, cache_dir, key=key)
-    return {str(path): file_sha256(path) for path in sorted(root.glob("*.safetensors"))}
+    files = [root / "config.json", *sorted(root.glob("*.safetensors"))]
+    return {str(path): file_sha256(path) for path in files if path.is_file()}
 
 
 # Tiny configs of the transformers video encoders (same classes as the real checkpoints):

@@ -17,7 +17,6 @@ FEATURE_SETS = feature_sets(config)
 EXPERIMENTS = parse_experiments(config)
 BY_HASH = {fs.settings_hash: fs for fs in FEATURE_SETS.values()}
 USED_SETS = sorted({e.feature_set.name for e in EXPERIMENTS.values()})
-WEIGHTS = FEATURE_SETS[USED_SETS[0]].weights
 DATASET = config["dataset"]["name"]
 
 RUN = "{dataset}/{experiment}/{variant}/{tap}"
@@ -75,7 +74,7 @@ def get_settings_json(wildcards=None):
     fs = BY_HASH[wildcards.settings_hash]
     experiment = next(e for e in EXPERIMENTS.values() if e.feature_set.name == fs.name)
     values = experiment.run_settings(config, "main")
-    return json.dumps({k: values[k] for k in ("decode", "extraction", "weights", "device")}, sort_keys=True)
+    return json.dumps({k: values[k] for k in ("backbone", "decode", "extraction", "weights", "device")}, sort_keys=True)
 
 
 def get_run_settings(wildcards):
@@ -117,13 +116,8 @@ def get_first_evaluation(wildcards):
 
 
 def get_weight_files(wildcards):
-    """Weight files as inputs when they are local files (the demo's are built by a rule)."""
-    files = [
-        f"{WEIGHTS.svd}/unet/config.json",
-        f"{WEIGHTS.svd}/vae/config.json",
-        WEIGHTS.clip_arch,
-        WEIGHTS.clip_checkpoint,
-    ]
+    """The feature set's backbone weight files as inputs when they are local files (the demo's are built by a rule)."""
+    files = BY_HASH[wildcards.settings_hash].weight_inputs
     demo = config["weights_dir"]
     return [f for f in files if f.startswith(demo) or os.path.exists(f)]
 

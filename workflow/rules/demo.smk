@@ -1,4 +1,5 @@
 # The embedded demo: synthetic videos and tiny seeded backbone weights (no network).
+# SVD + OpenCLIP always; the tiny VideoMAE / V-JEPA 2 only when a feature set uses them.
 
 
 rule make_demo_data:
@@ -25,3 +26,17 @@ rule make_tiny_weights:
         "logs/make_tiny_weights/weights.log",
     shell:
         "actiondiff make-weights --out {params.out} > {log} 2>&1"
+
+
+rule make_tiny_encoder_weights:
+    output:
+        config=f"{config['weights_dir']}/tiny-{{encoder}}/config.json",
+        weights=f"{config['weights_dir']}/tiny-{{encoder}}/model.safetensors",
+    wildcard_constraints:
+        encoder="videomae|vjepa2",
+    params:
+        out=config["weights_dir"],
+    log:
+        "logs/make_tiny_encoder_weights/{encoder}.log",
+    shell:
+        "actiondiff make-weights --out {params.out} --backbone {wildcards.encoder} > {log} 2>&1"
