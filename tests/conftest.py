@@ -15,3 +15,14 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from actiondiff.weights import make_tiny_weights
 
     return make_tiny_weights(tmp_path_factory.mktemp("weights"), seed=0)
+
+
+# --- backbones (issue 9): seeded tiny VideoMAE and V-JEPA 2 checkpoints, written once --------
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny `VideoMAEModel` and `VJEPA2Model` checkpoint dirs (`save_pretrained`, seed 0)."""
+    from actiondiff.weights import make_tiny_weights
+
+    return make_tiny_weights(tmp_path_factory.mktemp("encoders"), seed=0, backbones=("videomae", "vjepa2"))
