@@ -155,3 +155,54 @@ def test_hub_ids_resolve_from_the_local_cache(tiny_weights, tmp_path):
     assert len(identity) == 3 and all(len(v) == 64 for v in identity.values())
     with pytest.raises(WeightsError, match="org/absent"):
         load_clip("hf-hub:org/absent", "hf-hub:org/absent", cache_dir=cache)
+
+
+# --- transformers video encoders (issue 9): the same strict, offline rules -------------------
+
+
+def test_tiny_encoders_round_trip_strictly(tiny_encoders, tmp_path):
+    import transformers
+
+    from actiondiff.weights import checkpoint_identity, load_transformers_model
+
+    model, root = load_transformers_model(transformers.VideoMAEModel, tiny_encoders["videomae"], "videomae")
+    saved = load_file(str(root / "model.safetensors"))
+    state = model.state_dict()
+    assert len(state) == len(saved)  # transformers renames q_bias / v_bias to query.bias / value.bias
+    for key in ("embeddings.patch_embeddings.projection.weight", "encoder.layer.1.output.dense.weight"):
+        assert torch.equal(state[key], saved[key])
+    assert torch.equal(state["encoder.layer.0.attention.attention.query.bias"], saved["encoder.layer.0.attention.attention.q_bias"])
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    identity = checkpoint_identity(tiny_encoders["vjepa2"], "vjepa2")
+    assert sorted(Path(p).name for p in identity) == ["config.json", "model.safetensors"]
+    # a checkpoint of the other class: every key is missing or unexpected
+    with pytest.raises(WeightsError, match="VideoMAEModel exactly") as error:
+        load_transformers_model(transformers.VideoMAEModel, tiny_encoders["vjepa2"], "videomae")
+    assert "model.safetensors" in str(error.value) and "missing keys" in str(error.value)
+    with pytest.raises(WeightsError, match=r"`weights.vjepa2` to be a checkpoint directory"):
+        load_transformers_model(transformers.VJEPA2Model, tmp_path / "absent", "vjepa2")
+
+
+def test_tiny_encoder_missing_and_unexpected_keys_name_the_file(tiny_encoders, tmp_path):
+    import transformers
+
+    from actiondiff.weights import load_transformers_model
+
+    root = tmp_path / "vmae"
+    shutil.copytree(tiny_encoders["videomae"], root)
+    weight_file = root / "model.safetensors"
+    state = load_file(str(weight_file))
+    del state["encoder.layer.1.output.dense.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, str(weight_file), metadata={"format": "pt"})
+    with pytest.raises(WeightsError) as error:
+        load_transformers_model(transformers.VideoMAEModel, root, "videomae")
+    message = str(error.value)
+    assert str(weight_file) in message
+    assert "1 missing keys: ['encoder.layer.1.output.dense.bias']" in message
+    assert "1 unexpected keys: ['extra.weight']" in message
+    state = load_file(str(tiny_encoders["videomae"] / "model.safetensors"))
+    state["embeddings.patch_embeddings.projection.weight"] = torch.zeros(32, 3, 2, 4, 4)
+    save_file(state, str(weight_file), metadata={"format": "pt"})
+    with pytest.raises(WeightsError, match="embeddings.patch_embeddings.projection.weight"):
+        load_transformers_model(transformers.VideoMAEModel, root, "videomae")

@@ -310,7 +310,11 @@ def load_transformers_model(
     where = ", ".join(files)
     hf_logging.disable_progress_bar()
     try:
-        model, info = cls.from_pretrained(str(root), dtype=dtype, output_loading_info=True, local_files_only=True)
+        # ignore_mismatched_sizes=True only reports size mismatches in `info` (transformers' own
+        # error does not name the keys); any missing, unexpected or mismatched key fails below.
+        model, info = cls.from_pretrained(
+            str(root), dtype=dtype, output_loading_info=True, local_files_only=True, ignore_mismatched_sizes=True
+        )
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise WeightsError(f"Could not load {cls.__name__} (`weights.{key}`) from {where}: {error}") from error
     bad = {k: sorted(v) for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
