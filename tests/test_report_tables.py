@@ -50,7 +50,9 @@ def evaluation(tap="L09_T20", protocol="custom", value=60.0, inside=80.0, baseli
 
 def test_results_table_rows_baseline_and_paper_rows():
     frame = results_table([evaluation(protocol="charades_1st_1st", value=31.0, baseline=10.0)])
-    assert frame.source.tolist() == ["this run", BASELINE, PAPER]
+    assert frame.source.tolist() == ["this run", BASELINE, PAPER, PAPER, PAPER, PAPER]
+    assert frame.backbone.tolist()[:1] + frame.backbone.tolist()[2:] == [
+        "SVD", "SVD", "V-JEPA (v1)", "SDv2", "VideoMAE v2 (ViT-g)"]
     run = frame.iloc[0]
     assert run[metric_column("micro_ap")] == 31.0 and run[metric_column("micro_ap", "std")] == 2.0
     assert run[metric_column("micro_ap", "in-domain mean")] == 80.0
@@ -131,3 +133,16 @@ def test_constant_frequencies_give_nan_rho_not_an_error():
     assert matrices["frequency_correlation"].isna().all().all()
     rho = frequency_rho(matrices)
     assert math.isnan(rho["spearman"]) and rho["pairs"] == 0
+
+
+def test_results_table_one_row_per_backbone():
+    evaluations = []
+    for backbone, value in (("svd", 60.0), ("sdv2", 50.0), ("videomae", 40.0), ("vjepa2", 45.0), ("histogram", 30.0)):
+        evaluations.append(evaluation(experiment=f"run_{backbone}", value=value))
+        evaluations[-1]["run"]["backbone"] = backbone
+    frame = results_table(evaluations)
+    runs = frame[frame.source == "this run"]
+    assert runs.backbone.tolist() == ["SVD", "SDv2", "VideoMAE", "V-JEPA 2", "histogram"]
+    assert runs[metric_column("top1_accuracy")].tolist() == [60.0, 50.0, 40.0, 45.0, 30.0]
+    del evaluations[0]["run"]["backbone"]  # evaluations written before backbones had names: SVD
+    assert results_table(evaluations[:1]).backbone.iloc[0] == "SVD"

@@ -78,6 +78,11 @@ class Classifier:
 
 def identity_settings(identity: dict[str, Any], where: str) -> tuple[DecodeSettings, ExtractSettings, WeightsSettings]:
     """The settings objects of a stored extraction identity (unknown keys are errors)."""
+    if identity.get("backbone", "svd") != "svd":
+        raise ValueError(
+            f"Expected the features of {where} to come from the SVD or SDv2 backbone, but they come from "
+            f"{identity['backbone']!r}: `predict` and `localize` rebuild only the SVD extractor so far."
+        )
     for block in ("decode", "extraction", "weights"):
         if block not in identity:
             raise ValueError(f"Expected the extraction identity in {where} to have a `{block}` block, but it has {sorted(identity)}.")
