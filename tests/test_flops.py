@@ -93,3 +93,16 @@ def test_cli_layers_and_flops_on_tiny(capsys):
     assert main(["flops", "--arch", "tiny", "--layers", "9", "--timesteps", "20", "--settings", settings]) == 0
     out = capsys.readouterr().out
     assert "| authors |" in out and "| ours |" in out and "ratio authors / ours" in out
+
+
+def test_transformer_backbones_per_frame_on_meta():
+    """Full-size VideoMAE ViT-B/16 (16 x 224^2) and V-JEPA 2 ViT-L/16 (64 x 256^2), encoder only.
+
+    VideoMAE-B: 360.7 GFLOP per clip = 180 GMAC, the VideoMAE paper's 180 GFLOPs (in MACs).
+    """
+    from actiondiff.flops import ENCODERS, encoder_cost
+
+    videomae = encoder_cost(*ENCODERS["videomae-base"])
+    assert videomae.input == "16 x 224x224" and videomae.gflop_per_frame * 1e9 == pytest.approx(22_543_073_280, abs=1)
+    vjepa2 = encoder_cost(*ENCODERS["vjepa2-large"])
+    assert vjepa2.input == "64 x 256x256" and vjepa2.gflop_per_frame * 1e9 == pytest.approx(180_791_279_616, abs=1)
