@@ -1,5 +1,6 @@
 """The real Snakemake DAG, end to end, on a reduced demo config (one test module, run in order)."""
 
+import json
 import os
 import re
 import shutil
@@ -32,8 +33,8 @@ FIGURES = ["actiondiff/per_domain_accuracy.png", "actiondiff/confusion.png", "gr
            *(f"domains/{name}.{ext}" for name in ("matrix", "frequency", "baseline") for ext in ("png", "pdf"))]
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+def snakemake(workdir: Path, *args: str, check: bool = True, pythonpath: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p) for p in (REPO / "src", *pythonpath)))
     command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
@@ -143,3 +144,44 @@ def test_misspelt_config_key_fails_before_any_job(workdir):
 def test_lint_reports_no_errors(workdir):
     result = snakemake(workdir, "--lint", check=False)
     assert "error" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+
+
+# The backbone comparison on a reduced demo: the top-level `backbone: videomae` (tiny, offline)
+# and a third-party backbone that only an entry point in a test package registers
+# (tests/plugin_backbone, on PYTHONPATH), through extraction -> store -> training -> table.
+BACKBONES = {
+    "dataset": {"name": "demo_backbones", "adapter": "custom", "annotations": "resources/demo/labels.csv",
+                "videos": "resources/demo", "columns": {"video": "video", "label": "action", "domain": "domain", "split": "split"}},
+    "demo": {"videos_per_pair": 2, "num_frames": 24, "size": 32, "test_domains": ["yellow_cross_checker"]},
+    "backbone": "videomae",
+    "shard_size": 64,
+    "head": {"kind": "transformer", "num_layers": 1, "num_heads": 2, "max_length": 8},
+    "train": {"preset": "demo", "seeds": [0], "epochs": 2},
+    "feature_sets": {"default": {}, "plugin": {"backbone": "histogram", "bins": 4}},
+    "experiments": {"videomae": {"label": "VideoMAE"}, "histogram": {"feature_set": "plugin", "label": "colour histogram"}},
+}
+
+
+def test_videomae_and_an_entry_point_backbone_run_through_the_dag(tmp_path):
+    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    base = yaml.safe_load((REPO / "config" / "backbones.yaml").read_text())
+    base.pop("feature_sets"), base.pop("experiments")
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({**base, **BACKBONES}, sort_keys=False))
+    table = "results/tables/demo_backbones/results_custom.csv"
+    snakemake(tmp_path, table, pythonpath=(REPO / "tests" / "plugin_backbone",))
+    results = pd.read_csv(tmp_path / table)
+    runs = results[results.source == "this run"]
+    assert runs.backbone.tolist() == ["VideoMAE", "histogram"] and runs.tap.tolist() == ["L00_T00", "L00_T00"]
+    assert runs.experiment.tolist() == ["VideoMAE", "colour histogram"] and (runs.test_videos == 8).all()
+    assert runs["top1_accuracy (%) mean"].between(0, 100).all()
+    assert not (tmp_path / "resources" / "weights" / "tiny-svd").exists()  # only the weights a feature set reads
+    stores = {}
+    for store in (tmp_path / "results" / "stores" / "demo_backbones").glob("*.zarr"):
+        attrs = json.loads((store / "zarr.json").read_text())["attributes"]
+        stores[attrs["backbone"]["name"]] = attrs
+    assert sorted(stores) == ["histogram", "videomae"]
+    assert sorted(Path(f).name for f in stores["videomae"]["backbone"]["files"]) == ["config.json", "model.safetensors"]
+    assert stores["histogram"]["settings"]["extraction"] == {"bins": 4, "size": 32}
+    assert stores["videomae"]["settings"]["weights"] == {"videomae": "resources/weights/tiny-videomae"}
