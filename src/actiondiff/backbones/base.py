@@ -23,13 +23,14 @@ import dataclasses
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..settings import DecodeSettings, WeightsSettings, from_dict
+
+if TYPE_CHECKING:  # torch is imported where frames are processed, not when the workflow plans
+    import torch
 
 TAP_PATTERN = re.compile(r"^L(\d\d)_T(\d\d)$")
 # The tap of backbones without layers x timesteps: the last hidden state, no diffusion timestep.
@@ -126,20 +127,22 @@ class Backbone(ABC):
         height, width = self.input_size
         return dataclasses.replace(self.decode, height=height, width=width, window=self.clip_length)
 
-    @torch.inference_mode()
     def extract_video(self, path: str | Path, video_id: str):
         """Decode one video and return its per-frame features (`VideoFeatures`) for every tap."""
+        import torch
+
         from ..extractor import VideoFeatures, video_seed
         from ..video import iter_windows
 
         generator = torch.Generator(device="cpu").manual_seed(video_seed(video_id, self.settings))
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.tap_names}
         indices, stamps = [], []
-        for window in iter_windows(path, self.video_decode):
-            for name, value in self.extract_window(window.frames, generator).items():
-                parts[name].append(value)
-            indices.append(window.frame_index)
-            stamps.append(window.timestamp_ms)
+        with torch.inference_mode():
+            for window in iter_windows(path, self.video_decode):
+                for name, value in self.extract_window(window.frames, generator).items():
+                    parts[name].append(value)
+                indices.append(window.frame_index)
+                stamps.append(window.timestamp_ms)
         return VideoFeatures(
             video_id=video_id,
             features={name: np.concatenate(chunks) for name, chunks in parts.items()},
@@ -154,6 +157,8 @@ def pad_clip(frames: torch.Tensor, clip_length: int) -> torch.Tensor:
     Raises:
         ValueError: f is not in 1..clip_length.
     """
+    import torch.nn.functional as F
+
     num_real = frames.shape[0]
     if not 1 <= num_real <= clip_length:
         raise ValueError(f"Expected a window of 1..{clip_length} frames, but got {num_real}.")

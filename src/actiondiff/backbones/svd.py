@@ -8,13 +8,14 @@ step 9): the two spellings name the same features and the same store.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..settings import DecodeSettings, ExtractSettings, WeightsSettings, tap_name
 from .base import Backbone
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 class SVDBackbone(Backbone):

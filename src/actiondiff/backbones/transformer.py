@@ -17,13 +17,14 @@ import json
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..settings import DTYPES, DecodeSettings, WeightsSettings, _check_choice, _doc
 from .base import LAST_HIDDEN_TAP, Backbone, pad_clip, token_groups_to_frames
+
+if TYPE_CHECKING:  # torch is imported when a model is built, not when the workflow plans
+    import numpy as np
+    import torch
 
 # ImageNet normalisation (the VideoMAE and V-JEPA 2 model cards' processors).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -68,6 +69,8 @@ class VideoEncoderBackbone(Backbone):
         std: tuple[float, ...] = IMAGENET_STD,
         device: str | torch.device = "cpu",
     ) -> None:
+        import torch
+
         super().__init__(settings, decode)
         self.device = torch.device(device)
         self.dtype = getattr(torch, settings.dtype)
@@ -87,6 +90,7 @@ class VideoEncoderBackbone(Backbone):
     def load(
         cls, settings: VideoEncoderSettings, decode: DecodeSettings, weights: WeightsSettings, device: str = "cpu"
     ) -> VideoEncoderBackbone:
+        import torch
         import transformers
 
         from ..weights import load_transformers_model
@@ -131,7 +135,6 @@ class VideoEncoderBackbone(Backbone):
     def feature_dims(self) -> dict[str, int]:
         return {LAST_HIDDEN_TAP: int(self.model.config.hidden_size)}
 
-    @torch.inference_mode()
     def extract_window(self, frames: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray]:
         """Features of one clip.
 
@@ -141,13 +144,16 @@ class VideoEncoderBackbone(Backbone):
         Returns:
             {"L00_T00": [f, hidden_size] float32}.
         """
+        import torch
+
         num_real = frames.shape[0]
         # 1. pad: [f, 3, h, w] -> [clip, 3, h, w]
         clip = pad_clip(frames, self.clip_length).to(self.device, torch.float32)
         # 2. [-1, 1] -> [0, 1] -> normalised
         pixels = (((clip + 1.0) / 2.0) - self.mean) / self.std
         # 3. [clip, 3, h, w] -> [1, clip, 3, h, w] (the processors' layout)
-        hidden = self.forward(pixels[None].to(self.dtype))
+        with torch.inference_mode():
+            hidden = self.forward(pixels[None].to(self.dtype))
         # 4. [1, t'*h'*w', c] -> [1, clip, c] per frame, fp32
         grid = (self.clip_length // self.tubelet_size, self.image_size // self.patch_size, self.image_size // self.patch_size)
         per_frame = token_groups_to_frames(hidden, grid, self.tubelet_size)

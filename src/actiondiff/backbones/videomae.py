@@ -10,9 +10,12 @@ clip is padded to the full `num_frames`. The paper's VideoMAEv2 is the giant ViT
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .transformer import VideoEncoderBackbone
+
+if TYPE_CHECKING:
+    import torch
 
 
 class VideoMAEBackbone(VideoEncoderBackbone):

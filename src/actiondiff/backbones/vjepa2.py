@@ -9,9 +9,12 @@ V-JEPA 2, the same encoder design (3D RoPE ViT), so V-JEPA 2 stands in for it he
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .transformer import VideoEncoderBackbone
+
+if TYPE_CHECKING:
+    import torch
 
 
 class VJEPA2Backbone(VideoEncoderBackbone):
