@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from actiondiff.experiment import domain_class_counts, most_frequent_class
 from actiondiff.experiments import (
     REFERENCE_RESULTS,
-    domain_class_counts,
     feature_sets,
-    most_frequent_class,
     parse_experiments,
     parse_tap,
     variant_name,
