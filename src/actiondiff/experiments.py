@@ -1,6 +1,6 @@
 """Named experiments: feature sets x protocol x head x training, expanded into training runs.
 
-The config's `feature_sets` are named overrides of its `extraction` block; each is one
+The config's `feature_sets` are named overrides of its `extraction` (and `decode`) blocks; each is one
 extraction pass (one settings hash, one store) serving every layer x timestep it lists. Its
 `experiments` name a feature set plus overrides of the `protocol`, `head` and `train` blocks.
 An experiment expands into *runs*, one trained head (per seed) each:
@@ -151,6 +151,7 @@ class Experiment:
                 "ablation": self.settings.ablation,
                 "head": self.head.kind,
                 "conditioning": self.feature_set.extract.conditioning,
+                "window": self.feature_set.decode.window,
                 "sdv2": self.feature_set.extract.sdv2,
                 "settings_hash": self.feature_set.settings_hash,
             },
@@ -170,16 +171,22 @@ def _check_name(kind: str, name: str) -> None:
 def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
     """The config's feature sets (default: one, `default`, the `extraction` block as is).
 
+    Each is a named override of the `extraction` block, plus optionally a `decode` block
+    overriding the config's `decode` (window length, stride, size).
+
     Raises:
         ValueError: a bad name, an unknown key or value in an override.
     """
     blocks = config.get("feature_sets") or {"default": {}}
-    decode = from_dict(DecodeSettings, config.get("decode"), "config key `decode`")
     weights = from_dict(WeightsSettings, config.get("weights"), "config key `weights`")
     sets = {}
     for name, overrides in blocks.items():
         _check_name("feature set", name)
-        values = {**(config.get("extraction") or {}), **(overrides or {})}
+        overrides = dict(overrides or {})
+        # A `decode` block overrides the config's (e.g. the window length of Table 4).
+        decode_values = {**(config.get("decode") or {}), **(overrides.pop("decode", None) or {})}
+        decode = from_dict(DecodeSettings, decode_values, f"config key `feature_sets.{name}.decode`")
+        values = {**(config.get("extraction") or {}), **overrides}
         extract = from_dict(ExtractSettings, values, f"config key `feature_sets.{name}`")
         identity = {"decode": to_dict(decode), "extraction": to_dict(extract), "weights": to_dict(weights)}
         sets[name] = FeatureSet(name, decode, extract, weights, settings_hash(identity))

@@ -50,6 +50,7 @@ def _run_columns(evaluation: dict[str, Any]) -> dict[str, Any]:
         "head": run["head"],
         "conditioning": run["conditioning"],
         "sdv2": "yes" if run["sdv2"] else "no",
+        "window": run["window"],
     }
 
 
