@@ -48,10 +48,10 @@ def ucf_hmdb(root: Path) -> dict:
 GRID = 13 * 7
 # config -> (fixture writer, stores, {rule: jobs}); runs per experiment are in the configs' comments.
 EXPECTED = {
-    "animal_kingdom": (animal_kingdom, 4, {
-        # full, full_sdv2, unseen, unseen_sdv2, head_mlp, head_linear, loss_ce, conditioning_none (8)
-        # + layers (3) + grid (13 x 7) + species matrix (9 groups)
-        "train_head": 8 + 3 + GRID + 9,
+    "animal_kingdom": (animal_kingdom, 7, {
+        # full, full_sdv2, unseen, unseen_sdv2, head_mlp, head_linear, loss_ce, conditioning_none,
+        # window_10/16/21 (11) + layers (3) + grid (13 x 7) + species matrix (9 groups)
+        "train_head": 11 + 3 + GRID + 9,
         "make_results_table": 2,  # ak_full, ak_unseen_species
         "make_ablation_table": 1,
         "plot_grid": 1,

@@ -10,12 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from actiondiff.experiment import domain_class_counts, most_frequent_class
 from actiondiff.experiments import (
     REFERENCE_BACKBONES,
     REFERENCE_RESULTS,
-    domain_class_counts,
     feature_sets,
-    most_frequent_class,
     parse_experiments,
     parse_tap,
     variant_name,
@@ -63,6 +62,19 @@ def test_feature_sets_have_their_own_hash_and_taps():
         feature_sets({**CONFIG, "feature_sets": {"a": {}, "b": {"sdv2": False}}})
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['layer'\]"):
         feature_sets({**CONFIG, "feature_sets": {"a": {"layer": [3]}}})
+
+
+def test_feature_set_can_override_the_decode_window():
+    config = {**CONFIG, "feature_sets": {"default": {}, "window_16": {"decode": {"window": 16}, "layers": [9]}}}
+    sets = feature_sets(config)
+    assert (sets["default"].decode.window, sets["window_16"].decode.window) == (25, 16)
+    assert sets["window_16"].decode.stride == sets["default"].decode.stride  # the rest of `decode` kept
+    assert sets["window_16"].settings_hash != feature_sets({**config, "feature_sets": {"w": {"layers": [9]}}})["w"].settings_hash
+    experiments = parse_experiments({**config, "experiments": {"w16": {"feature_set": "window_16", "ablation": "window"}}})
+    run = experiments["w16"].run_settings(config, "main")
+    assert run["decode"]["window"] == 16 and run["run"]["window"] == 16
+    with pytest.raises(ValueError, match=r"`feature_sets.w.decode` .* unknown key\(s\) \['windw'\]"):
+        feature_sets({**CONFIG, "feature_sets": {"w": {"decode": {"windw": 16}}}})
 
 
 def test_unknown_feature_set_is_named_before_any_job():

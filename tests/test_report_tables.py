@@ -28,7 +28,7 @@ DOMAINS = ["a", "b", "c"]
 
 
 def evaluation(tap="L09_T20", protocol="custom", value=60.0, inside=80.0, baseline=25.0, experiment="main",
-               train_domains=(), per_domain=(), in_per_domain=(), baseline_per_domain=None, counts=None, head="transformer"):
+               train_domains=(), per_domain=(), in_per_domain=(), baseline_per_domain=None, counts=None, head="transformer", window=25):
     metrics = ("micro_ap", "macro_ap_present") if protocol.startswith("charades") else ("top1_accuracy",)
     all_metrics = ("top1_accuracy", "micro_ap", "macro_ap_present", "macro_ap_all")
     return {
@@ -44,7 +44,8 @@ def evaluation(tap="L09_T20", protocol="custom", value=60.0, inside=80.0, baseli
         "protocol": {"name": protocol, "metrics": list(metrics), "headline_metric": metrics[0],
                      "train_domains": list(train_domains)},
         "run": {"label": experiment, "variant": "main", "feature_set": "default", "head": head,
-                "conditioning": "middle_frame", "sdv2": False, "ablation": "head" if head != "transformer" else ""},
+                "conditioning": "middle_frame", "sdv2": False, "window": window,
+                "ablation": {"transformer": "", "linear": "head"}[head] or ("window" if window != 25 else "")},
     }
 
 
@@ -66,10 +67,15 @@ def test_results_table_rows_baseline_and_paper_rows():
 
 
 def test_ablation_table_names_what_varies():
-    frame = ablation_table([evaluation(value=70.0), evaluation(value=40.0, head="linear", experiment="head_linear")])
-    assert frame.ablation.tolist() == ["baseline", "head"]
-    assert frame["head"].tolist() == ["transformer", "linear"]
-    assert frame["out-of-domain mean"].tolist() == [70.0, 40.0]
+    frame = ablation_table([
+        evaluation(value=70.0),
+        evaluation(value=40.0, head="linear", experiment="head_linear"),
+        evaluation(value=65.0, window=16, experiment="window_16"),
+    ])
+    assert frame.ablation.tolist() == ["baseline", "head", "window"]
+    assert frame["head"].tolist() == ["transformer", "linear", "transformer"]
+    assert frame["window"].tolist() == [25, 25, 16]
+    assert frame["out-of-domain mean"].tolist() == [70.0, 40.0, 65.0]
     assert frame.metric.iloc[0] == "top-1 accuracy (%)"
 
 

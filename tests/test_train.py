@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from actiondiff.head import HeadSettings
+from actiondiff.settings import HeadSettings, TrainSettings, train_settings
 from actiondiff.train import (
-    TrainSettings,
     collate,
     focal_loss,
     learning_rate,
@@ -18,7 +17,6 @@ from actiondiff.train import (
     predict,
     save_checkpoint,
     train_head,
-    train_settings,
 )
 
 

@@ -264,7 +264,7 @@ def cmd_store_verify(args: argparse.Namespace) -> int:
 def _experiment_settings(values: dict[str, Any]):
     from .head import HeadSettings
     from .protocols import ProtocolSettings
-    from .train import train_settings
+    from .settings import train_settings
 
     protocol = from_dict(ProtocolSettings, values.get("protocol"), "config key `protocol`")
     train_values = dict(values.get("train") or {})
@@ -385,7 +385,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_run(args: argparse.Namespace) -> int:
-    from .experiments import evaluate_run, write_json
+    from .experiment import evaluate_run, write_json
     from .manifest import read_manifest
 
     values = _load_settings(args)

@@ -24,7 +24,7 @@ from .metrics import (
     per_group_accuracy,
 )
 from .protocols import ProtocolSettings, assign_roles, multi_hot
-from .settings import from_dict
+from .settings import from_dict, to_dict
 from .store import FeatureStore
 from .train import (
     TrainSettings,
@@ -197,6 +197,79 @@ def evaluate_models(
         "tap": info["tap"],
         "settings_hash": info["settings_hash"],
     }
+
+
+def role_metrics(store_path: str | Path, manifest: pd.DataFrame, protocol: ProtocolSettings,
+                 checkpoints: list[str | Path], role: str) -> dict[str, Any]:
+    """Metrics (mean/std over seeds) and per-domain top-1 accuracy of the models on one role.
+
+    `role="val"` is the in-domain evaluation: held-out clips of the training domains (the
+    same clips that selected the epoch, so it is an optimistic estimate).
+    """
+    store = FeatureStore(store_path)
+    per_seed, per_domain = [], []
+    for path in checkpoints:
+        model, info = load_checkpoint(path, expected_hash=store.attrs["settings_hash"])
+        head = HeadSettings(**info["head"])
+        rows = load_sets(store, manifest, info["tap"], protocol)[role]
+        probs = predict(model, rows["sequences"], head, info["train"]["multilabel"])
+        per_seed.append(all_metrics(probs, rows["targets"]))
+        for domain, value in per_group_accuracy(probs, rows["targets"], rows["domain"]).items():
+            per_domain.append({"seed": info["train"]["seed"], "domain": domain, "top1_accuracy": value})
+    return {"metrics": _mean_std(per_seed), "per_domain": per_domain, "num_videos": len(rows["video_id"])}
+
+
+def most_frequent_class(train_targets: np.ndarray, test_targets: np.ndarray, test_domains: list[str]) -> dict[str, Any]:
+    """The most-frequent-class baseline of the training side, scored on the test side.
+
+    Args:
+        train_targets: [n_train, classes] multi-hot targets of the training videos.
+        test_targets: [n_test, classes] multi-hot targets of the test videos.
+        test_domains: the n_test videos' domains.
+    Returns:
+        `metrics` (every metric, %, scoring each test video with the training class frequencies,
+        so top-1 picks the most frequent class, the first on ties), `per_domain` top-1 accuracy
+        (%), and `class` (the index of the most frequent class).
+    """
+    frequency = train_targets.mean(axis=0)  # [classes]
+    probs = np.tile(frequency, (len(test_targets), 1))  # [n_test, classes]
+    return {
+        "metrics": all_metrics(probs, test_targets),
+        "per_domain": per_group_accuracy(probs, test_targets, test_domains),
+        "class": int(frequency.argmax()),
+    }
+
+
+def domain_class_counts(manifest: pd.DataFrame, protocol: ProtocolSettings, classes: list[str]) -> dict[str, list[int]]:
+    """{domain: [classes] number of clips with each action} over the videos the protocol uses."""
+    roles = assign_roles(manifest, protocol)
+    used = manifest[roles != ""]
+    targets = multi_hot(used.labels, classes)
+    return {
+        str(domain): targets[(used.domain == domain).to_numpy()].sum(axis=0).astype(int).tolist()
+        for domain in sorted(set(used.domain))
+    }
+
+
+def evaluate_run(store_path: str | Path, manifest: pd.DataFrame, protocol: ProtocolSettings,
+                 checkpoints: list[str | Path], run: dict[str, Any]) -> dict[str, Any]:
+    """Out-of-domain (test) and in-domain (val) evaluation of one run, with its baseline.
+
+    Returns the `actiondiff.experiment.evaluate_models` result (out-of-domain, as the results
+    table shows it) plus `in_domain`, `baseline` (most frequent class), `class_counts` per
+    domain, `protocol` (with its metrics, headline first) and `run` (experiment, variant...).
+    """
+    result = evaluate_models(store_path, manifest, protocol, checkpoints)
+    result["in_domain"] = role_metrics(store_path, manifest, protocol, checkpoints, "val")
+    sets = load_sets(FeatureStore(store_path), manifest, result["tap"], protocol)
+    train = np.concatenate([sets["train"]["targets"], sets["val"]["targets"]])
+    result["baseline"] = most_frequent_class(train, sets["test"]["targets"], sets["test"]["domain"])
+    result["class_counts"] = domain_class_counts(manifest, protocol, result["classes"])
+    result["protocol"] = {
+        **to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric,
+    }
+    result["run"] = dict(run)
+    return result
 
 
 def _none_if_nan(value: float) -> float | None:

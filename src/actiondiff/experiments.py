@@ -1,6 +1,6 @@
 """Named experiments: feature sets x protocol x head x training, expanded into training runs.
 
-The config's `feature_sets` are named overrides of its `extraction` block; each is one
+The config's `feature_sets` are named overrides of its `extraction` (and `decode`) blocks; each is one
 extraction pass (one settings hash, one store) serving every layer x timestep it lists. Its
 `experiments` name a feature set plus overrides of the `protocol`, `head` and `train` blocks.
 An experiment expands into *runs*, one trained head (per seed) each:
@@ -11,35 +11,29 @@ An experiment expands into *runs*, one trained head (per seed) each:
 | `grid: true` | the same; its taps are drawn as a layer x timestep grid (Fig. 5) |
 | `matrix: [d1, ..., dn]` | ("from_<d>", tap) per domain d: train on d, test on every other (Fig. 4) |
 
-Every evaluation has an out-of-domain part (the protocol's test videos) and an in-domain part
-(the held-out validation clips of the training domains), and the most-frequent-class baseline
-of the training side (Fig. S15/S16). The paper's published numbers (DESIGN section 6) are
-kept here as data, for labelled reference rows in the tables.
+Each run is evaluated by `actiondiff.experiment.evaluate_run`. This module only parses the
+config, so that Snakemake plans a workflow without importing torch. The paper's published
+numbers (DESIGN section 6) are kept here as data, for labelled reference rows in the tables.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from .backbones import DEFAULT_BACKBONE, backbone_class, feature_identity, resolve_settings
 from .backbones.registry import canonical_name
-from .head import HeadSettings
-from .metrics import all_metrics, per_group_accuracy
-from .protocols import ProtocolSettings, assign_roles
+from .protocols import ProtocolSettings
 from .settings import (
     DecodeSettings,
+    HeadSettings,
     WeightsSettings,
     _doc,
     from_dict,
     settings_hash,
     to_dict,
+    train_settings,
 )
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
@@ -122,6 +116,14 @@ class FeatureSet:
         return [str(f) for f in backbone_class(self.backbone).weight_inputs(self.weights)]
 
     @property
+    def window(self) -> int | str:
+        """Frames per backbone window: `decode.window`, or "checkpoint" where the backbone's
+        checkpoint sets its clip length (VideoMAE, V-JEPA 2)."""
+        if "window" in backbone_class(self.backbone).replaces_decode:
+            return "checkpoint"
+        return self.decode.window
+
+    @property
     def backbone_label(self) -> str:
         """The backbone as tables name it: `sdv2` for SVD with `sdv2: true`."""
         return canonical_name(self.backbone, self.extract)
@@ -183,6 +185,7 @@ class Experiment:
                 "head": self.head.kind,
                 "backbone": self.feature_set.backbone_label,
                 "conditioning": getattr(self.feature_set.extract, "conditioning", ""),
+                "window": self.feature_set.window,
                 "sdv2": bool(getattr(self.feature_set.extract, "sdv2", False)),
                 "settings_hash": self.feature_set.settings_hash,
             },
@@ -202,19 +205,24 @@ def _check_name(kind: str, name: str) -> None:
 def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
     """The config's feature sets (default: one, `default`, the `extraction` block as is).
 
-    Each set's backbone is its `backbone` key, else the config's top-level `backbone` (default
-    `svd`); see `actiondiff.backbones.registry.resolve_settings` for what it inherits.
+    Each is a named override of the `extraction` block, plus optionally a `decode` block
+    overriding the config's `decode` (window length, stride, size) and a `backbone` (default:
+    the config's top-level `backbone`, else `svd`); see
+    `actiondiff.backbones.registry.resolve_settings` for what each backbone inherits.
 
     Raises:
         ValueError: a bad name, an unknown backbone, key or value in an override.
     """
     blocks = config.get("feature_sets") or {"default": {}}
-    decode = from_dict(DecodeSettings, config.get("decode"), "config key `decode`")
     weights = from_dict(WeightsSettings, config.get("weights"), "config key `weights`")
     default_backbone = config.get("backbone") or DEFAULT_BACKBONE
     sets = {}
     for name, overrides in blocks.items():
         _check_name("feature set", name)
+        overrides = dict(overrides or {})
+        # A `decode` block overrides the config's (e.g. the window length of Table 4).
+        decode_values = {**(config.get("decode") or {}), **(overrides.pop("decode", None) or {})}
+        decode = from_dict(DecodeSettings, decode_values, f"config key `feature_sets.{name}.decode`")
         backbone, extract = resolve_settings(
             config.get("extraction"), overrides, default_backbone, f"config key `feature_sets.{name}`"
         )
@@ -235,8 +243,6 @@ def parse_experiments(config: dict[str, Any]) -> dict[str, Experiment]:
         ValueError: a bad name, an unknown feature set (named, with the known ones), a tap the
             feature set does not extract, or an invalid override.
     """
-    from .train import train_settings
-
     sets = feature_sets(config)
     experiments = {}
     for name, values in (config.get("experiments") or {"main": {}}).items():
@@ -282,99 +288,3 @@ def parse_tap(tap: str) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def _mean_std(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    return {
-        name: {"mean": float(np.mean([m[name] for m in per_seed])), "std": float(np.std([m[name] for m in per_seed]))}
-        for name in per_seed[0]
-    }
-
-
-def role_metrics(store_path: str | Path, manifest: pd.DataFrame, protocol: ProtocolSettings,
-                 checkpoints: list[str | Path], role: str) -> dict[str, Any]:
-    """Metrics (mean/std over seeds) and per-domain top-1 accuracy of the models on one role.
-
-    `role="val"` is the in-domain evaluation: held-out clips of the training domains (the
-    same clips that selected the epoch, so it is an optimistic estimate).
-    """
-    from .experiment import load_sets
-    from .store import FeatureStore
-    from .train import load_checkpoint, predict
-
-    store = FeatureStore(store_path)
-    per_seed, per_domain = [], []
-    for path in checkpoints:
-        model, info = load_checkpoint(path, expected_hash=store.attrs["settings_hash"])
-        head = HeadSettings(**info["head"])
-        rows = load_sets(store, manifest, info["tap"], protocol)[role]
-        probs = predict(model, rows["sequences"], head, info["train"]["multilabel"])
-        per_seed.append(all_metrics(probs, rows["targets"]))
-        for domain, value in per_group_accuracy(probs, rows["targets"], rows["domain"]).items():
-            per_domain.append({"seed": info["train"]["seed"], "domain": domain, "top1_accuracy": value})
-    return {"metrics": _mean_std(per_seed), "per_domain": per_domain, "num_videos": len(rows["video_id"])}
-
-
-def most_frequent_class(train_targets: np.ndarray, test_targets: np.ndarray, test_domains: list[str]) -> dict[str, Any]:
-    """The most-frequent-class baseline of the training side, scored on the test side.
-
-    Args:
-        train_targets: [n_train, classes] multi-hot targets of the training videos.
-        test_targets: [n_test, classes] multi-hot targets of the test videos.
-        test_domains: the n_test videos' domains.
-    Returns:
-        `metrics` (every metric, %, scoring each test video with the training class frequencies,
-        so top-1 picks the most frequent class, the first on ties), `per_domain` top-1 accuracy
-        (%), and `class` (the index of the most frequent class).
-    """
-    frequency = train_targets.mean(axis=0)  # [classes]
-    probs = np.tile(frequency, (len(test_targets), 1))  # [n_test, classes]
-    return {
-        "metrics": all_metrics(probs, test_targets),
-        "per_domain": per_group_accuracy(probs, test_targets, test_domains),
-        "class": int(frequency.argmax()),
-    }
-
-
-def domain_class_counts(manifest: pd.DataFrame, protocol: ProtocolSettings, classes: list[str]) -> dict[str, list[int]]:
-    """{domain: [classes] number of clips with each action} over the videos the protocol uses."""
-    from .protocols import multi_hot
-
-    roles = assign_roles(manifest, protocol)
-    used = manifest[roles != ""]
-    targets = multi_hot(used.labels, classes)
-    return {
-        str(domain): targets[(used.domain == domain).to_numpy()].sum(axis=0).astype(int).tolist()
-        for domain in sorted(set(used.domain))
-    }
-
-
-def evaluate_run(store_path: str | Path, manifest: pd.DataFrame, protocol: ProtocolSettings,
-                 checkpoints: list[str | Path], run: dict[str, Any]) -> dict[str, Any]:
-    """Out-of-domain (test) and in-domain (val) evaluation of one run, with its baseline.
-
-    Returns the `actiondiff.experiment.evaluate_models` result (out-of-domain, as the results
-    table shows it) plus `in_domain`, `baseline` (most frequent class), `class_counts` per
-    domain, `protocol` (with its metrics, headline first) and `run` (experiment, variant...).
-    """
-    from .experiment import evaluate_models, load_sets
-    from .store import FeatureStore
-
-    result = evaluate_models(store_path, manifest, protocol, checkpoints)
-    result["in_domain"] = role_metrics(store_path, manifest, protocol, checkpoints, "val")
-    sets = load_sets(FeatureStore(store_path), manifest, result["tap"], protocol)
-    train = np.concatenate([sets["train"]["targets"], sets["val"]["targets"]])
-    result["baseline"] = most_frequent_class(train, sets["test"]["targets"], sets["test"]["domain"])
-    result["class_counts"] = domain_class_counts(manifest, protocol, result["classes"])
-    result["protocol"] = {
-        **to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric,
-    }
-    result["run"] = dict(run)
-    return result
-
-
-def write_json(data: dict[str, Any], path: str | Path) -> None:
-    """Sorted, indented JSON, parent folders created."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-

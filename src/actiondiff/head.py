@@ -6,39 +6,14 @@ Heads return logits; the loss or the caller applies sigmoid/softmax.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from .settings import _check_choice, _check_min, _doc
+from .settings import HeadSettings
 
-HEAD_KINDS = ("transformer", "mlp", "linear")
-LONG_POLICIES = ("uniform", "truncate")
-
-
-@dataclass(frozen=True)
-class HeadSettings:
-    """Architecture of the classifier on cached features (DESIGN section 5)."""
-
-    kind: str = _doc("transformer", "transformer (paper) | mlp | linear (ablations, concatenated frames)")
-    num_layers: int = _doc(6, "transformer encoder layers")
-    num_heads: int = _doc(8, "attention heads; must divide the feature width")
-    ff_mult: int = _doc(3, "feed-forward width as a multiple of the feature width")
-    dropout: float = _doc(0.1, "dropout inside the encoder and before the classifier")
-    max_length: int = _doc(64, "frames per sequence; longer ones follow long_policy, shorter are padded")
-    long_policy: str = _doc("uniform", "uniform (subsample evenly) | truncate (keep the first frames)")
-    mlp_hidden: int = _doc(512, "hidden width of the mlp head")
-
-    def __post_init__(self) -> None:
-        _check_choice("kind", self.kind, HEAD_KINDS)
-        _check_choice("long_policy", self.long_policy, LONG_POLICIES)
-        for name in ("num_layers", "num_heads", "ff_mult", "max_length", "mlp_hidden"):
-            _check_min(name, getattr(self, name), 1)
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"Expected `dropout` to be in [0, 1), but got {self.dropout}.")
-
+__all__ = ["HeadSettings", "build_head", "fit_length", "sinusoidal_positions"]
 
 def fit_length(sequence: np.ndarray, settings: HeadSettings) -> np.ndarray:
     """Shorten a [n, d] sequence to at most `max_length` frames by the configured policy.

@@ -7,7 +7,7 @@
 | grid figure | Fig. 5 | layer x timestep heatmaps, in-domain and out-of-domain, best layer per timestep |
 | matrix figures | Fig. 4, S12, S13, S15, S16 | domain-to-domain accuracy, action-frequency correlation, baseline, gains |
 
-Every evaluation comes from `actiondiff.experiments.evaluate_run`; metrics are in percent.
+Every evaluation comes from `actiondiff.experiment.evaluate_run`; metrics are in percent.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def _run_columns(evaluation: dict[str, Any]) -> dict[str, Any]:
         "head": run["head"],
         "conditioning": run["conditioning"],
         "sdv2": "yes" if run["sdv2"] else "no",
+        "window": run["window"],
     }
 
 
