@@ -17,8 +17,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import torch
-from torchmetrics.functional.classification import multilabel_average_precision
 
 METRIC_LABELS = {
     "top1_accuracy": "top-1 accuracy (%)",
@@ -41,19 +39,24 @@ def _check(probs: np.ndarray, targets: np.ndarray) -> None:
         raise ValueError("Expected at least one row of `probs`, but got none (no test videos?).")
 
 
-def _ap(probs: np.ndarray, targets: np.ndarray, average: str) -> torch.Tensor:
+def _ap(probs: np.ndarray, targets: np.ndarray, average: str) -> np.ndarray:
     """torchmetrics multilabel AP with the given averaging ("micro", "macro", "none")."""
+    # Imported here: `import torchmetrics` takes ~8 s (it imports torchvision and transformers),
+    # which every table, plot and single-label training job would otherwise pay.
+    import torch
+    from torchmetrics.functional.classification import multilabel_average_precision
+
     _check(probs, targets)
     t_probs = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
     t_targets = torch.as_tensor(np.asarray(targets)).long()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_NO_POSITIVES_WARNING)
-        return multilabel_average_precision(t_probs, t_targets, num_labels=probs.shape[1], average=average)
+        return multilabel_average_precision(t_probs, t_targets, num_labels=probs.shape[1], average=average).numpy()
 
 
 def per_class_ap(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """[classes] float64 AP of each class; NaN for a class with no positive example."""
-    values = _ap(probs, targets, "none").numpy().astype(np.float64)
+    values = _ap(probs, targets, "none").astype(np.float64)
     values[np.asarray(targets).sum(axis=0) == 0] = np.nan
     return values
 
