@@ -14,8 +14,13 @@ One reduced demo (32 videos in 2 extraction shards, the `actiondiff` experiment 
   committed some, not all, videos of its current shard; the profile's retries resubmit it (or,
   if the run fails or hangs, a plain rerun completes it).
 The two runs overlap (the SLURM run mostly waits on the scheduler), and every assertion is
-made on their final state. Wall time: 4.5 minutes for the whole module on a 2-core machine
-(load ~1.5 from other work), cluster already installed.
+made on their final state. Measured wall time of the module (cluster installed): 10.5 minutes
+on a 2-core machine with a load average of 3.5-4 from other work (another full test suite);
+the local run took 4.8 of them, the SLURM run 9.4. Where the SLURM run's time goes: each job
+step starts Python twice (the jobstep's snakemake, then `srun` of snakemake per job, ~20 s each
+under that load) before `actiondiff` itself starts (~30 s to build the models), and the
+executor polls less and less often while nothing finishes (+10 s per poll, up to 180 s), so
+the end of a 3-minute job is noticed up to ~75 s late. Not yet measured on an idle machine.
 
 Partition and account come from `ACTIONDIFF_SLURM_PARTITION` / `ACTIONDIFF_SLURM_ACCOUNT`
 (read by the profile; defaults: the local cluster's `main` / `local`).
