@@ -9,8 +9,9 @@ One reduced demo (32 videos in 2 extraction shards, the `actiondiff` experiment 
 2 epochs) runs twice, from the same demo videos and weights (built once, copied):
 - locally with `--cores 2`, the reference;
 - through SLURM with the real profile (`--executor slurm --profile workflow/profiles/slurm`),
-  overriding only `--group-components extract=2` (the local node has 2 GPUs) and the status
-  polling intervals. While it runs, one extraction submission is `scancel`led once it has
+  adding only grouping (`--groups extract_features=extract --group-components extract=2
+  --cores 1`: both shards in one submission, run one after another on one GPU; the profile
+  itself does not group, see its comment) and faster status polling. While it runs, one extraction submission is `scancel`led once it has
   committed some, not all, videos of its current shard; the profile's retries resubmit it (or,
   if the run fails or hangs, a plain rerun completes it).
 The two runs overlap (the SLURM run mostly waits on the scheduler), and every assertion is
@@ -55,12 +56,13 @@ REDUCED = {
     "experiments": {"actiondiff": {"taps": ["L09_T20"], "tables": ["results"]}},
 }
 VIDEOS, SHARD_SIZE, SHARDS, PER_SUBMISSION = 32, 16, 2, 2  # 4 domains x 4 actions x 2 clips
-# The real profile; only the group size (the local node has 2 GPUs, the profile bundles 4) and
-# the status polling are changed. A command-line --default-resources / --set-resources would
-# replace the profile's whole block, so none is given here.
+# The real profile, plus grouping (not in the profile: its dry run does not end at scale) and
+# faster polling. `--cores 1` makes a group run its shards one after another and ask for one GPU
+# (with more cores it asks for one per shard, summed). A command-line --default-resources /
+# --set-resources would replace the profile's whole block, so none is given here.
 SLURM_ARGS = (
     "--executor", "slurm", "--profile", "workflow/profiles/slurm",
-    "--group-components", "extract=2",
+    "--groups", "extract_features=extract", "--group-components", "extract=2", "--cores", "1",
     "--seconds-between-status-checks", "2",
     "--slurm-init-seconds-before-status-checks", "1",
     "--slurm-keep-successful-logs",
