@@ -15,13 +15,13 @@ One reduced demo (32 videos in 2 extraction shards, the `actiondiff` experiment 
   committed some, not all, videos of its current shard; the profile's retries resubmit it (or,
   if the run fails or hangs, a plain rerun completes it).
 The two runs overlap (the SLURM run mostly waits on the scheduler), and every assertion is
-made on their final state. Measured wall time of the module (cluster installed): 10.5 minutes
-on a 2-core machine with a load average of 3.5-4 from other work (another full test suite);
-the local run took 4.8 of them, the SLURM run 9.4. Where the SLURM run's time goes: each job
-step starts Python twice (the jobstep's snakemake, then `srun` of snakemake per job, ~20 s each
-under that load) before `actiondiff` itself starts (~30 s to build the models), and the
-executor polls less and less often while nothing finishes (+10 s per poll, up to 180 s), so
-the end of a 3-minute job is noticed up to ~75 s late. Not yet measured on an idle machine.
+made on their final state. Measured wall time of the module (cluster installed, 2-core
+machine shared with other work): 4.8 minutes at a load average of 2-3 (demo inputs 18 s, local
+run 2.5 min, SLURM run 4.2 min with the cancel and the retry), 10.5 minutes at a load average of
+3.5-4 before the workflow parse stopped importing torch. Where the SLURM run's time goes: each
+job step starts Python twice (the jobstep's snakemake, then `srun` of snakemake per job) before
+`actiondiff` itself starts, and the executor polls less and less often while nothing finishes
+(+10 s per poll, up to 180 s), so the end of a long job is noticed up to a minute late.
 
 Partition and account come from `ACTIONDIFF_SLURM_PARTITION` / `ACTIONDIFF_SLURM_ACCOUNT`
 (read by the profile; defaults: the local cluster's `main` / `local`).
