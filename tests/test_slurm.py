@@ -3,7 +3,7 @@
 Selected with `pytest -m slurm` (`.ci/run` runs it as its own step). Needs root and
 `../shared/tools/local-slurm.sh` (relative to the repository root), which starts the cluster;
 without either the tests skip with the reason. On a fresh machine the script apt-installs
-SLURM, munge and MariaDB first (about 1 minute); with them installed it starts in about 5 s.
+SLURM, munge and MariaDB first (75 packages, 75 s here); installed, it starts in about 5 s.
 
 One reduced demo (32 videos in 2 extraction shards, the `actiondiff` experiment only, one seed,
 2 epochs) runs twice, from the same demo videos and weights (built once, copied):
@@ -11,9 +11,10 @@ One reduced demo (32 videos in 2 extraction shards, the `actiondiff` experiment 
 - through SLURM with the real profile (`--executor slurm --profile workflow/profiles/slurm`),
   adding only grouping (`--groups extract_features=extract --group-components extract=2
   --cores 1`: both shards in one submission, run one after another on one GPU; the profile
-  itself does not group, see its comment) and faster status polling. While it runs, one extraction submission is `scancel`led once it has
-  committed some, not all, videos of its current shard; the profile's retries resubmit it (or,
-  if the run fails or hangs, a plain rerun completes it).
+  itself does not group, see its comment) and faster status polling. While it runs, the
+  extraction submission is `scancel`led once it has committed some, not all, videos of its
+  current shard; the profile's retries resubmit it (or, if the run fails or hangs, a plain
+  rerun completes it).
 The two runs overlap (the SLURM run mostly waits on the scheduler), and every assertion is
 made on their final state. Measured wall time of the module (cluster installed, 2-core
 machine shared with other work): 4.8 minutes at a load average of 2-3 (demo inputs 18 s, local
