@@ -18,8 +18,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def snakemake(workdir: Path, *args: str) -> str:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+def snakemake(workdir: Path, *args: str, **environment: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), **environment)
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
     )
@@ -62,8 +62,11 @@ def planned_resources(output: str) -> list[tuple[str, dict[str, str]]]:
 
 def test_slurm_dry_run_asks_for_gpus_on_extraction_jobs_only(tmp_path):
     workflow_with_manifest(tmp_path, num_videos=10, shard_size=1)
-    output = snakemake(tmp_path, "-n", "--profile", "workflow/profiles/slurm")
+    output = snakemake(tmp_path, "-n", "--profile", "workflow/profiles/slurm",
+                       ACTIONDIFF_SLURM_PARTITION="gpu_a", ACTIONDIFF_SLURM_ACCOUNT="lab_b")
     jobs = planned_resources(output)
+    # The site's partition and account come from the environment (the profile reads them).
+    assert {(r["slurm_partition"], r["slurm_account"]) for _, r in jobs} == {("gpu_a", "lab_b")}
     extract = [r for rule, r in jobs if rule == "extract_features"]
     others = {rule: r for rule, r in jobs if rule != "extract_features"}
     # One job per video, each listed once and ungrouped: the shard is the unit of bundling.
