@@ -17,7 +17,7 @@ One reduced demo (32 videos in 2 extraction shards, the `actiondiff` experiment 
   rerun completes it).
 The two runs overlap (the SLURM run mostly waits on the scheduler), and every assertion is
 made on their final state. Measured wall time of the module (cluster installed, 2-core
-machine shared with other work): 4.8 minutes at a load average of 2-3 (demo inputs 18 s, local
+machine): 3.5 minutes idle (2026-11-26); 4.8 minutes at a load average of 2-3 (demo inputs 18 s, local
 run 2.5 min, SLURM run 4.2 min with the cancel and the retry), 10.5 minutes at a load average of
 3.5-4 before the workflow parse stopped importing torch. Where the SLURM run's time goes: each
 job step starts Python twice (the jobstep's snakemake, then `srun` of snakemake per job) before
