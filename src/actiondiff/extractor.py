@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +51,37 @@ def video_seed(video_id: str, settings: ExtractSettings) -> int:
     none), independent of run order."""
     text = f"{getattr(settings, 'seed', 0)}:{settings_hash(settings)}:{video_id}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+@torch.inference_mode()
+def extract_windows(
+    path: str | Path,
+    video_id: str,
+    decode: DecodeSettings,
+    seed_settings: Any,
+    extract_window: Callable[[torch.Tensor, torch.Generator], dict[str, np.ndarray]],
+) -> VideoFeatures:
+    """Decode one video in windows and concatenate `extract_window`'s features of each.
+
+    Args:
+        decode: frame sampling, size and window length of the backbone.
+        seed_settings: the settings object the video's generator is seeded from (with its id).
+        extract_window: [f, 3, h, w] frames in [-1, 1] and the generator -> {tap: [f, c]}.
+    """
+    generator = torch.Generator(device="cpu").manual_seed(video_seed(video_id, seed_settings))
+    parts: dict[str, list[np.ndarray]] = {}
+    indices, stamps = [], []
+    for window in iter_windows(path, decode):
+        for name, value in extract_window(window.frames, generator).items():
+            parts.setdefault(name, []).append(value)
+        indices.append(window.frame_index)
+        stamps.append(window.timestamp_ms)
+    return VideoFeatures(
+        video_id=video_id,
+        features={name: np.concatenate(chunks) for name, chunks in parts.items()},
+        frame_index=np.concatenate(indices),
+        timestamp_ms=np.concatenate(stamps),
+    )
 
 
 class SVDExtractor:
@@ -98,23 +131,9 @@ class SVDExtractor:
         for module in needed:
             module.to(self.device, self.dtype)
 
-    @torch.inference_mode()
     def extract_video(self, path: str | Path, video_id: str) -> VideoFeatures:
         """Decode one video and return its per-frame features for every requested tap."""
-        generator = torch.Generator(device="cpu").manual_seed(video_seed(video_id, self.extract))
-        parts: dict[str, list[np.ndarray]] = {tap_name(lay, t): [] for lay, t in self.extract.taps}
-        indices, stamps = [], []
-        for window in iter_windows(path, self.decode):
-            for name, value in self.extract_window(window.frames, generator).items():
-                parts[name].append(value)
-            indices.append(window.frame_index)
-            stamps.append(window.timestamp_ms)
-        return VideoFeatures(
-            video_id=video_id,
-            features={name: np.concatenate(chunks) for name, chunks in parts.items()},
-            frame_index=np.concatenate(indices),
-            timestamp_ms=np.concatenate(stamps),
-        )
+        return extract_windows(path, video_id, self.decode, self.extract, self.extract_window)
 
     def extract_window(self, frames: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray]:
         """Features of one window as arrays.

@@ -129,26 +129,9 @@ class Backbone(ABC):
 
     def extract_video(self, path: str | Path, video_id: str):
         """Decode one video and return its per-frame features (`VideoFeatures`) for every tap."""
-        import torch
+        from ..extractor import extract_windows
 
-        from ..extractor import VideoFeatures, video_seed
-        from ..video import iter_windows
-
-        generator = torch.Generator(device="cpu").manual_seed(video_seed(video_id, self.settings))
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.tap_names}
-        indices, stamps = [], []
-        with torch.inference_mode():
-            for window in iter_windows(path, self.video_decode):
-                for name, value in self.extract_window(window.frames, generator).items():
-                    parts[name].append(value)
-                indices.append(window.frame_index)
-                stamps.append(window.timestamp_ms)
-        return VideoFeatures(
-            video_id=video_id,
-            features={name: np.concatenate(chunks) for name, chunks in parts.items()},
-            frame_index=np.concatenate(indices),
-            timestamp_ms=np.concatenate(stamps),
-        )
+        return extract_windows(path, video_id, self.video_decode, self.settings, self.extract_window)
 
 
 def pad_clip(frames: torch.Tensor, clip_length: int) -> torch.Tensor:
