@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -22,6 +23,7 @@ from actiondiff.report_tables import (
     plot_grid,
     plot_matrix,
     results_table,
+    write_extraction_report,
 )
 
 DOMAINS = ["a", "b", "c"]
@@ -152,3 +154,17 @@ def test_results_table_one_row_per_backbone():
     assert runs[metric_column("top1_accuracy")].tolist() == [60.0, 50.0, 40.0, 45.0, 30.0]
     del evaluations[0]["run"]["backbone"]  # evaluations written before backbones had names: SVD
     assert results_table(evaluations[:1]).backbone.iloc[0] == "SVD"
+
+
+def test_extraction_report_lists_every_setting(tmp_path):
+    store = tmp_path / "store.zarr"
+    store.mkdir()
+    settings = {"backbone": "videomae", "decode": {"stride": 4, "window": 16}, "extraction": {"dtype": "float32"}}
+    attrs = {"settings_hash": "abc123def456", "actiondiff_version": "0.1", "taps": ["L00_T00"], "settings": settings}
+    (store / "zarr.json").write_text(json.dumps({"attributes": attrs}))
+    (tmp_path / "failures.csv").write_text("video_id,path,kind,reason\nv1,a.mp4,error,corrupt\n")
+    write_extraction_report(store, tmp_path / "failures.csv", tmp_path / "s.csv", tmp_path / "f.csv")
+    rows = pd.read_csv(tmp_path / "s.csv").set_index("key")["value"].to_dict()
+    assert rows["backbone"] == '"videomae"' and rows["decode.window"] == "16" and rows["taps"] == "L00_T00"
+    assert rows["extraction.dtype"] == '"float32"' and rows["settings_hash"] == "abc123def456"
+    assert (tmp_path / "f.csv").read_text() == (tmp_path / "failures.csv").read_text()

@@ -309,6 +309,9 @@ def write_extraction_report(store: str | Path, failures: str | Path, settings_cs
             {"key": "actiondiff_version", "value": attrs.get("actiondiff_version", "")},
             {"key": "taps", "value": " ".join(attrs.get("taps", []))}]
     for block, values in sorted(attrs.get("settings", {}).items()):
+        if not isinstance(values, dict):  # a plain setting, e.g. `backbone: videomae`
+            rows.append({"key": block, "value": json.dumps(values)})
+            continue
         for key, value in sorted(values.items()):
             rows.append({"key": f"{block}.{key}", "value": json.dumps(value)})
     for path in (settings_csv, failures_csv):
