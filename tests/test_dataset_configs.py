@@ -7,7 +7,6 @@ writers of tests/test_datasets.py); then a dry run lists every job, counted by r
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,8 @@ from test_datasets import (
     write_hmdb_splits,
     write_ucf_lists,
 )
-from test_workflow import REPO, snakemake
+from test_workflow import snakemake
+from workflow_copy import copy_workflow
 
 from actiondiff.manifest import num_shards, read_manifest
 
@@ -86,11 +86,7 @@ def job_counts(output: str) -> dict[str, int]:
 )
 def test_real_dataset_config_plans_the_papers_jobs(name, tmp_path):
     write, stores, expected = EXPECTED[name]
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(REPO / "Snakefile", work / "Snakefile")
-    shutil.copytree(REPO / "workflow", work / "workflow")
-    shutil.copytree(REPO / "config", work / "config")
+    work = copy_workflow(tmp_path / "work")
     paths = {"dataset": write(tmp_path / "data")}
     (work / "paths.yaml").write_text(yaml.safe_dump(paths))
     config = ("--configfile", f"config/{name}.yaml", "paths.yaml", "--replace-workflow-config")

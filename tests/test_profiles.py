@@ -6,14 +6,13 @@ real profile, so the `attempt` expressions are evaluated by Snakemake itself.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from workflow_copy import copy_workflow, default_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,13 +29,10 @@ def snakemake(workdir: Path, *args: str, **environment: str) -> str:
 
 def workflow_with_manifest(work: Path, num_videos: int, shard_size: int) -> None:
     """A copy of the workflow whose manifest checkpoint is already done (fake video paths)."""
-    shutil.copy(REPO / "Snakefile", work / "Snakefile")
-    shutil.copytree(REPO / "workflow", work / "workflow")
-    shutil.copytree(REPO / "config", work / "config")
-    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config = default_config()
     config["dataset"].update(name="big", annotations="resources/big/labels.csv", videos="resources/big", allow_missing=True)
     config["shard_size"] = shard_size
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    copy_workflow(work, config)
     (work / "resources" / "big").mkdir(parents=True)
     (work / "resources" / "big" / "labels.csv").write_text("video,action\n")
     manifests = work / "results" / "manifests"

@@ -43,7 +43,7 @@ from urllib.parse import unquote
 
 import pandas as pd
 import pytest
-import yaml
+from workflow_copy import copy_workflow, default_config
 
 pytestmark = pytest.mark.slurm
 
@@ -100,13 +100,7 @@ def slurm_cluster() -> None:
 
 def make_workdir(path: Path, resources: Path | None = None) -> Path:
     """A copy of the workflow with the reduced demo config (and a copy of `resources`)."""
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "Snakefile", path / "Snakefile")
-    shutil.copytree(REPO / "workflow", path / "workflow")
-    shutil.copytree(REPO / "config", path / "config")
-    config = yaml.safe_load((path / "config" / "config.yaml").read_text())
-    config.update(REDUCED)
-    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    copy_workflow(path, {**default_config(), **REDUCED})
     if resources is not None:
         shutil.copytree(resources, path / "resources")
     return path

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from workflow_copy import copy_workflow, default_config
 
 REPO = Path(__file__).resolve().parents[1]
 REDUCED = {
@@ -45,13 +46,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, pythonpath: tuple[P
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """A copy of the workflow with a reduced config, run once for every test below."""
-    work = tmp_path_factory.mktemp("workflow")
-    shutil.copy(REPO / "Snakefile", work / "Snakefile")
-    shutil.copytree(REPO / "workflow", work / "workflow")
-    shutil.copytree(REPO / "config", work / "config")
-    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    config.update(REDUCED)
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"), {**default_config(), **REDUCED})
     snakemake(work)
     return work
 
@@ -163,12 +158,9 @@ BACKBONES = {
 
 
 def test_videomae_and_an_entry_point_backbone_run_through_the_dag(tmp_path):
-    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
-    shutil.copytree(REPO / "config", tmp_path / "config")
     base = yaml.safe_load((REPO / "config" / "backbones.yaml").read_text())
     base.pop("feature_sets"), base.pop("experiments")
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({**base, **BACKBONES}, sort_keys=False))
+    copy_workflow(tmp_path, {**base, **BACKBONES})
     table = "results/tables/demo_backbones/results_custom.csv"
     snakemake(tmp_path, table, pythonpath=(REPO / "tests" / "plugin_backbone",))
     results = pd.read_csv(tmp_path / table)
