@@ -34,11 +34,26 @@ def test_tiny_svd_round_trip(tiny_weights):
     assert sorted(state) == sorted(saved)
     for key in ("conv_in.weight", "down_blocks.2.attentions.1.proj_out.weight", "mid_block.resnets.0.time_mixer.mix_factor"):
         assert torch.equal(state[key], saved[key])
-    assert vae.config.scaling_factor == 0.18215 and vae.config.latent_channels == 4
+    assert vae.config.latent_channels == 4
     assert not unet.training and not any(p.requires_grad for p in unet.parameters())
     half_unet, half_vae = load_svd(tiny_weights["svd"], dtype=torch.bfloat16)
     assert half_unet.conv_in.weight.dtype == torch.bfloat16
     assert torch.equal(half_unet.conv_in.weight, saved["conv_in.weight"].to(torch.bfloat16))
+
+
+def test_tiny_vae_scaling_factor_gives_demo_latents_unit_variance(tiny_weights):
+    # Calibrated like SD's 0.18215 (1 / std of the latents), on frames the VAE never saw.
+    import numpy as np
+
+    from actiondiff import demo_data
+
+    _, vae = load_svd(tiny_weights["svd"])
+    rng = np.random.default_rng(7)
+    clips = [demo_data.render_clip(d, a, 4, 64, rng) for d in demo_data.DOMAINS for a in demo_data.ACTIONS]
+    frames = torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    latents = vae.quant_conv(vae.encoder(frames)).chunk(2, dim=1)[0] * vae.config.scaling_factor
+    assert latents.std().item() == pytest.approx(1.0, abs=0.05)
+    assert vae.config.scaling_factor > 1  # the real factor would leave this random VAE's latents ~0.04
 
 
 def test_tiny_clip_round_trip_safetensors_and_torch_file(tiny_weights, tmp_path):
@@ -152,7 +167,7 @@ def test_hub_ids_resolve_from_the_local_cache(tiny_weights, tmp_path):
     clip = load_clip("hf-hub:org/tiny-clip", "hf-hub:org/tiny-clip", cache_dir=cache)
     assert clip.visual.conv1.weight.shape == (64, 3, 8, 8)
     identity = weights_identity("org/tiny-svd", "hf-hub:org/tiny-clip", cache_dir=cache)
-    assert len(identity) == 3 and all(len(v) == 64 for v in identity.values())
+    assert len(identity) == 5 and all(len(v) == 64 for v in identity.values())
     with pytest.raises(WeightsError, match="org/absent"):
         load_clip("hf-hub:org/absent", "hf-hub:org/absent", cache_dir=cache)
 

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -272,14 +273,16 @@ def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
 def weights_identity(
     svd: str | Path, clip_checkpoint: str | Path, cache_dir: str | Path | None = None
 ) -> dict[str, str]:
-    """File names and checksums of the weight files, recorded in every store.
+    """File names and checksums of the weight files and the UNet / VAE configs, recorded in
+    every store (the VAE config holds the latent scaling factor, which changes the features).
 
     Hub ids are resolved from the local cache first. Checksums of multi-GB files are
     expensive: callers compute this once per job.
     """
     identity: dict[str, str] = {}
     root = resolve_snapshot(svd, cache_dir)
-    files = sorted(root.glob("unet/*.safetensors")) + sorted(root.glob("vae/*.safetensors"))
+    files = [root / "unet" / "config.json", root / "vae" / "config.json"]
+    files += sorted(root.glob("unet/*.safetensors")) + sorted(root.glob("vae/*.safetensors"))
     files.append(resolve_clip_checkpoint(clip_checkpoint, cache_dir))
     for path in files:
         if path.is_file():
@@ -411,6 +414,24 @@ def make_tiny_weights(out_dir: str | Path, seed: int = 0, backbones: tuple[str, 
     return paths
 
 
+def unit_variance_scale(vae: torch.nn.Module, frames_per_clip: int = 8, size: int = 64) -> float:
+    """The VAE scaling factor that gives its latents unit variance on the demo's frames.
+
+    This is how Stable Diffusion's 0.18215 was chosen (1 / std of the latents of real images).
+    A random tiny VAE's latents are far smaller (std ~0.2 against SD's ~5.5); with the real
+    factor its frames would reach the UNet 30 times weaker than the conditioning latent, so
+    the per-frame (motion) signal would drown. Rounded to 4 significant digits.
+    """
+    from . import demo_data
+
+    rng = np.random.default_rng(0)
+    clips = [demo_data.render_clip(d, a, frames_per_clip, size, rng) for d in demo_data.DOMAINS for a in demo_data.ACTIONS]
+    frames = torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with torch.no_grad():
+        mean, _ = vae.quant_conv(vae.encoder(frames)).chunk(2, dim=1)
+    return float(f"{1.0 / mean.std().item():.4g}")
+
+
 def _make_tiny_svd(out: Path, seed: int) -> dict[str, Path]:
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
     from safetensors.torch import save_file
@@ -418,7 +439,9 @@ def _make_tiny_svd(out: Path, seed: int) -> dict[str, Path]:
     torch.manual_seed(seed)
     svd_dir = out / "tiny-svd"
     UNetSpatioTemporalConditionModel(**TINY_UNET_CONFIG).save_pretrained(svd_dir / "unet")
-    AutoencoderKLTemporalDecoder(**TINY_VAE_CONFIG).save_pretrained(svd_dir / "vae")
+    vae = AutoencoderKLTemporalDecoder(**TINY_VAE_CONFIG)
+    vae.register_to_config(scaling_factor=unit_variance_scale(vae))
+    vae.save_pretrained(svd_dir / "vae")
     clip_dir = out / "tiny-clip"
     clip_dir.mkdir(parents=True, exist_ok=True)
     config_path = clip_dir / "open_clip_config.json"
