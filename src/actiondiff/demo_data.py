@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 # Motions whose signature survives spatial mean pooling of (even random) features: a constant
-# agent, a size oscillation, an on/off blink, and one crossing of the frame.
+# agent, a size oscillation, an on/off blink, and one crossing of the frame. Each happens at a
+# random phase or moment, as actions do in real videos: a head must find it anywhere in time.
 ACTIONS = ("keep_still", "pulse", "blink", "cross")
 
 
@@ -78,6 +79,10 @@ def render_clip(
     agent = size * rng.uniform(0.4, 0.5)
     centre = size / 2 + rng.uniform(-3, 3, size=2)
     background = _background(domain, size, rng)
+    if action == "cross":  # one crossing, at a random moment, in a random direction
+        duration = num_frames * rng.uniform(0.4, 0.6)
+        start = rng.uniform(0, num_frames - duration)
+        direction = rng.choice((-1, 1))
     yy, xx = np.mgrid[0:size, 0:size]
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     for i in range(num_frames):
@@ -88,8 +93,10 @@ def render_clip(
             scale = 1.0 + 0.6 * swing
         elif action == "blink":
             visible = swing > 0
-        elif action == "cross":  # enter at the left edge, leave at the right
-            cx = -agent + (size + 2 * agent) * (i / (num_frames - 1))
+        elif action == "cross":  # off the frame before and after: enter at one edge, leave at the other
+            progress = (i - start) / duration
+            visible = 0 <= progress <= 1
+            cx = size / 2 + direction * (progress - 0.5) * (size + agent)
         elif action != "keep_still":
             raise ValueError(f"Expected an action among {ACTIONS}, but got {action!r}.")
         image = background.copy()
