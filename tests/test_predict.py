@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from actiondiff.backbones import feature_identity
 from actiondiff.cli import main
 from actiondiff.demo_data import DOMAINS, render_clip, write_mp4
 from actiondiff.experiment import evaluate_models, train_seeds
@@ -22,7 +23,7 @@ from actiondiff.predict import (
     windows_path,
 )
 from actiondiff.protocols import ProtocolSettings
-from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings, to_dict
+from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
 from actiondiff.store import FeatureStore, pack_store
 from actiondiff.train import TrainSettings
 from actiondiff.weights import make_tiny_weights, weights_identity
@@ -39,7 +40,7 @@ def trained(tmp_path_factory):
     weights = WeightsSettings(svd=str(paths["svd"]), clip_arch=str(paths["clip_arch"]), clip_checkpoint=str(paths["clip_checkpoint"]))
     decode = DecodeSettings(height=32, width=32, window=2, stride=2)  # small: extraction dominates
     extract = ExtractSettings(layers=(4,), timestep_indices=(20,))
-    identity = {"decode": to_dict(decode), "extraction": to_dict(extract), "weights": to_dict(weights)}
+    identity = feature_identity(decode, "svd", extract, weights)  # as the workflow records it
     digest = identity_hash(decode, extract, weights)
     rows = []
     for d, domain in enumerate(DOMAINS[:3]):
@@ -135,7 +136,7 @@ def test_localize_patches_and_heatmap(trained, tmp_path):
     video = trained["manifest"].path.iloc[-1]
     classifier = load_classifier(trained["checkpoint"])
     extractor = SVDExtractor.from_weights(trained["weights"], trained["decode"], trained["extract"])
-    whole = patch_features(video, trained["manifest"].video_id.iloc[-1], extractor, TAP, None)
+    whole = patch_features(video, extractor, TAP, None)
     np.testing.assert_array_equal(whole, extractor.extract_video(video, trained["manifest"].video_id.iloc[-1]).features[TAP])
     scores, chosen, frame, _ = localize(video, trained["checkpoint"], (2, 2), class_name="cross")
     assert scores.shape == (2, 2) and chosen == "cross" and frame.shape == (48, 48, 3)

@@ -85,6 +85,23 @@ def planned_rules(workdir: Path, *args: str) -> set[str]:
     return set(re.findall(r"^(?:local)?rule (\w+):", plan.stdout + plan.stderr, re.MULTILINE))
 
 
+def test_predict_reproduces_the_trained_run_on_a_held_out_video(workdir, tmp_path, monkeypatch):
+    # `actiondiff predict` re-extracts the video with the settings the checkpoint recorded: the
+    # same features as in the store, so the same scores as classifying the store's copy.
+    from actiondiff.cli import main
+
+    monkeypatch.chdir(workdir)  # the checkpoint names the weights relative to the workflow
+    model = "results/models/demo/actiondiff/main/L09_T20/seed0.safetensors"
+    store = str(next(Path("results/stores/demo").glob("*.zarr")))
+    video = pd.read_csv("results/manifests/demo.csv").query("split == 'test'").iloc[0]
+    assert main(["predict", video.path, "--model", model, "--out", str(tmp_path / "video.csv")]) == 0
+    assert main(["predict", video.video_id, "--store", store, "--model", model, "--out", str(tmp_path / "store.csv")]) == 0
+    from_video, from_store = pd.read_csv(tmp_path / "video.csv"), pd.read_csv(tmp_path / "store.csv")
+    assert from_video["class"].tolist() == from_store["class"].tolist() and len(from_video) == 4
+    # equal up to float summation order (the extraction job ran with other thread counts)
+    np.testing.assert_allclose(from_video.score, from_store.score, atol=1e-3)
+
+
 def test_retraining_plans_no_extraction(workdir):
     rules = planned_rules(workdir, "--forcerun", "train_head")
     assert {"train_head", "evaluate_head", "plot_grid", "plot_matrix"} <= rules

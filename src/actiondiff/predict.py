@@ -8,8 +8,6 @@ the same features a training video got; features of any other settings are refus
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from .settings import (
     _check_min,
     _doc,
     from_dict,
-    to_dict,
+    settings_hash,
 )
 from .train import check_settings_hash, load_checkpoint, predict
 from .video import VideoError
@@ -78,27 +76,22 @@ class Classifier:
 
 def identity_settings(identity: dict[str, Any], where: str) -> tuple[DecodeSettings, ExtractSettings, WeightsSettings]:
     """The settings objects of a stored extraction identity (unknown keys are errors)."""
-    if identity.get("backbone", "svd") != "svd":
+    from .backbones import parse_identity
+
+    decode, name, extract, weights = parse_identity(identity, where)
+    if name != "svd":
         raise ValueError(
             f"Expected the features of {where} to come from the SVD or SDv2 backbone, but they come from "
-            f"{identity['backbone']!r}: `predict` and `localize` rebuild only the SVD extractor so far."
+            f"{name!r}: `predict` and `localize` rebuild only the SVD extractor so far."
         )
-    for block in ("decode", "extraction", "weights"):
-        if block not in identity:
-            raise ValueError(f"Expected the extraction identity in {where} to have a `{block}` block, but it has {sorted(identity)}.")
-    return (
-        from_dict(DecodeSettings, identity["decode"], f"{where} `extraction.decode`"),
-        from_dict(ExtractSettings, identity["extraction"], f"{where} `extraction.extraction`"),
-        from_dict(WeightsSettings, identity["weights"], f"{where} `extraction.weights`"),
-    )
+    return decode, extract, weights
 
 
-def identity_hash(decode: DecodeSettings, extract: ExtractSettings, weights: WeightsSettings, length: int = 12) -> str:
-    """The settings hash of an extraction, as `actiondiff extract` and `pack` compute it
-    (`settings.settings_hash` of the {"decode", "extraction", "weights"} mapping)."""
-    identity = {"decode": to_dict(decode), "extraction": to_dict(extract), "weights": to_dict(weights)}
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+def identity_hash(decode: DecodeSettings, extract: ExtractSettings, weights: WeightsSettings) -> str:
+    """The settings hash of an SVD extraction, computed as the workflow, `extract` and `pack` do."""
+    from .backbones import feature_identity
+
+    return settings_hash(feature_identity(decode, "svd", extract, weights))
 
 
 def load_classifier(checkpoint: str | Path, weights: WeightsSettings | None = None) -> Classifier:
