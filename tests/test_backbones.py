@@ -100,7 +100,8 @@ def test_svd_backbone_features_equal_the_svd_extractor(tiny_weights, video):
     assert ours.features["L04_T20"].shape == (4, 32)
     assert all(ours.features[k].tobytes() == direct.features[k].tobytes() for k in direct.features)
     assert set(backbone.weight_files(weights)) == {
-        *(str(p) for p in Path(weights.svd).glob("*/*.safetensors")), weights.clip_checkpoint}
+        *(str(p) for p in Path(weights.svd).glob("*/*.safetensors")), *(str(p) for p in Path(weights.svd).glob("*/config.json")),
+        weights.clip_checkpoint}
 
 
 def test_token_groups_to_frames_by_hand():

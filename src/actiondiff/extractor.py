@@ -46,11 +46,27 @@ class VideoFeatures:
     timestamp_ms: np.ndarray
 
 
-def video_seed(video_id: str, settings: ExtractSettings) -> int:
-    """A per-video seed from the video id and the settings (any backbone's; `seed` 0 if it has
-    none), independent of run order."""
-    text = f"{getattr(settings, 'seed', 0)}:{settings_hash(settings)}:{video_id}"
+def video_seed(key: str, settings: ExtractSettings) -> int:
+    """A per-video seed from a video key (`content_key`) and the settings (any backbone's;
+    `seed` 0 if it has none), independent of run order."""
+    text = f"{getattr(settings, 'seed', 0)}:{settings_hash(settings)}:{key}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def content_key(path: str | Path, head_bytes: int = 1 << 20) -> str:
+    """A video's identity by content: size and SHA-256 of its first MiB (a frame folder: its
+    files' names and sizes). The same video gets the same random draws whatever it is called,
+    so `predict` on a training video reproduces the stored features exactly. A missing path
+    keys by its name (decoding then reports it)."""
+    path = Path(path)
+    if path.is_dir():
+        listing = sorted(f"{f.relative_to(path)}:{f.stat().st_size}" for f in path.rglob("*") if f.is_file())
+        return "folder:" + hashlib.sha256("\n".join(listing).encode()).hexdigest()
+    if not path.is_file():
+        return f"path:{path}"
+    with open(path, "rb") as handle:
+        head = handle.read(head_bytes)
+    return f"file:{path.stat().st_size}:{hashlib.sha256(head).hexdigest()}"
 
 
 @torch.inference_mode()
@@ -68,7 +84,7 @@ def extract_windows(
         seed_settings: the settings object the video's generator is seeded from (with its id).
         extract_window: [f, 3, h, w] frames in [-1, 1] and the generator -> {tap: [f, c]}.
     """
-    generator = torch.Generator(device="cpu").manual_seed(video_seed(video_id, seed_settings))
+    generator = torch.Generator(device="cpu").manual_seed(video_seed(content_key(path), seed_settings))
     parts: dict[str, list[np.ndarray]] = {}
     indices, stamps = [], []
     for window in iter_windows(path, decode):

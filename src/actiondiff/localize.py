@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .extractor import SVDExtractor, video_seed
+from .extractor import SVDExtractor, content_key, video_seed
 from .predict import Classifier, build_extractor, load_classifier
 from .settings import DecodeSettings, WeightsSettings
 from .video import iter_frames, resize_frame
@@ -62,15 +62,16 @@ def crop_windows(path: str | Path, decode: DecodeSettings, box: tuple[int, int, 
 
 @torch.inference_mode()
 def patch_features(
-    path: str | Path, video_id: str, extractor: SVDExtractor, tap: str, box: tuple[int, int, int, int] | None
+    path: str | Path, extractor: SVDExtractor, tap: str, box: tuple[int, int, int, int] | None
 ) -> np.ndarray:
     """One tap's features [num_frames, d] float32 of a cropped video (box None: whole frame).
 
-    Each patch draws its noise from its own generator, seeded from the video id and the box
-    (the whole frame: from the video id alone, exactly as `extract_video`), so results do not
-    depend on the order patches are processed in.
+    Each patch draws its noise from its own generator, seeded from the video's content and the
+    box (the whole frame: from the content alone, exactly as `extract_video`), so results do
+    not depend on the order patches are processed in.
     """
-    name = video_id if box is None else f"{video_id}#patch{tuple(int(v) for v in box)}"
+    key = content_key(path)
+    name = key if box is None else f"{key}#patch{tuple(int(v) for v in box)}"
     generator = torch.Generator(device="cpu").manual_seed(video_seed(name, extractor.extract))
     parts = [extractor.extract_window(window, generator)[tap] for window in crop_windows(path, extractor.decode, box)]
     return np.concatenate(parts)
@@ -109,7 +110,7 @@ def localize(
     extractor = build_extractor(classifier, device)
     video_id = Path(video).stem
     # 1. the whole frame: the video's prediction and the number of kept frames
-    whole = patch_features(video, video_id, extractor, classifier.tap, None)  # [num_frames, d]
+    whole = patch_features(video, extractor, classifier.tap, None)  # [num_frames, d]
     video_scores = classifier.scores([whole], device)[0]
     chosen = class_name or classifier.classes[int(video_scores.argmax())]
     index = classifier.classes.index(chosen)
@@ -119,7 +120,7 @@ def localize(
     boxes = patch_bounds(middle.shape[0], middle.shape[1], grid)
     scores = np.zeros(len(boxes), dtype=np.float32)
     for i, box in enumerate(boxes):
-        patch = patch_features(video, video_id, extractor, classifier.tap, box)
+        patch = patch_features(video, extractor, classifier.tap, box)
         scores[i] = classifier.scores([patch], device)[0, index]
     return scores.reshape(grid), chosen, middle, classifier
 
