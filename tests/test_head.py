@@ -61,6 +61,34 @@ def test_sinusoidal_positions_values():
     assert torch.allclose(table, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["transformer", "mlp", "linear"])
+def test_standardized_head_ignores_the_feature_scale(kind):
+    # The same head fitted to features 50x larger and shifted gives the same logits: the
+    # positions never drown small features, nor large features the positions.
+    rng = np.random.default_rng(0)
+    train = [rng.normal(size=(6, WIDTH)).astype(np.float32) for _ in range(5)]
+    scale, shift = 50.0, rng.normal(size=WIDTH).astype(np.float32)
+    frames, no_pad = torch.from_numpy(train[0])[None], torch.zeros(1, 6, dtype=torch.bool)
+    torch.manual_seed(0)
+    plain = build_head(WIDTH, CLASSES, small(kind), train).eval()
+    torch.manual_seed(0)
+    scaled = build_head(WIDTH, CLASSES, small(kind), [scale * x + shift for x in train]).eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(frames, no_pad), scaled(scale * frames + torch.from_numpy(shift), no_pad), atol=1e-4)
+    torch.manual_seed(0)
+    raw = build_head(WIDTH, CLASSES, small(kind, standardize=False), train).eval()
+    assert torch.equal(raw.standardize.mean, torch.zeros(WIDTH)) and torch.equal(raw.standardize.std, torch.ones(WIDTH))
+
+
+def test_standardize_keeps_constant_channels_finite():
+    sequence = np.ones((4, WIDTH), dtype=np.float32)
+    sequence[:, 0] = [0, 1, 2, 3]
+    model = build_head(WIDTH, CLASSES, small("linear"), [sequence])
+    assert model.standardize.std[0] == pytest.approx(np.std([0, 1, 2, 3]))
+    assert torch.equal(model.standardize.std[1:], torch.ones(WIDTH - 1))
+    assert torch.isfinite(model(torch.from_numpy(sequence)[None], torch.zeros(1, 4, dtype=torch.bool))).all()
+
+
 def test_settings_validation():
     with pytest.raises(ValueError, match="kind"):
         HeadSettings(kind="lstm")

@@ -86,15 +86,16 @@ FAST = TrainSettings(epochs=4, batch_size=8, lr=3e-3, warmup_epochs=1, loss="foc
 
 def test_training_is_deterministic_on_cpu_and_learns():
     train, val = toy_data(0, 48), toy_data(1, 24)
-    model_a, history_a = train_head(train, val, HEAD, FAST)
-    model_b, history_b = train_head(train, val, HEAD, FAST)
+    settings = TrainSettings(**{**FAST.__dict__, "epochs": 8})
+    model_a, history_a = train_head(train, val, HEAD, settings)
+    model_b, history_b = train_head(train, val, HEAD, settings)
     assert history_a == history_b
     for key, value in model_a.state_dict().items():
         assert torch.equal(value, model_b.state_dict()[key]), key
-    _, history_c = train_head(train, val, HEAD, TrainSettings(**{**FAST.__dict__, "seed": 1}))
+    _, history_c = train_head(train, val, HEAD, TrainSettings(**{**settings.__dict__, "seed": 1}))
     assert history_c != history_a
-    assert max(row["val_score"] for row in history_a) > 60.0  # chance is 33%
-    assert [row["epoch"] for row in history_a] == [1, 2, 3, 4]
+    assert max(row["val_score"] for row in history_a) > 75.0  # chance is 33%
+    assert [row["epoch"] for row in history_a] == list(range(1, 9))
 
 
 def test_checkpoint_round_trip_and_hash_refusal(tmp_path):

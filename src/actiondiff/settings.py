@@ -238,6 +238,7 @@ class HeadSettings:
     max_length: int = _doc(64, "frames per sequence; longer ones follow long_policy, shorter are padded")
     long_policy: str = _doc("uniform", "uniform (subsample evenly) | truncate (keep the first frames)")
     mlp_hidden: int = _doc(512, "hidden width of the mlp head")
+    standardize: bool = _doc(True, "scale each feature channel by the training frames' mean and std (kept with the weights)")
 
     def __post_init__(self) -> None:
         _check_choice("kind", self.kind, HEAD_KINDS)
@@ -246,6 +247,8 @@ class HeadSettings:
             _check_min(name, getattr(self, name), 1)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"Expected `dropout` to be in [0, 1), but got {self.dropout}.")
+        if not isinstance(self.standardize, bool):
+            raise TypeError(f"Expected `standardize` to be a bool, but got {self.standardize!r}.")
 
 
 LOSSES = ("focal", "ce", "bce")

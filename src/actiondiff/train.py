@@ -203,7 +203,7 @@ def train_head(
     rng = np.random.default_rng(settings.seed)  # mixup weights
     fitted = [fit_length(s, head) for s in sequences]  # once, not per batch
     val_fitted = [fit_length(s, head) for s in val[0]]
-    model = build_head(fitted[0].shape[1], targets.shape[1], head).to(device)
+    model = build_head(fitted[0].shape[1], targets.shape[1], head, fitted).to(device)
     optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_cls(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(fitted) / settings.batch_size)
