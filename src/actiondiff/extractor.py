@@ -81,7 +81,7 @@ def extract_windows(
 
     Args:
         decode: frame sampling, size and window length of the backbone.
-        seed_settings: the settings object the video's generator is seeded from (with its id).
+        seed_settings: the settings object the video's generator is seeded from (with its `content_key`).
         extract_window: [f, 3, h, w] frames in [-1, 1] and the generator -> {tap: [f, c]}.
     """
     generator = torch.Generator(device="cpu").manual_seed(video_seed(content_key(path), seed_settings))
