@@ -6,10 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from actiondiff import demo_data
 from actiondiff.weights import (
     TINY_CLIP_CONFIG,
     WeightsError,
@@ -43,10 +45,6 @@ def test_tiny_svd_round_trip(tiny_weights):
 
 def test_tiny_vae_scaling_factor_gives_demo_latents_unit_variance(tiny_weights):
     # Calibrated like SD's 0.18215 (1 / std of the latents), on frames the VAE never saw.
-    import numpy as np
-
-    from actiondiff import demo_data
-
     _, vae = load_svd(tiny_weights["svd"])
     rng = np.random.default_rng(7)
     clips = [demo_data.render_clip(d, a, 4, 64, rng) for d in demo_data.DOMAINS for a in demo_data.ACTIONS]

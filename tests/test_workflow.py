@@ -15,6 +15,8 @@ import pytest
 import yaml
 from workflow_copy import copy_workflow, default_config
 
+from actiondiff.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
 REDUCED = {
     "demo": {"videos_per_pair": 3, "num_frames": 40, "size": 64, "test_domains": ["yellow_cross_checker"]},
@@ -88,8 +90,6 @@ def planned_rules(workdir: Path, *args: str) -> set[str]:
 def test_predict_reproduces_the_trained_run_on_a_held_out_video(workdir, tmp_path, monkeypatch):
     # `actiondiff predict` re-extracts the video with the settings the checkpoint recorded: the
     # same features as in the store, so the same scores as classifying the store's copy.
-    from actiondiff.cli import main
-
     monkeypatch.chdir(workdir)  # the checkpoint names the weights relative to the workflow
     model = "results/models/demo/actiondiff/main/L09_T20/seed0.safetensors"
     store = str(next(Path("results/stores/demo").glob("*.zarr")))
