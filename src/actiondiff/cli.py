@@ -152,14 +152,6 @@ def _with_extraction_overrides(values: dict[str, Any], args: argparse.Namespace)
     return {**values, "extraction": extraction}
 
 
-def extract_identity(decode: DecodeSettings, extract: ExtractSettings, weights: WeightsSettings) -> dict[str, Any]:
-    """Everything that determines SVD features: its hash names the cache and the store
-    (`actiondiff.backbones.feature_identity` of the `svd` backbone)."""
-    from .backbones import feature_identity
-
-    return feature_identity(decode, "svd", extract, weights)
-
-
 def cmd_layers(args: argparse.Namespace) -> int:
     from .flops import format_layer_table
 
