@@ -15,14 +15,14 @@ from pathlib import Path
 
 from openpyxl import Workbook
 
-from actiondiff.datasets import (
+from actiondiff.io.datasets import (
     read_animal_kingdom,
     read_charades_ego,
     read_hmdb51,
     read_ucf101,
     read_ucf_hmdb,
 )
-from actiondiff.datasets.ucf_hmdb import SHARED_CLASSES, UCF_TO_SHARED
+from actiondiff.io.datasets.ucf_hmdb import SHARED_CLASSES, UCF_TO_SHARED
 
 HEADER = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length,egocentric,charades_video"
 

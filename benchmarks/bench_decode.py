@@ -29,8 +29,8 @@ import numpy as np
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
+from actiondiff.io.video import iter_frames, iter_windows, resize_frame  # noqa: E402
 from actiondiff.settings import DecodeSettings  # noqa: E402
-from actiondiff.video import iter_frames, iter_windows, resize_frame  # noqa: E402
 
 FPS = 24
 
@@ -102,10 +102,10 @@ mode, path, weights = sys.argv[1], sys.argv[2], sys.argv[3]
 start = time.perf_counter()
 from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
 if mode == "decode":
-    from actiondiff.video import iter_windows
+    from actiondiff.io.video import iter_windows
     frames = sum(w.frames.shape[0] for w in iter_windows(path, DecodeSettings()))
 else:
-    from actiondiff.extractor import SVDExtractor
+    from actiondiff.features.svd_extractor import SVDExtractor
     decode = DecodeSettings(height=64, width=64)
     extractor = SVDExtractor.from_weights(WeightsSettings(**json.loads(weights)), decode, ExtractSettings())
     frames = len(extractor.extract_video(path, "bench").frame_index)
@@ -160,7 +160,7 @@ def peak_table(work: Path, skip_extract: bool) -> None:
     weights: dict[str, str] = {}
     modes = ["decode"]
     if not skip_extract:
-        from actiondiff.weights import make_tiny_weights
+        from actiondiff.tools.tiny_weights import make_tiny_weights
 
         if not (work / "weights" / "tiny-svd").exists():
             make_tiny_weights(work / "weights")

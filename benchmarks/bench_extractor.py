@@ -9,7 +9,7 @@ Prints Markdown tables:
 1. GFLOP per frame counted on the `meta` device (full-size SVD-XT + ViT-H-14 at 576x1024) for
    the paper default (layer 9, t = 20) and the 13-layer x 7-timestep grid, authors vs ours.
 2. CPU wall time per window, ours (`SVDExtractor.window_taps`) vs the authors' procedure
-   (`actiondiff.authors.authors_window_taps`) on the tiny models, same run, as a ratio.
+   (`actiondiff.tools.cost_baseline.authors_window_taps`) on the tiny models, same run, as a ratio.
 3. With --gpu: frames/s and peak memory of both procedures with the full-size architecture
    (random weights) in bf16 at 576x1024 on one CUDA device.
 """
@@ -24,10 +24,10 @@ import time
 
 import torch
 
-from actiondiff.authors import authors_window_taps
-from actiondiff.extractor import SVDExtractor
-from actiondiff.flops import cost_table, format_cost_table
+from actiondiff.features.svd_extractor import SVDExtractor
 from actiondiff.settings import DecodeSettings, ExtractSettings
+from actiondiff.tools.cost_baseline import authors_window_taps
+from actiondiff.tools.flops import cost_table, format_cost_table
 
 DEFAULT = ExtractSettings()  # layer 9, t = 20, middle frame
 GRID = ExtractSettings(layers=tuple(range(1, 14)), timestep_indices=(0, 5, 10, 15, 20, 25, 29))
@@ -45,7 +45,7 @@ def tiny_models(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module, torch.
     import open_clip
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
 
-    from actiondiff.weights import TINY_CLIP_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
+    from actiondiff.tools.tiny_weights import TINY_CLIP_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
 
     torch.manual_seed(seed)
     models = (
@@ -99,7 +99,7 @@ def models_on(device: str, dtype: torch.dtype, arch: str = "svd-xt") -> tuple[to
     import open_clip
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
 
-    from actiondiff.weights import (
+    from actiondiff.features.weights import (
         SVD_VAE_CONFIG,
         TINY_CLIP_CONFIG,
         TINY_UNET_CONFIG,

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from zarr.codecs import BloscCodec
 
-from actiondiff.extractor import VideoFeatures
-from actiondiff.feature_cache import FeatureCache
-from actiondiff.store import FeatureStore, pack_store, store_info
+from actiondiff.store.cache import FeatureCache
+from actiondiff.store.packed import FeatureStore, pack_store, store_info
+from actiondiff.store.records import VideoFeatures
 
 
 def feature_like(rng: np.random.Generator, frames: int, channels: int = 1280) -> np.ndarray:

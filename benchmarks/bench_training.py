@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import zarr
 
-from actiondiff.head import HeadSettings, build_head
-from actiondiff.store import COMPRESSOR, FeatureStore, chunk_rows
-from actiondiff.train import TrainSettings, collate, fit_length, loss_fn, mixup
+from actiondiff.learn.head import HeadSettings, build_head
+from actiondiff.learn.train import TrainSettings, collate, fit_length, loss_fn, mixup
+from actiondiff.store.packed import COMPRESSOR, FeatureStore, chunk_rows
 
 
 def cpu_model() -> str:

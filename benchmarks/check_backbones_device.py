@@ -16,11 +16,11 @@ import time
 import numpy as np
 import torch
 
-from actiondiff.backbones import LAST_HIDDEN_TAP, backbone_class
-from actiondiff.backbones.transformer import VideoEncoderSettings
-from actiondiff.flops import ENCODERS
+from actiondiff.features.backbones import LAST_HIDDEN_TAP, backbone_class
+from actiondiff.features.backbones.transformer import VideoEncoderSettings
 from actiondiff.settings import DecodeSettings, WeightsSettings
-from actiondiff.weights import make_tiny_weights
+from actiondiff.tools.flops import ENCODERS
+from actiondiff.tools.tiny_weights import make_tiny_weights
 
 DECODE = DecodeSettings()
 

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import torch
 
-from actiondiff.head import HeadSettings
-from actiondiff.train import TrainSettings, predict, train_head
+from actiondiff.learn.head import HeadSettings
+from actiondiff.learn.train import TrainSettings, predict, train_head
 
 
 def toy_data(seed: int, n: int, classes: int = 3, width: int = 32):

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny SVD (unet/, vae/) and OpenCLIP weights written by `make_tiny_weights` (seed 0)."""
-    from actiondiff.weights import make_tiny_weights
+    from actiondiff.tools.tiny_weights import make_tiny_weights
 
     return make_tiny_weights(tmp_path_factory.mktemp("weights"), seed=0)
 
@@ -23,6 +23,6 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny `VideoMAEModel` and `VJEPA2Model` checkpoint dirs (`save_pretrained`, seed 0)."""
-    from actiondiff.weights import make_tiny_weights
+    from actiondiff.tools.tiny_weights import make_tiny_weights
 
     return make_tiny_weights(tmp_path_factory.mktemp("encoders"), seed=0, backbones=("videomae", "vjepa2"))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_extractor import write_video
+from test_svd_extractor import write_video
 
-from actiondiff.backbones import (
+from actiondiff.features.backbones import (
     LAST_HIDDEN_TAP,
     backbone_class,
     feature_identity,
@@ -21,9 +21,10 @@ from actiondiff.backbones import (
     resolve_settings,
     token_groups_to_frames,
 )
-from actiondiff.backbones.transformer import IMAGENET_MEAN, normalisation
-from actiondiff.experiments import feature_sets, parse_experiments
-from actiondiff.extractor import SVDExtractor
+from actiondiff.features.backbones.transformer import IMAGENET_MEAN, normalisation
+from actiondiff.features.windows import content_key, video_seed
+from actiondiff.io.video import iter_windows
+from actiondiff.plan import feature_sets, parse_experiments
 from actiondiff.settings import (
     DecodeSettings,
     ExtractSettings,
@@ -95,10 +96,14 @@ def test_svd_backbone_features_equal_the_svd_extractor(tiny_weights, video):
     assert backbone.input_size == (32, 32) and backbone.clip_length == 3
     assert backbone.tap_names == ["L02_T20", "L04_T20"] and backbone.feature_dims == {"L02_T20": 32, "L04_T20": 32}
     ours = backbone.extract_video(video, "v")
-    models = backbone.extractor.unet, backbone.extractor.vae, backbone.extractor.clip
-    direct = SVDExtractor(*models, decode, extract).extract_video(video, "v")  # the path before backbones
-    assert ours.features["L04_T20"].shape == (4, 32)
-    assert all(ours.features[k].tobytes() == direct.features[k].tobytes() for k in direct.features)
+    # By hand: decode the windows, seed one generator by the video's content, run each window.
+    generator = torch.Generator().manual_seed(video_seed(content_key(video), extract))
+    windows = list(iter_windows(video, decode))
+    by_hand = [backbone.extractor.extract_window(w.frames, generator) for w in windows]
+    assert ours.features["L04_T20"].shape == (4, 32) and len(windows) == 2  # 4 kept frames, windows of 3
+    for tap in ("L02_T20", "L04_T20"):
+        np.testing.assert_array_equal(ours.features[tap], np.concatenate([part[tap] for part in by_hand]))
+    np.testing.assert_array_equal(ours.frame_index, np.concatenate([w.frame_index for w in windows]))
     assert set(backbone.weight_files(weights)) == {
         *(str(p) for p in Path(weights.svd).glob("*/*.safetensors")), *(str(p) for p in Path(weights.svd).glob("*/config.json")),
         weights.clip_checkpoint}

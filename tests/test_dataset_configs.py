@@ -24,7 +24,7 @@ from test_datasets import (
 from test_workflow import snakemake
 from workflow_copy import copy_workflow
 
-from actiondiff.manifest import num_shards, read_manifest
+from actiondiff.io.manifest import num_shards, read_manifest
 
 
 def animal_kingdom(root: Path) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from openpyxl import Workbook
 
 from actiondiff.cli import main
-from actiondiff.datasets import (
+from actiondiff.io.datasets import (
     CustomColumns,
     read_animal_kingdom,
     read_charades_ego,
@@ -27,15 +27,15 @@ from actiondiff.datasets import (
     read_ucf101,
     read_ucf_hmdb,
 )
-from actiondiff.datasets.animal_kingdom import parse_animal_actions
-from actiondiff.datasets.ucf_hmdb import (
+from actiondiff.io.datasets.animal_kingdom import parse_animal_actions
+from actiondiff.io.datasets.ucf_hmdb import (
     SHARED_CLASSES,
     UCF_TO_SHARED,
     hmdb_split_table,
     ucf_split_table,
 )
-from actiondiff.manifest import ManifestError, class_names, read_manifest, write_manifest
-from actiondiff.protocols import ProtocolSettings, assign_roles, multi_hot
+from actiondiff.io.manifest import ManifestError, class_names, read_manifest, write_manifest
+from actiondiff.learn.protocols import ProtocolSettings, assign_roles, multi_hot
 
 
 def touch(paths) -> None:
@@ -447,7 +447,7 @@ def test_custom_class_per_subfolder(tmp_path: Path):
 
 
 def test_demo_dataset_goes_through_the_custom_path(tmp_path: Path):
-    from actiondiff.demo_data import ACTIONS, make_demo_dataset
+    from actiondiff.tools.demo_data import ACTIONS, make_demo_dataset
 
     make_demo_dataset(tmp_path, videos_per_pair=2, num_frames=2, size=16, val_fraction=0.5)
     out = tmp_path / "manifest.csv"
@@ -499,9 +499,9 @@ def test_protocol_settings_validation():
 def test_named_protocol_trains_and_evaluates_through_the_cli(charades, tmp_path: Path, capsys):
     """charades_3rd_1st end to end on a packed store of synthetic features: the protocol makes
     the head multi-label, classes follow the class ids, an empty label is an all-zero target."""
-    from actiondiff.extractor import VideoFeatures
-    from actiondiff.feature_cache import FeatureCache
-    from actiondiff.store import pack_store
+    from actiondiff.store.cache import FeatureCache
+    from actiondiff.store.packed import pack_store
+    from actiondiff.store.records import VideoFeatures
 
     manifest = read_charades_ego(*charades)
     write_manifest(manifest, tmp_path / "manifest.csv")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from actiondiff.authors import authors_window_taps
 from actiondiff.cli import main
-from actiondiff.extractor import SVDExtractor
-from actiondiff.flops import (
+from actiondiff.features.svd_extractor import SVDExtractor
+from actiondiff.features.unet_taps import tap_unet
+from actiondiff.features.weights import load_clip, load_svd
+from actiondiff.settings import DecodeSettings, ExtractSettings
+from actiondiff.tools.cost_baseline import authors_window_taps
+from actiondiff.tools.flops import (
     authors_cost,
     build_models,
     cost_table,
@@ -17,9 +20,6 @@ from actiondiff.flops import (
     layer_costs,
     ours_cost,
 )
-from actiondiff.settings import DecodeSettings, ExtractSettings
-from actiondiff.unet_taps import tap_unet
-from actiondiff.weights import load_clip, load_svd
 
 FULL = DecodeSettings()  # 576x1024, window 25
 TINY = DecodeSettings(height=64, width=64, window=25)
@@ -100,7 +100,7 @@ def test_transformer_backbones_per_frame_on_meta():
 
     VideoMAE-B: 360.7 GFLOP per clip = 180 GMAC, the VideoMAE paper's 180 GFLOPs (in MACs).
     """
-    from actiondiff.flops import ENCODERS, encoder_cost
+    from actiondiff.tools.flops import ENCODERS, encoder_cost
 
     videomae = encoder_cost(*ENCODERS["videomae-base"])
     assert videomae.input == "16 x 224x224" and videomae.gflop_per_frame * 1e9 == pytest.approx(22_543_073_280, abs=1)

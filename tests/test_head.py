@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from actiondiff.head import HeadSettings, build_head, fit_length, sinusoidal_positions
+from actiondiff.learn.head import HeadSettings, build_head, fit_length, sinusoidal_positions
 
 WIDTH, CLASSES = 16, 3
 

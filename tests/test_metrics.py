@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from actiondiff.metrics import (
+from actiondiff.learn.metrics import (
     all_metrics,
     confusion_matrix,
     macro_ap_all,

@@ -7,26 +7,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actiondiff.backbones import feature_identity
 from actiondiff.cli import main
-from actiondiff.demo_data import DOMAINS, render_clip, write_mp4
-from actiondiff.experiment import evaluate_models, train_seeds
-from actiondiff.extractor import SVDExtractor
-from actiondiff.feature_cache import FeatureCache
-from actiondiff.head import HeadSettings
-from actiondiff.localize import localize, parse_grid, patch_bounds, patch_features
-from actiondiff.predict import (
+from actiondiff.features.backbones import feature_identity
+from actiondiff.features.svd_extractor import SVDExtractor
+from actiondiff.features.weights import weights_identity
+from actiondiff.learn.head import HeadSettings
+from actiondiff.learn.protocols import ProtocolSettings
+from actiondiff.learn.run import evaluate_models, train_seeds
+from actiondiff.learn.train import TrainSettings
+from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
+from actiondiff.store.cache import FeatureCache
+from actiondiff.store.packed import FeatureStore, pack_store
+from actiondiff.tools.demo_data import DOMAINS, render_clip, write_mp4
+from actiondiff.tools.localize import localize, parse_grid, patch_bounds, patch_features
+from actiondiff.tools.predict import (
     identity_hash,
     load_classifier,
     predict_store,
     predict_videos,
     windows_path,
 )
-from actiondiff.protocols import ProtocolSettings
-from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
-from actiondiff.store import FeatureStore, pack_store
-from actiondiff.train import TrainSettings
-from actiondiff.weights import make_tiny_weights, weights_identity
+from actiondiff.tools.tiny_weights import make_tiny_weights
 
 TAP = "L04_T20"  # a shallow tap keeps the tiny UNet pass short
 ACTIONS = ("pulse", "cross")
@@ -171,7 +172,7 @@ def test_cli_predict_and_localize(trained, tmp_path, capsys):
 
 
 def test_cli_train_and_evaluate_interface(trained, tmp_path):
-    from actiondiff.manifest import write_manifest
+    from actiondiff.io.manifest import write_manifest
 
     write_manifest(trained["manifest"], tmp_path / "manifest.csv")
     settings = {

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actiondiff.report_tables import (
+from actiondiff.report.tables import (
     BASELINE,
     PAPER,
     ablation_table,

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_store import tree_digest
+from test_store_packed import tree_digest
 
 from actiondiff.cli import main
-from actiondiff.demo_data import make_demo_dataset
-from actiondiff.weights import make_tiny_weights
+from actiondiff.tools.demo_data import make_demo_dataset
+from actiondiff.tools.tiny_weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # ~1-2 min on a busy 2-core machine: four extraction processes
 

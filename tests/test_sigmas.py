@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from actiondiff.sigmas import c_in, c_noise, karras_sigmas
+from actiondiff.features.sigmas import c_in, c_noise, karras_sigmas
 
 
 def test_paper_default_timestep_values():

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from actiondiff.settings import HeadSettings, TrainSettings, train_settings
-from actiondiff.train import (
+from actiondiff.learn.train import (
     collate,
     focal_loss,
     learning_rate,
@@ -18,6 +17,7 @@ from actiondiff.train import (
     save_checkpoint,
     train_head,
 )
+from actiondiff.settings import HeadSettings, TrainSettings, train_settings
 
 
 def test_learning_rate_warmup_then_cosine():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 
-from actiondiff.unet_taps import (
+from actiondiff.features.unet_taps import (
     capture_taps,
     layer_map,
     modules_needed,
@@ -14,7 +14,7 @@ from actiondiff.unet_taps import (
     tap_unet,
     time_embedding,
 )
-from actiondiff.weights import TINY_UNET_CONFIG
+from actiondiff.tools.tiny_weights import TINY_UNET_CONFIG
 
 ALL_LAYERS = tuple(range(1, 14))
 NUM_FRAMES = 5

@@ -22,11 +22,9 @@ import torch
 from PIL import Image
 
 from actiondiff.cli import main
-from actiondiff.extract_job import run_extraction
-from actiondiff.extractor import SVDExtractor
-from actiondiff.feature_cache import FeatureCache
-from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
-from actiondiff.video import (
+from actiondiff.features.job import run_extraction
+from actiondiff.features.svd_extractor import SVDExtractor
+from actiondiff.io.video import (
     FrameRateError,
     FrameSizeError,
     NoFramesError,
@@ -39,7 +37,9 @@ from actiondiff.video import (
     resampled_index,
     resize_frame,
 )
-from actiondiff.weights import make_tiny_weights
+from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
+from actiondiff.store.cache import FeatureCache
+from actiondiff.tools.tiny_weights import make_tiny_weights
 
 # ---------------------------------------------------------------------------------------------
 # Builders
@@ -513,7 +513,7 @@ PEAK_RSS_SCRIPT = textwrap.dedent(
     r"""
     import json, re, sys
     from actiondiff.settings import DecodeSettings
-    from actiondiff.video import iter_windows
+    from actiondiff.io.video import iter_windows
     def peak_kb():
         return int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1))
     settings = DecodeSettings(stride=1, window=25, height=128, width=128)

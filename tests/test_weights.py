@@ -11,9 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from actiondiff import demo_data
-from actiondiff.weights import (
-    TINY_CLIP_CONFIG,
+from actiondiff.features.weights import (
     WeightsError,
     clip_config,
     load_clip,
@@ -21,6 +19,8 @@ from actiondiff.weights import (
     read_state_dict,
     weights_identity,
 )
+from actiondiff.tools import demo_data
+from actiondiff.tools.tiny_weights import TINY_CLIP_CONFIG
 
 
 def _copy_svd(tiny_weights, tmp_path: Path) -> tuple[Path, Path]:
@@ -176,7 +176,7 @@ def test_hub_ids_resolve_from_the_local_cache(tiny_weights, tmp_path):
 def test_tiny_encoders_round_trip_strictly(tiny_encoders, tmp_path):
     import transformers
 
-    from actiondiff.weights import checkpoint_identity, load_transformers_model
+    from actiondiff.features.weights import checkpoint_identity, load_transformers_model
 
     model, root = load_transformers_model(transformers.VideoMAEModel, tiny_encoders["videomae"], "videomae")
     saved = load_file(str(root / "model.safetensors"))
@@ -199,7 +199,7 @@ def test_tiny_encoders_round_trip_strictly(tiny_encoders, tmp_path):
 def test_tiny_encoder_missing_and_unexpected_keys_name_the_file(tiny_encoders, tmp_path):
     import transformers
 
-    from actiondiff.weights import load_transformers_model
+    from actiondiff.features.weights import load_transformers_model
 
     root = tmp_path / "vmae"
     shutil.copytree(tiny_encoders["videomae"], root)

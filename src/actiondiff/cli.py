@@ -16,13 +16,12 @@ from typing import Any
 
 import yaml
 
-from .datasets import DATASETS
-from .settings import (
+from actiondiff.io.datasets import DATASETS
+from actiondiff.settings import (
     DecodeSettings,
     ExtractSettings,
     WeightsSettings,
     from_dict,
-    settings_hash,
     to_dict,
 )
 
@@ -51,7 +50,7 @@ def extraction_settings(values: dict[str, Any]) -> tuple[DecodeSettings, Extract
 def backbone_settings(values: dict[str, Any]) -> tuple[DecodeSettings, str, Any, WeightsSettings]:
     """(decode, backbone name, its settings, weights) from a config mapping: top-level
     `backbone` (default svd) and the `extraction` keys that backbone takes."""
-    from .backbones import DEFAULT_BACKBONE, resolve_settings
+    from actiondiff.features.backbones import DEFAULT_BACKBONE, resolve_settings
 
     name, settings = resolve_settings(
         values.get("extraction"), {}, values.get("backbone") or DEFAULT_BACKBONE, "config key `extraction`"
@@ -65,7 +64,7 @@ def backbone_settings(values: dict[str, Any]) -> tuple[DecodeSettings, str, Any,
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from .demo_data import make_demo_dataset
+    from actiondiff.tools.demo_data import make_demo_dataset
 
     values = _load_settings(args).get("demo", {})
     table = make_demo_dataset(args.out, **values)
@@ -74,7 +73,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_make_weights(args: argparse.Namespace) -> int:
-    from .weights import make_tiny_weights
+    from actiondiff.tools.tiny_weights import make_tiny_weights
 
     paths = make_tiny_weights(args.out, seed=args.seed, backbones=tuple(args.backbone))
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
@@ -82,8 +81,8 @@ def cmd_make_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
-    from .datasets import CustomColumns, ManifestRequest, build_manifest
-    from .manifest import MISSING_ATTR, write_manifest, write_missing
+    from actiondiff.io.datasets import CustomColumns, ManifestRequest, build_manifest
+    from actiondiff.io.manifest import MISSING_ATTR, write_manifest, write_missing
 
     values = _load_settings(args).get("dataset", {})
     request = ManifestRequest(
@@ -109,15 +108,15 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .backbones import backbone_class, feature_identity
-    from .extract_job import run_extraction
-    from .feature_cache import FeatureCache
-    from .manifest import read_manifest, shard_ids
+    from actiondiff.features.backbones import backbone_class, feature_hash, feature_identity
+    from actiondiff.features.job import run_extraction
+    from actiondiff.io.manifest import read_manifest, shard_ids
+    from actiondiff.store.cache import FeatureCache
 
     values = _with_extraction_overrides(_load_settings(args), args)
     decode, backbone, extract, weights = backbone_settings(values)
     identity = feature_identity(decode, backbone, extract, weights)
-    cache = FeatureCache(Path(args.out), settings_hash(identity))
+    cache = FeatureCache(Path(args.out), feature_hash(identity))
     cache.root.mkdir(parents=True, exist_ok=True)
     (cache.root / "settings.json").write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
     if args.manifest:
@@ -128,9 +127,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
         # ids: file stems, or the names of frame folders (which may contain dots)
         videos = [(Path(p).name if Path(p).is_dir() else Path(p).stem, p) for p in args.videos]
     device = args.device or values.get("device", "cpu")
-    summary = run_extraction(
-        videos, cache, lambda: backbone_class(backbone).load(extract, decode, weights, device), strict=args.strict
-    )
+    def load_backbone():
+        # The checksums of the weights are taken when they are loaded, so a store records the
+        # weights that produced its features, not those found at pack time.
+        model = backbone_class(backbone).load(extract, decode, weights, device)
+        cache.record_weights(backbone_class(backbone).weight_files(weights))
+        return model
+
+    summary = run_extraction(videos, cache, load_backbone, strict=args.strict)
     print(summary.line())
     if args.done:
         Path(args.done).parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +157,7 @@ def _with_extraction_overrides(values: dict[str, Any], args: argparse.Namespace)
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from .flops import format_layer_table
+    from actiondiff.tools.flops import format_layer_table
 
     decode = from_dict(DecodeSettings, _load_settings(args).get("decode"), "config key `decode`")
     print(format_layer_table(args.arch, decode, with_costs=args.gflops))
@@ -161,7 +165,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
-    from .flops import cost_table, format_backbone_table, format_cost_table
+    from actiondiff.tools.flops import cost_table, format_backbone_table, format_cost_table
 
     if args.backbones:
         print(format_backbone_table(tiny=args.arch == "tiny"))
@@ -176,21 +180,22 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from .backbones import backbone_class, parse_identity
-    from .feature_cache import FeatureCache
-    from .manifest import read_manifest
-    from .store import pack_store
+    from actiondiff.features.backbones import backbone_class, feature_hash, parse_identity
+    from actiondiff.io.manifest import read_manifest
+    from actiondiff.store.cache import FeatureCache
+    from actiondiff.store.packed import pack_store
 
+    where = f"{args.cache}/settings.json"
     identity = json.loads((Path(args.cache) / "settings.json").read_text())
-    digest = settings_hash_of(identity)
+    digest = feature_hash(identity, where)
     cache = FeatureCache(args.cache, digest)
     manifest = read_manifest(args.manifest)
-    _, name, _, weights = parse_identity(identity, f"{args.cache}/settings.json")
-    attrs = {
-        "settings": identity,
-        "settings_hash": digest,
-        "backbone": {"name": name, "files": backbone_class(name).weight_files(weights)},
-    }
+    _, name, _, weights = parse_identity(identity, where)
+    files = cache.recorded_weights()
+    if files is None:  # a cache extracted before checksums were recorded at load time
+        log.warning("%s records no weight checksums; taking them from the weights now", args.cache)
+        files = backbone_class(name).weight_files(weights)
+    attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": name, "files": files}}
     counts = pack_store(cache, list(manifest.video_id), args.out, attrs)
     failures = [f for v in manifest.video_id if (f := cache.failure(v))]
     write_failures(failures, args.failures)
@@ -200,13 +205,6 @@ def cmd_pack(args: argparse.Namespace) -> int:
         f"({failed} failed, {len(failures) - failed} decoded with warnings)"
     )
     return 0
-
-
-def settings_hash_of(identity: dict[str, Any]) -> str:
-    """The settings hash of a stored identity mapping (same as for the settings objects)."""
-    from .backbones import feature_identity, parse_identity
-
-    return settings_hash(feature_identity(*parse_identity(identity, "settings.json")))
 
 
 def write_failures(failures: list[dict[str, Any]], path: str | Path | None) -> None:
@@ -220,7 +218,7 @@ def write_failures(failures: list[dict[str, Any]], path: str | Path | None) -> N
 
 
 def cmd_store_info(args: argparse.Namespace) -> int:
-    from .store import store_info
+    from actiondiff.store.packed import store_info
 
     info = store_info(args.store)
     if args.json:
@@ -239,8 +237,9 @@ def cmd_store_info(args: argparse.Namespace) -> int:
 
 
 def cmd_store_verify(args: argparse.Namespace) -> int:
-    from .feature_cache import FeatureCache
-    from .store import verify_store
+    from actiondiff.features.backbones import feature_hash
+    from actiondiff.store.cache import FeatureCache
+    from actiondiff.store.packed import verify_store
 
     if bool(args.store) == bool(args.cache):
         raise ValueError("Expected exactly one of STORE or --cache DIR, but got " + ("both." if args.store else "neither."))
@@ -248,47 +247,37 @@ def cmd_store_verify(args: argparse.Namespace) -> int:
         report = verify_store(args.store)
     else:
         identity = json.loads((Path(args.cache) / "settings.json").read_text())
-        report = FeatureCache(args.cache, settings_hash_of(identity)).verify()
+        report = FeatureCache(args.cache, feature_hash(identity, f"{args.cache}/settings.json")).verify()
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
 
 def _experiment_settings(values: dict[str, Any]):
-    from .head import HeadSettings
-    from .protocols import ProtocolSettings
-    from .settings import train_settings
+    from actiondiff.learn.head import HeadSettings
+    from actiondiff.learn.protocols import ProtocolSettings
+    from actiondiff.settings import resolve_train
 
     protocol = from_dict(ProtocolSettings, values.get("protocol"), "config key `protocol`")
-    train_values = dict(values.get("train") or {})
     # The protocol decides single- vs multi-label and the paper's preset unless the config says.
-    preset = train_values.pop("preset", protocol.spec.preset)
-    train_values.setdefault("multilabel", protocol.spec.multilabel)
-    seeds = train_values.pop("seeds", [0])
-    # Overrides come as `train.overrides: {...}` or as keys beside `preset`; not both for one key.
-    overrides = dict(train_values.pop("overrides", None) or {})
-    both = sorted(set(overrides) & set(train_values))
-    if both:
-        raise ValueError(f"Expected each training setting once, but {both} are both in `train` and `train.overrides`.")
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ValueError(f"Expected `train.seeds` to be a non-empty list of integers >= 0, but got {seeds!r}.")
+    train, seeds = resolve_train(values.get("train"), protocol.spec.preset, protocol.spec.multilabel)
     return (
         protocol,
         from_dict(HeadSettings, values.get("head"), "config key `head`"),
-        train_settings(preset, {**train_values, **overrides}),
-        list(seeds),
+        train,
+        seeds,
     )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .experiment import train_seeds
-    from .manifest import read_manifest
+    from actiondiff.io.manifest import read_manifest
+    from actiondiff.learn.run import train_seeds
 
     values = _load_settings(args)
     protocol, head, train, seeds = _experiment_settings(values)
     if args.tap:
         tap = args.tap
     else:
-        from .backbones import backbone_class
+        from actiondiff.features.backbones import backbone_class
 
         _, backbone, extract, _ = backbone_settings(values)
         tap = backbone_class(backbone).taps_of(extract)[0]
@@ -299,8 +288,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .experiment import evaluate_models, write_json
-    from .manifest import read_manifest
+    from actiondiff.io.manifest import read_manifest
+    from actiondiff.learn.run import evaluate_models, write_json
 
     protocol = _experiment_settings(_load_settings(args))[0]
     result = evaluate_models(args.store, read_manifest(args.manifest), protocol, args.models)
@@ -334,7 +323,12 @@ def _weights_override(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import PredictSettings, predict_store, predict_videos, windows_path
+    from actiondiff.tools.predict import (
+        PredictSettings,
+        predict_store,
+        predict_videos,
+        windows_path,
+    )
 
     settings = PredictSettings(top_k=args.top_k, device=args.device)
     out = Path(args.out)
@@ -355,7 +349,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
-    from .localize import localize, parse_grid, plot_heatmap, scores_table
+    from actiondiff.tools.localize import localize, parse_grid, plot_heatmap, scores_table
 
     scores, chosen, frame, _ = localize(
         args.video, args.model, parse_grid(args.grid), args.class_name, args.device, _weights_override(args)
@@ -369,7 +363,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .figures import write_results
+    from actiondiff.report.figures import write_results
 
     write_results(args.evaluation, table=args.table, markdown=args.markdown, figure=args.figure, confusion=args.confusion)
     print(f"wrote {args.table}, {args.markdown}, {args.figure}")
@@ -377,8 +371,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_run(args: argparse.Namespace) -> int:
-    from .experiment import evaluate_run, write_json
-    from .manifest import read_manifest
+    from actiondiff.io.manifest import read_manifest
+    from actiondiff.learn.run import evaluate_run, write_json
 
     values = _load_settings(args)
     protocol = _experiment_settings(values)[0]
@@ -391,7 +385,12 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from .report_tables import ablation_table, load_evaluations, results_table, write_table
+    from actiondiff.report.tables import (
+        ablation_table,
+        load_evaluations,
+        results_table,
+        write_table,
+    )
 
     evaluations = load_evaluations(args.evaluations)
     frame = results_table(evaluations) if args.kind == "results" else ablation_table(evaluations)
@@ -401,7 +400,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_grid(args: argparse.Namespace) -> int:
-    from .report_tables import grid_frame, load_evaluations, plot_grid
+    from actiondiff.report.tables import grid_frame, load_evaluations, plot_grid
 
     evaluations = load_evaluations(args.evaluations)
     metric = args.metric or evaluations[0]["protocol"]["headline_metric"]
@@ -414,7 +413,7 @@ def cmd_plot_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_matrix(args: argparse.Namespace) -> int:
-    from . import report_tables as rt
+    from actiondiff.report import tables as rt
 
     matrices = rt.domain_matrices(rt.load_evaluations(args.evaluations))
     rho = rt.frequency_rho(matrices)
@@ -428,7 +427,7 @@ def cmd_plot_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_extraction_report(args: argparse.Namespace) -> int:
-    from .report_tables import write_extraction_report
+    from actiondiff.report.tables import write_extraction_report
 
     write_extraction_report(args.store, args.failures, args.settings_csv, args.failures_csv)
     print(f"wrote {args.settings_csv} and {args.failures_csv}")
@@ -453,25 +452,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func, help_text: str, settings: bool = True) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help_text, description=help_text)
+    def add(name: str, func, help_text: str, settings: bool = True, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        # Each workflow rule runs the verb of its own name (rule `pack_store`: `pack-store`);
+        # the short aliases are the verbs of ad-hoc use.
+        command = sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
         command.set_defaults(func=func)
         if settings:
             command.add_argument("--config", help="YAML config file (e.g. config/config.yaml)")
             command.add_argument("--settings", help="JSON object of settings; overrides --config")
         return command
 
-    p = add("demo-data", cmd_demo_data, "write the embedded demo videos and labels.csv")
+    p = add("make-demo-data", cmd_demo_data, "write the embedded demo videos and labels.csv", aliases=("demo-data",))
     p.add_argument("--out", required=True, help="output folder")
 
-    p = add("make-weights", cmd_make_weights, "write seeded tiny backbone weights (SVD + OpenCLIP, VideoMAE, V-JEPA 2)",
-            settings=False)
+    p = add("make-tiny-weights", cmd_make_weights, "write seeded tiny backbone weights (SVD + OpenCLIP, VideoMAE, V-JEPA 2)",
+            settings=False, aliases=("make-weights",))
     p.add_argument("--out", required=True, help="output folder (tiny-svd/ + tiny-clip/, tiny-videomae/, tiny-vjepa2/)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backbone", nargs="+", choices=["svd", "videomae", "vjepa2"], default=["svd"],
                    help="which tiny backbones to write (default: svd)")
 
-    p = add("manifest", cmd_manifest, "build the canonical manifest of a dataset")
+    p = add("build-manifest", cmd_manifest, "build the canonical manifest of a dataset", aliases=("manifest",))
     p.add_argument("dataset", choices=list(DATASETS), help="dataset adapter")
     p.add_argument(
         "--annotations", nargs="+",
@@ -487,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-number", type=int, help="ucf101 / hmdb51: official split 1-3 (default: config "
                    "`dataset.split_number`, else 1)")
 
-    p = add("extract", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache")
+    p = add("extract-features", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache",
+            aliases=("extract",))
     p.add_argument("videos", nargs="*", help="video files or frame folders (ad-hoc use; ids are the file stems)")
     p.add_argument("--manifest", help="manifest CSV (instead of video files)")
     p.add_argument("--shard", type=int, help="shard index within the manifest")
@@ -509,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: GFLOP per frame of each backbone (SVD, SDv2, VideoMAE v2 ViT-g, V-JEPA 2 ViT-L/ViT-g)")
     add_extraction_overrides(p)
 
-    p = add("pack", cmd_pack, "pack committed per-video features into a Zarr store", settings=False)
+    p = add("pack-store", cmd_pack, "pack committed per-video features into a Zarr store", settings=False, aliases=("pack",))
     p.add_argument("--cache", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="store path (.zarr)")
@@ -526,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("store", nargs="?", help="store path (.zarr)")
     q.add_argument("--cache", help="verify a per-video cache folder instead (results/features/<dataset>/<hash>)")
 
-    p = add("train", cmd_train, "train heads (one per seed) on a packed store")
+    p = add("train-head", cmd_train, "train heads (one per seed) on a packed store", aliases=("train",))
     p.add_argument("--store", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--tap", help="feature to train on, e.g. L09_T20 (default: first layer/timestep)")
@@ -562,24 +564,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write the patch scores as CSV")
     add_weights_options(p)
 
-    p = add("report", cmd_report, "tables and figures of an evaluation", settings=False)
+    p = add("plot-results", cmd_report, "tables and figures of an evaluation", settings=False, aliases=("report",))
     p.add_argument("--evaluation", required=True, help="evaluation JSON")
     p.add_argument("--table", required=True, help="results CSV")
     p.add_argument("--markdown", required=True, help="results Markdown")
     p.add_argument("--figure", required=True, help="per-domain accuracy PNG")
     p.add_argument("--confusion", required=True, help="confusion matrix PNG")
 
-    p = add("evaluate-run", cmd_evaluate_run, "evaluate one experiment run: out-of-domain, in-domain, baseline")
+    p = add("evaluate-head", cmd_evaluate_run, "evaluate one experiment run: out-of-domain, in-domain, baseline",
+            aliases=("evaluate-run",))
     p.add_argument("--store", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--models", nargs="+", required=True, help="checkpoints (.safetensors)")
     p.add_argument("--out", required=True, help="evaluation JSON")
 
-    p = add("table", cmd_table, "results (Tables 1-3) or ablation (Table 4) table of evaluations", settings=False)
-    p.add_argument("--kind", choices=["results", "ablation"], required=True)
-    p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSONs of `evaluate-run`")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
+    for kind, what in (("results", "results (Tables 1-3)"), ("ablation", "ablation (Table 4)")):
+        p = add(f"make-{kind}-table", cmd_table, f"{what} table of evaluations", settings=False)
+        p.set_defaults(kind=kind)
+        p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSONs of `evaluate-head`")
+        p.add_argument("--csv", required=True)
+        p.add_argument("--markdown", required=True)
 
     p = add("plot-grid", cmd_plot_grid, "layer x timestep heatmaps (Fig. 5) of evaluations", settings=False)
     p.add_argument("--evaluations", nargs="+", required=True, help="one evaluation JSON per tap")
@@ -597,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}-png", required=True)
         p.add_argument(f"--{name}-pdf", required=True)
 
-    p = add("extraction-report", cmd_extraction_report, "extraction settings and failures of a store", settings=False)
+    p = add("report-extraction", cmd_extraction_report, "extraction settings and failures of a store", settings=False,
+            aliases=("extraction-report",))
     p.add_argument("--store", required=True)
     p.add_argument("--failures", required=True, help="failures CSV of `pack`")
     p.add_argument("--settings-csv", required=True)

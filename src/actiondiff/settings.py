@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -124,7 +125,7 @@ class DecodeSettings:
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    """What the frozen SVD backbone computes for each window (DESIGN section 2)."""
+    """What the frozen SVD backbone computes for each window (docs/design.md section 2)."""
 
     layers: tuple[int, ...] = _doc((9,), "UNet taps, 1..13 (the authors' latents[l-1])")
     timestep_indices: tuple[int, ...] = _doc((20,), "Karras timestep indices, 0 = noisiest")
@@ -228,7 +229,7 @@ LONG_POLICIES = ("uniform", "truncate")
 
 @dataclass(frozen=True)
 class HeadSettings:
-    """Architecture of the classifier on cached features (DESIGN section 5)."""
+    """Architecture of the classifier on cached features (docs/design.md section 5)."""
 
     kind: str = _doc("transformer", "transformer (paper) | mlp | linear (ablations, concatenated frames)")
     num_layers: int = _doc(6, "transformer encoder layers")
@@ -287,7 +288,7 @@ class TrainSettings:
             raise ValueError("Expected `loss` to be ce or focal when `multilabel` is false, but got 'bce' (sigmoid).")
 
 
-# Per-protocol hyperparameters of the paper (DESIGN section 5), as named presets; everything
+# Per-protocol hyperparameters of the paper (docs/design.md section 5), as named presets; everything
 # not named here (15 epochs, 4 warm-up epochs, batch 16, AdamW, focal loss) is the default.
 PRESETS: dict[str, dict[str, Any]] = {
     "animal_kingdom_full": dict(lr=3e-5, weight_decay=1e-4, mixup_alpha=0.2, focal_alpha=0.25, focal_gamma=2.0, multilabel=True),
@@ -308,6 +309,48 @@ def train_settings(preset: str, overrides: dict[str, Any] | None = None) -> Trai
     return from_dict(TrainSettings, {**PRESETS[preset], **(overrides or {})}, f"config key `train` (preset {preset!r})")
 
 
+TAP_PATTERN = re.compile(r"^L(\d\d)_T(\d\d)$")
+# The tap of backbones without layers x timesteps: the last hidden state, no diffusion timestep.
+LAST_HIDDEN_TAP = "L00_T00"
+
+
+def resolve_train(block: dict[str, Any] | None, preset: str, multilabel: bool, where: str = "config key `train`") -> tuple[TrainSettings, list[int]]:
+    """The training settings and seeds of a config's `train` block, as planning and training
+    both resolve them (one function, so the two never disagree).
+
+    Args:
+        block: the `train` block: `preset`, `seeds`, and overrides of the preset's fields,
+            beside `preset` or under `overrides` (not both for one key).
+        preset, multilabel: the protocol's defaults, used where the block does not say.
+    Raises:
+        ValueError: a key given twice, bad seeds, or an invalid setting (named with `where`).
+    """
+    values = dict(block or {})
+    preset = values.pop("preset", preset)
+    seeds = values.pop("seeds", [0])
+    overrides = dict(values.pop("overrides", None) or {})
+    both = sorted(set(overrides) & set(values))
+    if both:
+        raise ValueError(f"Expected each training setting once, but {both} are both in `train` and `train.overrides` ({where}).")
+    if not isinstance(seeds, list | tuple) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"Expected `train.seeds` to be a non-empty list of integers >= 0, but got {seeds!r} ({where}).")
+    values = {"multilabel": multilabel, **values, **overrides}
+    return train_settings(preset, values), list(seeds)
+
+
 def tap_name(layer: int, timestep_index: int) -> str:
     """The array name of one (layer, timestep) feature, e.g. `L09_T20`."""
     return f"L{layer:02d}_T{timestep_index:02d}"
+
+
+def is_tap_name(text: str) -> bool:
+    """True when `text` is a tap name such as `L09_T20` (the workflow's wildcards rely on it)."""
+    return bool(TAP_PATTERN.match(text))
+
+
+def parse_tap(tap: str) -> tuple[int, int]:
+    """(layer, timestep_index) of a tap name such as `L09_T20`; the inverse of `tap_name`."""
+    match = TAP_PATTERN.match(tap)
+    if not match:
+        raise ValueError(f"Expected a tap name like L09_T20, but got {tap!r}.")
+    return int(match.group(1)), int(match.group(2))

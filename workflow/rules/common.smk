@@ -1,12 +1,12 @@
 # Config validation, derived names (feature-set hashes, experiment runs, shards) and input functions.
-# Logic lives in the actiondiff package (actiondiff.experiments); this file only hands config values to it.
+# Logic lives in the actiondiff package (actiondiff.plan); this file only hands config values to it.
 
 import json
 
 from snakemake.utils import validate
 
-from actiondiff.experiments import feature_sets, parse_experiments
-from actiondiff.manifest import num_shards, read_manifest
+from actiondiff.plan import feature_sets, parse_experiments
+from actiondiff.io.manifest import num_shards, read_manifest
 
 
 validate(config, "../schemas/config.schema.yaml")

@@ -11,7 +11,7 @@ rule make_demo_data:
     log:
         "logs/make_demo_data/demo.log",
     shell:
-        "actiondiff demo-data --out {params.out} --settings {params.settings:q} > {log} 2>&1"
+        "actiondiff make-demo-data --out {params.out} --settings {params.settings:q} > {log} 2>&1"
 
 
 rule make_tiny_weights:
@@ -25,7 +25,7 @@ rule make_tiny_weights:
     log:
         "logs/make_tiny_weights/weights.log",
     shell:
-        "actiondiff make-weights --out {params.out} > {log} 2>&1"
+        "actiondiff make-tiny-weights --out {params.out} > {log} 2>&1"
 
 
 rule make_tiny_encoder_weights:
@@ -39,4 +39,4 @@ rule make_tiny_encoder_weights:
     log:
         "logs/make_tiny_encoder_weights/{encoder}.log",
     shell:
-        "actiondiff make-weights --out {params.out} --backbone {wildcards.encoder} > {log} 2>&1"
+        "actiondiff make-tiny-weights --out {params.out} --backbone {wildcards.encoder} > {log} 2>&1"

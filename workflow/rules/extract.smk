@@ -21,7 +21,7 @@ checkpoint build_manifest:
     log:
         "logs/build_manifest/{dataset}.log",
     shell:
-        "actiondiff manifest {params.adapter} --annotations {input.annotations:q} --videos {params.videos:q}"
+        "actiondiff build-manifest {params.adapter} --annotations {input.annotations:q} --videos {params.videos:q}"
         " --out {output.manifest} --missing {output.missing} --settings {params.settings:q} > {log} 2>&1"
 
 
@@ -38,7 +38,7 @@ rule extract_features:
     log:
         "logs/extract_features/{dataset}/{settings_hash}/{shard}.log",
     shell:
-        "actiondiff extract --manifest {input.manifest} --shard {wildcards.shard} --shard-size {params.shard_size}"
+        "actiondiff extract-features --manifest {input.manifest} --shard {wildcards.shard} --shard-size {params.shard_size}"
         " --out {params.cache} --done {output.done} --settings {params.settings:q} > {log} 2>&1"
 
 
@@ -54,5 +54,5 @@ rule pack_store:
     log:
         "logs/pack_store/{dataset}/{settings_hash}.log",
     shell:
-        "actiondiff pack --cache {params.cache} --manifest {input.manifest} --out {output.store}"
+        "actiondiff pack-store --cache {params.cache} --manifest {input.manifest} --out {output.store}"
         " --failures {output.failures} > {log} 2>&1"

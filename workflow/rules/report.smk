@@ -20,7 +20,7 @@ rule make_results_table:
     log:
         "logs/make_results_table/{dataset}/{protocol}.log",
     shell:
-        "actiondiff table --kind results --evaluations {input} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+        "actiondiff make-results-table --evaluations {input} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
 
 
 rule make_ablation_table:
@@ -32,7 +32,7 @@ rule make_ablation_table:
     log:
         "logs/make_ablation_table/{dataset}.log",
     shell:
-        "actiondiff table --kind ablation --evaluations {input} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+        "actiondiff make-ablation-table --evaluations {input} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
 
 
 rule plot_grid:
@@ -80,7 +80,7 @@ rule plot_results:
     log:
         "logs/plot_results/{dataset}/{experiment}.log",
     shell:
-        "actiondiff report --evaluation {input.evaluation} --table {output.table} --markdown {output.markdown}"
+        "actiondiff plot-results --evaluation {input.evaluation} --table {output.table} --markdown {output.markdown}"
         " --figure {output.figure} --confusion {output.confusion} > {log} 2>&1"
 
 
@@ -94,5 +94,5 @@ rule report_extraction:
     log:
         "logs/report_extraction/{dataset}/{settings_hash}.log",
     shell:
-        "actiondiff extraction-report --store {input.store} --failures {input.failures}"
+        "actiondiff report-extraction --store {input.store} --failures {input.failures}"
         " --settings-csv {output.settings} --failures-csv {output.failures} > {log} 2>&1"

@@ -14,7 +14,7 @@ rule train_head:
     log:
         "logs/train_head/{dataset}/{experiment}/{variant}/{tap}.log",
     shell:
-        "actiondiff train --store {input.store} --manifest {input.manifest} --tap {wildcards.tap}"
+        "actiondiff train-head --store {input.store} --manifest {input.manifest} --tap {wildcards.tap}"
         " --out {params.out} --settings {params.settings:q} > {log} 2>&1"
 
 
@@ -31,5 +31,5 @@ rule evaluate_head:
     log:
         "logs/evaluate_head/{dataset}/{experiment}/{variant}/{tap}.log",
     shell:
-        "actiondiff evaluate-run --store {input.store} --manifest {input.manifest} --models {params.models}"
+        "actiondiff evaluate-head --store {input.store} --manifest {input.manifest} --models {params.models}"
         " --out {output.evaluation} --settings {params.settings:q} > {log} 2>&1"

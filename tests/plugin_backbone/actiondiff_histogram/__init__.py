@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from actiondiff.backbones import LAST_HIDDEN_TAP, Backbone
+from actiondiff.features.backbones import LAST_HIDDEN_TAP, Backbone
 
 
 @dataclass(frozen=True)

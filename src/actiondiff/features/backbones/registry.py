@@ -1,0 +1,144 @@
+"""Backbones by name: the built-ins and those of installed packages (entry point group `actiondiff.backbones`).
+
+A third-party package registers a `Backbone` subclass in its pyproject:
+
+    [project.entry-points."actiondiff.backbones"]
+    histogram = "my_package.histogram:HistogramBackbone"
+
+and a config selects it with `backbone: histogram` (or per feature set). Built-in names win
+over entry points of the same name.
+
+The extraction identity (its hash names the cache and the store) is built here, the same way
+for every backbone: the decode and settings blocks, the weight locations the backbone reads
+and, for any backbone but SVD, its name. SVD's identity is what it was before backbones had
+names, so SVD caches and stores keep their hashes; `sdv2` is SVD with `sdv2: true` and shares
+that identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from actiondiff.features.backbones.base import Backbone, check_tap_names
+from actiondiff.settings import (
+    DecodeSettings,
+    ExtractSettings,
+    WeightsSettings,
+    from_dict,
+    settings_hash,
+    to_dict,
+)
+
+ENTRY_POINT_GROUP = "actiondiff.backbones"
+DEFAULT_BACKBONE = "svd"
+BUILTIN = {
+    "svd": "actiondiff.features.backbones.svd:SVDBackbone",
+    "sdv2": "actiondiff.features.backbones.svd:SDv2Backbone",
+    "videomae": "actiondiff.features.backbones.videomae:VideoMAEBackbone",
+    "vjepa2": "actiondiff.features.backbones.vjepa2:VJEPA2Backbone",
+}
+# Names shown in tables (paper spelling); other backbones show their registry name.
+
+
+def _plugins() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_backbones() -> list[str]:
+    """Built-in names, then installed entry points' names, sorted."""
+    return list(BUILTIN) + sorted(set(_plugins()) - set(BUILTIN))
+
+
+def backbone_class(name: str) -> type[Backbone]:
+    """The `Backbone` subclass registered under `name`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+        TypeError: an entry point that is not a `Backbone` subclass.
+    """
+    if name in BUILTIN:
+        module, attr = BUILTIN[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+    plugins = _plugins()
+    if name not in plugins:
+        raise ValueError(
+            f"Expected `backbone` to be one of {known_backbones()}, but got {name!r}. Third-party "
+            f"backbones register under the entry point group `{ENTRY_POINT_GROUP}`."
+        )
+    cls = plugins[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, Backbone)):
+        raise TypeError(
+            f"Expected entry point {name!r} ({plugins[name].value}) to be a subclass of "
+            f"actiondiff.features.backbones.Backbone, but got {cls!r}."
+        )
+    return cls
+
+
+def canonical_name(name: str, settings: Any) -> str:
+    """`sdv2` for SVD settings with `sdv2: true`, else the name (what tables show as the backbone)."""
+    if name == "svd" and getattr(settings, "sdv2", False):
+        return "sdv2"
+    return name
+
+
+
+def resolve_settings(
+    extraction: dict[str, Any] | None, overrides: dict[str, Any] | None, default: str, where: str
+) -> tuple[str, Any]:
+    """(backbone name, its settings) of one feature set.
+
+    Args:
+        extraction: the config's `extraction` block. SVD and SDv2 take all of it; other
+            backbones inherit only the keys their settings have (e.g. `dtype`), since the
+            rest (layers, timesteps, conditioning...) are SVD's.
+        overrides: the feature set's keys (`backbone` and settings keys); unknown keys are errors.
+        default: the config's top-level `backbone`.
+    """
+    overrides = dict(overrides or {})
+    name = overrides.pop("backbone", None) or default
+    cls = backbone_class(name)
+    extraction = dict(extraction or {})
+    if cls.settings_class is not ExtractSettings:
+        fields = {f.name for f in dataclasses.fields(cls.settings_class)}
+        extraction = {k: v for k, v in extraction.items() if k in fields}
+    settings = cls.parse_settings({**extraction, **overrides}, where)
+    check_tap_names(name, cls.taps_of(settings))
+    return name, settings
+
+
+def feature_identity(decode: DecodeSettings, name: str, settings: Any, weights: WeightsSettings) -> dict[str, Any]:
+    """Everything that determines the features: its hash names the cache and the store."""
+    cls = backbone_class(name)
+    identity = {
+        "decode": {k: v for k, v in to_dict(decode).items() if k not in cls.replaces_decode},
+        "extraction": to_dict(settings),
+        "weights": {key: getattr(weights, key) for key in cls.weight_keys},
+    }
+    if cls.settings_class is not ExtractSettings:  # SVD / SDv2 identities stay as they were
+        identity["backbone"] = name
+    return identity
+
+
+def feature_hash(identity: dict[str, Any], where: str = "the extraction identity") -> str:
+    """The hash that names a cache and a store: of the identity rebuilt from its settings objects,
+    so a stored identity (JSON) and a fresh one (`feature_identity`) always hash alike. Every
+    caller (extraction, pack, planning, predict) hashes through this function."""
+    return settings_hash(feature_identity(*parse_identity(identity, where)))
+
+
+def parse_identity(identity: dict[str, Any], where: str) -> tuple[DecodeSettings, str, Any, WeightsSettings]:
+    """(decode, backbone name, settings, weights) of a stored identity; unknown keys are errors."""
+    for block in ("decode", "extraction", "weights"):
+        if block not in identity:
+            raise ValueError(f"Expected the extraction identity in {where} to have a `{block}` block, but it has {sorted(identity)}.")
+    name = identity.get("backbone", DEFAULT_BACKBONE)
+    cls = backbone_class(name)
+    return (
+        from_dict(DecodeSettings, identity["decode"], f"{where} `decode`"),
+        name,
+        cls.parse_settings(identity["extraction"], f"{where} `extraction`"),
+        from_dict(WeightsSettings, identity["weights"], f"{where} `weights`"),
+    )

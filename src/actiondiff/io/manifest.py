@@ -1,0 +1,156 @@
+"""The canonical manifest: one validated row per video, whatever the dataset's own format.
+
+Required columns: video_id, path (absolute), labels (class names joined by `;`; empty = no
+action, an all-zero target), domain, split (the official split: train / val / test, or empty).
+Optional columns, written when an adapter fills them: label_ids (class ids joined by `;`, in
+the same order as `labels`), dataset, species, species_group, view, source, source_class.
+Adapters (`actiondiff.io.datasets`) turn a dataset's annotation files into this table; everything
+downstream (shards, packing, training splits) reads only the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MANIFEST_COLUMNS = ("video_id", "path", "labels", "domain", "split")
+OPTIONAL_COLUMNS = ("label_ids", "dataset", "species", "species_group", "view", "source", "source_class")
+LABEL_SEPARATOR = ";"
+SPLITS = ("train", "val", "test")
+MISSING_ATTR = "missing_videos"
+
+log = logging.getLogger(__name__)
+
+
+class ManifestError(ValueError):
+    """The annotations do not make a valid manifest; the message names the rows or files."""
+
+
+def raise_problems(problems: list[str], source: str, what: str = "readable annotation rows") -> None:
+    """Raise one ManifestError naming every problem row (the first 20, and the count)."""
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ManifestError(f"Expected {what} in {source}, but {len(problems)} are not:\n  {shown}{more}")
+
+
+def join_labels(values: list[Any]) -> str:
+    """`;`-joined text of label names or ids, in the given order."""
+    return LABEL_SEPARATOR.join(str(v) for v in values)
+
+
+def split_labels(text: str) -> list[str]:
+    """The label names (or ids) of a `;`-joined cell; an empty cell gives []."""
+    return [part for part in str(text).split(LABEL_SEPARATOR) if part]
+
+
+def validate(
+    manifest: pd.DataFrame, source: str, allow_missing: bool = False, allow_unlabelled: bool = False
+) -> pd.DataFrame:
+    """Check a manifest and return it sorted by video_id; errors name the offending ids.
+
+    Args:
+        manifest: a table with at least MANIFEST_COLUMNS.
+        source: the annotation file(s) it came from, named in errors.
+        allow_missing: drop rows whose video file does not exist instead of failing; the
+            dropped rows (video_id, path) are listed in the result's `attrs["missing_videos"]`.
+        allow_unlabelled: accept rows without labels (multi-label datasets where "no action"
+            is a valid, all-zero target, e.g. Charades-Ego).
+    Raises:
+        ManifestError: no rows, repeated ids, unlabelled rows, unknown splits, label names holding `;`
+            or not matching their ids, or missing video files (without `allow_missing`).
+    """
+    if manifest.empty or any(c not in manifest.columns for c in MANIFEST_COLUMNS):
+        raise ManifestError(f"Expected at least one video in {source}, but got none. Check the annotation path.")
+    duplicated = sorted(manifest.loc[manifest.video_id.duplicated(), "video_id"].unique())
+    if duplicated:
+        raise ManifestError(f"Expected unique video ids in {source}, but got repeats: {duplicated[:10]}.")
+    if not allow_unlabelled:
+        unlabelled = sorted(manifest.loc[manifest.labels == "", "video_id"])
+        if unlabelled:
+            raise ManifestError(f"Expected every video in {source} to have a label, but these have none: {unlabelled[:10]}.")
+    bad_split = sorted(set(manifest.split) - set(SPLITS) - {""})
+    if bad_split:
+        raise ManifestError(f"Expected splits among {list(SPLITS)} in {source}, but got {bad_split}.")
+    if "label_ids" in manifest.columns:
+        class_names(manifest)  # raises if a name and an id disagree
+    # A frame folder is a video too, so a path only has to exist.
+    missing = manifest.path.map(lambda p: not Path(p).exists()).astype(bool)
+    if missing.any() and not allow_missing:
+        names = sorted(manifest.loc[missing, "video_id"])
+        raise ManifestError(
+            f"Expected every video file of {source} to exist, but {len(names)} are missing, e.g. "
+            f"{names[:10]}. Fix the videos path, or pass --allow-missing to drop them."
+        )
+    dropped = manifest.loc[missing, ["video_id", "path"]].sort_values("video_id")
+    if len(dropped):
+        log.warning("dropped %d rows of %s whose video file is missing: %s", len(dropped), source, list(dropped.video_id[:10]))
+    result = manifest.loc[~missing].sort_values("video_id").reset_index(drop=True)
+    result.attrs[MISSING_ATTR] = dropped.to_dict("records")
+    return result
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a canonical manifest written by `write_manifest` (every column as text)."""
+    manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
+    absent = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if absent:
+        raise ManifestError(f"Expected manifest {str(path)!r} to have columns {absent}, but it does not.")
+    return manifest
+
+
+def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
+    """Write the required columns, then whichever optional columns the manifest has."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    columns = list(MANIFEST_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in manifest.columns]
+    manifest.loc[:, columns].to_csv(path, index=False)
+
+
+def write_missing(manifest: pd.DataFrame, path: str | Path) -> None:
+    """Write the rows `validate` dropped for a missing video file (video_id, path) as CSV."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    rows = manifest.attrs.get(MISSING_ATTR, [])
+    pd.DataFrame(rows, columns=["video_id", "path"]).to_csv(path, index=False)
+
+
+def class_names(manifest: pd.DataFrame) -> list[str]:
+    """The class names over the whole manifest, in class-id order when `label_ids` is filled.
+
+    Without ids (or with an empty `label_ids` column) the names are sorted alphabetically.
+
+    Raises:
+        ManifestError: a row's names and ids differ in number, or one id carries two names
+            (or one name two ids).
+    """
+    if "label_ids" not in manifest.columns or not (manifest.label_ids != "").any():
+        return sorted({name for labels in manifest.labels for name in split_labels(labels)})
+    by_id: dict[int, str] = {}
+    for video_id, labels, ids in zip(manifest.video_id, manifest.labels, manifest.label_ids, strict=True):
+        names, numbers = split_labels(labels), split_labels(ids)
+        if len(names) != len(numbers):
+            raise ManifestError(
+                f"Expected as many label ids as label names, but got {numbers} for {names} (video {video_id})."
+            )
+        for name, number in zip(names, numbers, strict=True):
+            if by_id.setdefault(int(number), name) != name:
+                raise ManifestError(
+                    f"Expected class id {number} to have one name, but got {by_id[int(number)]!r} and {name!r} (video {video_id})."
+                )
+    ordered = [by_id[i] for i in sorted(by_id)]
+    if len(set(ordered)) != len(ordered):
+        repeated = sorted({n for n in ordered if ordered.count(n) > 1})
+        raise ManifestError(f"Expected each class name to have one id, but {repeated} have several.")
+    return ordered
+
+
+def shard_ids(manifest: pd.DataFrame, shard: int, shard_size: int) -> list[str]:
+    """The video ids of one shard: consecutive blocks of the id-sorted manifest."""
+    ids = sorted(manifest.video_id)
+    return ids[shard * shard_size : (shard + 1) * shard_size]
+
+
+def num_shards(manifest: pd.DataFrame, shard_size: int) -> int:
+    return max(1, -(-len(manifest) // shard_size))

@@ -1,0 +1,146 @@
+"""Trainable heads on per-frame features: the paper's transformer and the Table 4 ablations.
+
+Heads return logits; the loss or the caller applies sigmoid/softmax.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from actiondiff.settings import HeadSettings
+
+__all__ = ["HeadSettings", "Standardize", "build_head", "fit_length", "sinusoidal_positions"]
+
+def fit_length(sequence: np.ndarray, settings: HeadSettings) -> np.ndarray:
+    """Shorten a [n, d] sequence to at most `max_length` frames by the configured policy.
+
+    `uniform` keeps `max_length` frames evenly spaced from the first to the last (rounded
+    indices); `truncate` keeps the first `max_length`. Shorter sequences are returned as is
+    (the batch pads and masks them).
+    """
+    n = sequence.shape[0]
+    if n <= settings.max_length:
+        return sequence
+    if settings.long_policy == "truncate":
+        return sequence[: settings.max_length]
+    keep = np.linspace(0, n - 1, settings.max_length).round().astype(np.int64)
+    return sequence[keep]
+
+
+def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
+    """[length, width] sinusoidal position encoding (Vaswani et al.)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+    table = torch.zeros(length, width)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)[:, : width // 2]
+    return table
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std per feature channel, with the training frames' statistics as buffers.
+
+    Why: the sinusoidal positions have amplitude 1 in every channel, while a backbone's pooled
+    features may be far smaller or larger (the demo's: std 0.2); on one scale neither drowns
+    the other. The statistics are saved with the head, so prediction applies the same scaling.
+    Identity (mean 0, std 1) until `fit` is called.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+
+    def fit(self, sequences: list[np.ndarray]) -> None:
+        """Set the statistics from [n_i, width] training sequences (constant channels keep std 1)."""
+        frames = torch.from_numpy(np.concatenate(sequences).astype(np.float32))
+        std = frames.std(dim=0, unbiased=False)
+        self.mean.copy_(frames.mean(dim=0))
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return (frames - self.mean) / self.std
+
+
+class TransformerHead(nn.Module):
+    """CLS token + sinusoidal positions + transformer encoder + LayerNorm + linear on CLS."""
+
+    def __init__(self, width: int, num_classes: int, settings: HeadSettings) -> None:
+        super().__init__()
+        if width % settings.num_heads:
+            raise ValueError(
+                f"Expected the feature width {width} to be divisible by `num_heads` "
+                f"({settings.num_heads}), but it is not. Change head.num_heads."
+            )
+        self.standardize = Standardize(width)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        nn.init.normal_(self.cls, std=0.02)
+        self.register_buffer("positions", sinusoidal_positions(settings.max_length + 1, width), persistent=False)
+        layer = nn.TransformerEncoderLayer(
+            width, settings.num_heads, settings.ff_mult * width, settings.dropout, batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, settings.num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, frames: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """frames [b, n, d] float, padding [b, n] bool (True = padded) -> logits [b, classes]."""
+        batch, length, _ = frames.shape
+        if length > self.positions.shape[0] - 1:
+            raise ValueError(
+                f"Expected at most max_length={self.positions.shape[0] - 1} frames, but got {length}; "
+                f"fit sequences with `fit_length` first."
+            )
+        # [b, n, d] -> [b, 1 + n, d] with the CLS token first
+        frames = self.standardize(frames)
+        tokens = torch.cat([self.cls.expand(batch, -1, -1), frames], dim=1) + self.positions[: length + 1]
+        mask = torch.cat([torch.zeros(batch, 1, dtype=torch.bool, device=padding.device), padding], dim=1)
+        encoded = self.norm(self.encoder(tokens, src_key_padding_mask=mask))
+        return self.classifier(self.dropout(encoded[:, 0]))
+
+
+class ConcatHead(nn.Module):
+    """Linear or MLP on the concatenation of `max_length` (zero-padded) frames."""
+
+    def __init__(self, width: int, num_classes: int, settings: HeadSettings) -> None:
+        super().__init__()
+        inputs = width * settings.max_length
+        self.standardize = Standardize(width)
+        if settings.kind == "linear":
+            self.net = nn.Sequential(nn.Dropout(settings.dropout), nn.Linear(inputs, num_classes))
+        else:
+            self.net = nn.Sequential(
+                nn.Linear(inputs, settings.mlp_hidden),
+                nn.GELU(),
+                nn.Dropout(settings.dropout),
+                nn.Linear(settings.mlp_hidden, num_classes),
+            )
+        self.max_length = settings.max_length
+
+    def forward(self, frames: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """frames [b, n, d], padding [b, n] -> logits [b, classes]; padded frames are zeroed."""
+        if frames.shape[1] > self.max_length:
+            raise ValueError(
+                f"Expected at most max_length={self.max_length} frames, but got {frames.shape[1]}; "
+                f"fit sequences with `fit_length` first."
+            )
+        frames = self.standardize(frames).masked_fill(padding[..., None], 0.0)
+        frames = nn.functional.pad(frames, (0, 0, 0, self.max_length - frames.shape[1]))
+        return self.net(frames.flatten(1))  # [b, max_length, d] -> [b, max_length * d]
+
+
+def build_head(
+    width: int, num_classes: int, settings: HeadSettings, train_sequences: list[np.ndarray] | None = None
+) -> nn.Module:
+    """The head named by `settings.kind`; with `train_sequences` and `standardize` on, its
+    feature scaling is fitted to them."""
+    cls = TransformerHead if settings.kind == "transformer" else ConcatHead
+    head = cls(width, num_classes, settings)
+    if settings.standardize and train_sequences is not None:
+        head.standardize.fit(train_sequences)
+    return head

@@ -1,0 +1,262 @@
+"""Named experiments: feature sets x protocol x head x training, expanded into training runs.
+
+The config's `feature_sets` are named overrides of its `extraction` (and `decode`) blocks; each is one
+extraction pass (one settings hash, one store) serving every layer x timestep it lists. Its
+`experiments` name a feature set plus overrides of the `protocol`, `head` and `train` blocks.
+An experiment expands into *runs*, one trained head (per seed) each:
+
+| experiment | runs (variant, tap) |
+|---|---|
+| plain | ("main", tap) for each of its taps |
+| `grid: true` | the same; its taps are drawn as a layer x timestep grid (Fig. 5) |
+| `matrix: [d1, ..., dn]` | ("from_<d>", tap) per domain d: train on d, test on every other (Fig. 4) |
+
+Each run is evaluated by `actiondiff.learn.run.evaluate_run`. This module only parses the
+config, so that Snakemake plans a workflow without importing torch. The paper's published
+numbers live in `actiondiff.report.paper`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from actiondiff.features.backbones import (
+    DEFAULT_BACKBONE,
+    backbone_class,
+    feature_hash,
+    feature_identity,
+    resolve_settings,
+)
+from actiondiff.features.backbones.registry import canonical_name
+from actiondiff.learn.protocols import ProtocolSettings
+from actiondiff.settings import (
+    DecodeSettings,
+    HeadSettings,
+    WeightsSettings,
+    _doc,
+    from_dict,
+    is_tap_name,
+    resolve_train,
+    to_dict,
+)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
+TABLES = ("results", "ablation")
+MAIN_VARIANT = "main"
+
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """One named experiment of the config's `experiments` block."""
+
+    feature_set: str = _doc("default", "name of the feature set (config `feature_sets`) it trains on")
+    taps: tuple[str, ...] = _doc((), "features to train on, e.g. L09_T20 (empty: every layer x timestep of the set)")
+    grid: bool = _doc(False, "draw its taps as a layer x timestep heatmap (Fig. 5)")
+    matrix: tuple[str, ...] = _doc((), "domains of a domain-to-domain matrix (Fig. 4): train on each, test on the others")
+    tables: tuple[str, ...] = _doc(("results",), "tables listing its rows: results (per protocol) | ablation")
+    ablation: str = _doc("", "what it varies in the ablation table (head, window, loss, conditioning, layer...)")
+    label: str = _doc("", "row label in tables (empty: the experiment's name)")
+    protocol: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `protocol` block"})
+    head: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `head` block"})
+    train: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `train` block (preset, seeds, ...)"})
+
+    def __post_init__(self) -> None:
+        for tap in self.taps:
+            if not is_tap_name(tap):
+                raise ValueError(f"Expected each of `taps` to look like L09_T20, but got {tap!r}.")
+        unknown = sorted(set(self.tables) - set(TABLES))
+        if unknown:
+            raise ValueError(f"Expected `tables` to be among {list(TABLES)}, but got {unknown}.")
+        if self.matrix and len(self.matrix) < 2:
+            raise ValueError(f"Expected `matrix` to name at least two domains, but got {list(self.matrix)}.")
+        if len(set(self.matrix)) != len(self.matrix):
+            raise ValueError(f"Expected `matrix` domains to be distinct, but got {list(self.matrix)}.")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """One extraction pass: its backbone, settings objects and their hash (names the store).
+
+    `extract` is the backbone's settings object (`ExtractSettings` for SVD and SDv2).
+    """
+
+    name: str
+    decode: DecodeSettings
+    extract: Any
+    weights: WeightsSettings
+    settings_hash: str
+    backbone: str = DEFAULT_BACKBONE
+
+    @property
+    def taps(self) -> list[str]:
+        return backbone_class(self.backbone).taps_of(self.extract)
+
+    @property
+    def weight_inputs(self) -> list[str]:
+        """Weight files the backbone reads that a workflow can wait for (e.g. built demo weights)."""
+        return [str(f) for f in backbone_class(self.backbone).weight_inputs(self.weights)]
+
+    @property
+    def window(self) -> int | str:
+        """Frames per backbone window: `decode.window`, or "checkpoint" where the backbone's
+        checkpoint sets its clip length (VideoMAE, V-JEPA 2)."""
+        if "window" in backbone_class(self.backbone).replaces_decode:
+            return "checkpoint"
+        return self.decode.window
+
+    @property
+    def backbone_label(self) -> str:
+        """The backbone as tables name it: `sdv2` for SVD with `sdv2: true`."""
+        return canonical_name(self.backbone, self.extract)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment with its feature set resolved."""
+
+    name: str
+    settings: ExperimentSettings
+    feature_set: FeatureSet
+    protocol: ProtocolSettings
+    head: HeadSettings
+    seeds: tuple[int, ...]
+    blocks: dict[str, Any]  # the protocol, head and train blocks after the overrides
+
+    @property
+    def taps(self) -> list[str]:
+        return list(self.settings.taps) or self.feature_set.taps
+
+    @property
+    def variants(self) -> list[str]:
+        """`main`, or one `from_<domain>` per matrix domain."""
+        if not self.settings.matrix:
+            return [MAIN_VARIANT]
+        return [variant_name(d) for d in self.settings.matrix]
+
+    def runs(self) -> list[tuple[str, str]]:
+        """Every (variant, tap) it trains."""
+        return [(variant, tap) for variant in self.variants for tap in self.taps]
+
+    def protocol_block(self, variant: str) -> dict[str, Any]:
+        """The protocol block of one variant: a matrix variant trains on its one domain."""
+        block = dict(self.blocks["protocol"])
+        if variant != MAIN_VARIANT:
+            domain = dict(zip(self.variants, self.settings.matrix, strict=True))[variant]
+            block["train_domains"] = [domain]
+            block["test_domains"] = [d for d in self.settings.matrix if d != domain]
+        return block
+
+    def run_settings(self, config: dict[str, Any], variant: str) -> dict[str, Any]:
+        """Every settings block the stage commands need for one run, plus a `run` block naming it."""
+        return {
+            "backbone": self.feature_set.backbone,
+            "decode": to_dict(self.feature_set.decode),
+            "extraction": to_dict(self.feature_set.extract),
+            "weights": to_dict(self.feature_set.weights),
+            "device": config.get("device", "cpu"),
+            "protocol": self.protocol_block(variant),
+            "head": self.blocks["head"],
+            "train": self.blocks["train"],
+            "run": {
+                "experiment": self.name,
+                "variant": variant,
+                "label": self.settings.label or self.name,
+                "feature_set": self.feature_set.name,
+                "ablation": self.settings.ablation,
+                "head": self.head.kind,
+                "backbone": self.feature_set.backbone_label,
+                "conditioning": getattr(self.feature_set.extract, "conditioning", ""),
+                "window": self.feature_set.window,
+                "sdv2": bool(getattr(self.feature_set.extract, "sdv2", False)),
+                "settings_hash": self.feature_set.settings_hash,
+            },
+        }
+
+
+def variant_name(domain: str) -> str:
+    """`from_<domain>` with every run of characters outside [A-Za-z0-9_.-] replaced by `_`."""
+    return "from_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", domain).strip("_")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(f"Expected {kind} names to match {NAME_PATTERN.pattern}, but got {name!r}.")
+
+
+def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
+    """The config's feature sets (default: one, `default`, the `extraction` block as is).
+
+    Each is a named override of the `extraction` block, plus optionally a `decode` block
+    overriding the config's `decode` (window length, stride, size) and a `backbone` (default:
+    the config's top-level `backbone`, else `svd`); see
+    `actiondiff.features.backbones.registry.resolve_settings` for what each backbone inherits.
+
+    Raises:
+        ValueError: a bad name, an unknown backbone, key or value in an override.
+    """
+    blocks = config.get("feature_sets") or {"default": {}}
+    weights = from_dict(WeightsSettings, config.get("weights"), "config key `weights`")
+    default_backbone = config.get("backbone") or DEFAULT_BACKBONE
+    sets = {}
+    for name, overrides in blocks.items():
+        _check_name("feature set", name)
+        overrides = dict(overrides or {})
+        # A `decode` block overrides the config's (e.g. the window length of Table 4).
+        decode_values = {**(config.get("decode") or {}), **(overrides.pop("decode", None) or {})}
+        decode = from_dict(DecodeSettings, decode_values, f"config key `feature_sets.{name}.decode`")
+        backbone, extract = resolve_settings(
+            config.get("extraction"), overrides, default_backbone, f"config key `feature_sets.{name}`"
+        )
+        identity = feature_identity(decode, backbone, extract, weights)
+        sets[name] = FeatureSet(name, decode, extract, weights, feature_hash(identity), backbone)
+    hashes = [s.settings_hash for s in sets.values()]
+    if len(set(hashes)) != len(hashes):
+        raise ValueError(f"Expected feature sets to differ in their settings, but some are identical: {list(sets)}.")
+    return sets
+
+
+def parse_experiments(config: dict[str, Any]) -> dict[str, Experiment]:
+    """The config's experiments, validated with every reference resolved, before any job runs.
+
+    Default: one experiment `main` on the feature set `default`.
+
+    Raises:
+        ValueError: a bad name, an unknown feature set (named, with the known ones), a tap the
+            feature set does not extract, or an invalid override.
+    """
+    sets = feature_sets(config)
+    experiments = {}
+    for name, values in (config.get("experiments") or {"main": {}}).items():
+        _check_name("experiment", name)
+        where = f"config key `experiments.{name}`"
+        settings = from_dict(ExperimentSettings, values, where)
+        if settings.feature_set not in sets:
+            raise ValueError(
+                f"Expected `feature_set` to be one of the feature sets {sorted(sets)}, but got "
+                f"{settings.feature_set!r} ({where}). Add it under `feature_sets`."
+            )
+        feature_set = sets[settings.feature_set]
+        missing = sorted(set(settings.taps) - set(feature_set.taps))
+        if missing:
+            raise ValueError(
+                f"Expected `taps` to be among the feature set's {feature_set.taps}, but got {missing} ({where})."
+            )
+        blocks = {key: {**(config.get(key) or {}), **getattr(settings, key)} for key in ("protocol", "head", "train")}
+        protocol = from_dict(ProtocolSettings, blocks["protocol"], f"{where} `protocol`")
+        if settings.matrix and protocol.name not in ("custom", "ak_unseen_species"):
+            raise ValueError(
+                f"Expected a `matrix` experiment's protocol to be custom or ak_unseen_species, but got {protocol.name!r} ({where})."
+            )
+        head = from_dict(HeadSettings, blocks["head"], f"{where} `head`")
+        _, seeds = resolve_train(blocks["train"], protocol.spec.preset, protocol.spec.multilabel, f"{where} `train`")
+        experiment = Experiment(name, settings, feature_set, protocol, head, tuple(seeds), blocks)
+        for variant in experiment.variants:
+            from_dict(ProtocolSettings, experiment.protocol_block(variant), f"{where} variant {variant}")
+        if len(set(experiment.variants)) != len(experiment.variants):
+            raise ValueError(f"Expected matrix domains to have distinct names, but got {list(settings.matrix)} ({where}).")
+        experiments[name] = experiment
+    return experiments
+

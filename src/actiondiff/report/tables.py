@@ -1,0 +1,325 @@
+"""The paper's tables and figures, from evaluation JSONs alone (no features, no GPU).
+
+| output | paper | from |
+|---|---|---|
+| results table | Tables 1-3 | one row per run of a protocol + most-frequent-class row + published rows |
+| ablation table | Table 4, S5 | one row per ablation run (head, window, loss, conditioning, layer) |
+| grid figure | Fig. 5 | layer x timestep heatmaps, in-domain and out-of-domain, best layer per timestep |
+| matrix figures | Fig. 4, S12, S13, S15, S16 | domain-to-domain accuracy, action-frequency correlation, baseline, gains |
+
+Every evaluation comes from `actiondiff.learn.run.evaluate_run`; metrics are in percent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from actiondiff.learn.metrics import METRIC_LABELS  # noqa: E402
+from actiondiff.report.paper import (  # noqa: E402
+    REFERENCE_BACKBONES,
+    REFERENCE_FREQUENCY_RHO,
+    REFERENCE_RESULTS,
+    display_name,
+)
+from actiondiff.settings import parse_tap  # noqa: E402
+
+PAPER = "paper (published)"
+THIS_RUN = "this run"
+BASELINE = "most frequent class (training side)"
+
+
+def load_evaluations(paths: list[str | Path]) -> list[dict[str, Any]]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def metric_column(metric: str, stat: str = "mean") -> str:
+    """A column name that says which metric it holds, e.g. `micro_ap (%) mean`."""
+    return f"{metric} (%) {stat}"
+
+
+def _run_columns(evaluation: dict[str, Any]) -> dict[str, Any]:
+    run = evaluation["run"]
+    return {
+        "experiment": run["label"],
+        "backbone": display_name(run.get("backbone", "svd")),
+        "variant": run["variant"],
+        "feature_set": run["feature_set"],
+        "tap": evaluation["tap"],
+        "head": run["head"],
+        "conditioning": run["conditioning"],
+        "sdv2": "yes" if run["sdv2"] else "no",
+        "window": run["window"],
+    }
+
+
+def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
+    """Tables 1-3: the runs of one protocol, its most-frequent-class row and the paper's rows.
+
+    Each run row names its backbone (SVD, SDv2, VideoMAE, V-JEPA 2 or an entry point's name),
+    so experiments on feature sets of several backbones give one row per backbone, next to
+    the paper's rows of the same backbones.
+
+    Columns: source, experiment, feature columns, and per metric of the protocol (headline
+    first) its mean and std over seeds on the test (out-of-domain) videos, the headline's
+    in-domain mean, and the headline's gain over the most-frequent-class baseline.
+
+    Raises:
+        ValueError: the evaluations mix protocols.
+    """
+    protocols = {e["protocol"]["name"] for e in evaluations}
+    if len(protocols) != 1:
+        raise ValueError(f"Expected evaluations of one protocol per results table, but got {sorted(protocols)}.")
+    protocol = evaluations[0]["protocol"]
+    metrics = [protocol["headline_metric"], *(m for m in protocol["metrics"] if m != protocol["headline_metric"])]
+    headline = metrics[0]
+    rows = []
+    for evaluation in evaluations:
+        row = {"source": THIS_RUN, **_run_columns(evaluation)}
+        for metric in metrics:
+            row[metric_column(metric)] = evaluation["metrics"][metric]["mean"]
+            row[metric_column(metric, "std")] = evaluation["metrics"][metric]["std"]
+        row[metric_column(headline, "in-domain mean")] = evaluation["in_domain"]["metrics"][headline]["mean"]
+        row[f"{headline} gain over most frequent class"] = (
+            evaluation["metrics"][headline]["mean"] - evaluation["baseline"]["metrics"][headline]
+        )
+        row["seeds"] = len(evaluation["per_seed"])
+        row["test_videos"] = evaluation["num_test_videos"]
+        rows.append(row)
+    baseline = {"source": BASELINE, "experiment": "most frequent class"}
+    baseline.update({metric_column(m): evaluations[0]["baseline"]["metrics"][m] for m in metrics})
+    rows.append(baseline)
+    for method, metric, value in REFERENCE_RESULTS.get(protocol["name"], []):
+        rows.append({"source": PAPER, "experiment": method, "backbone": REFERENCE_BACKBONES[method],
+                     metric_column(metric): value})
+    frame = pd.DataFrame(rows)
+    numeric = frame.select_dtypes("number").columns.difference(["seeds", "test_videos"])
+    frame[numeric] = frame[numeric].round(2)
+    return frame
+
+
+def ablation_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
+    """Table 4 / S5: one row per run, what it varies, and its headline metric in and out of domain."""
+    rows = []
+    for evaluation in evaluations:
+        headline = evaluation["protocol"]["headline_metric"]
+        rows.append({
+            "ablation": evaluation["run"]["ablation"] or "baseline",
+            **_run_columns(evaluation),
+            "protocol": evaluation["protocol"]["name"],
+            "metric": METRIC_LABELS[headline],
+            "out-of-domain mean": round(evaluation["metrics"][headline]["mean"], 2),
+            "out-of-domain std": round(evaluation["metrics"][headline]["std"], 2),
+            "in-domain mean": round(evaluation["in_domain"]["metrics"][headline]["mean"], 2),
+            "most frequent class": round(evaluation["baseline"]["metrics"][headline], 2),
+        })
+    return pd.DataFrame(rows)
+
+
+def write_table(frame: pd.DataFrame, csv: str | Path, markdown: str | Path) -> None:
+    for path in (csv, markdown):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(csv, index=False)
+    shown = frame.astype(object).where(frame.notna(), "")  # blank cells, not "nan"
+    Path(markdown).write_text(shown.to_markdown(index=False) + "\n")
+
+
+def _save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
+    for path in (png, pdf):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    fig.savefig(pdf)  # vector
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- Fig. 5 grid
+
+
+def grid_frame(evaluations: list[dict[str, Any]], metric: str) -> pd.DataFrame:
+    """Long table: layer, timestep_index, in-domain and out-of-domain mean of `metric`."""
+    rows = []
+    for evaluation in evaluations:
+        layer, timestep = parse_tap(evaluation["tap"])
+        rows.append({
+            "layer": layer,
+            "timestep_index": timestep,
+            "in_domain": evaluation["in_domain"]["metrics"][metric]["mean"],
+            "out_of_domain": evaluation["metrics"][metric]["mean"],
+            "out_of_domain_std": evaluation["metrics"][metric]["std"],
+        })
+    return pd.DataFrame(rows).sort_values(["layer", "timestep_index"]).reset_index(drop=True)
+
+
+def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path, title: str = "") -> None:
+    """Fig. 5: per evaluation (in-domain, out-of-domain) a layer x timestep heatmap of the metric
+    and, under it, the best-over-layers metric per timestep."""
+    columns = (("in_domain", "in-domain (held-out clips of training domains)"), ("out_of_domain", "out-of-domain (test domains)"))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), gridspec_kw={"height_ratios": [3, 1.4]})
+    for col, (key, name) in enumerate(columns):
+        grid = frame.pivot(index="layer", columns="timestep_index", values=key)  # [layers, timesteps]
+        ax = axes[0, col]
+        image = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
+        ax.set_xticks(range(grid.shape[1]), grid.columns)
+        ax.set_yticks(range(grid.shape[0]), grid.index)
+        ax.set_xlabel("timestep index (0 = noisiest)")
+        ax.set_ylabel("UNet layer")
+        ax.set_title(name, fontsize=10)
+        for (i, j), value in np.ndenumerate(grid.to_numpy()):
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="white", fontsize=8)
+        fig.colorbar(image, ax=ax, label=METRIC_LABELS[metric])
+        best = grid.max(axis=0)
+        line = axes[1, col]
+        line.plot(range(len(best)), best.to_numpy(), marker="o")
+        line.set_xticks(range(len(best)), best.index)
+        line.set_xlabel("timestep index")
+        line.set_ylabel("best over layers")
+        line.grid(alpha=0.3)
+    fig.suptitle(title or f"Layer x timestep grid: {METRIC_LABELS[metric]}")
+    fig.tight_layout()
+    _save(fig, png, pdf)
+
+
+# --------------------------------------------------------------------------- Fig. 4, S12-S16
+
+
+def domain_matrices(evaluations: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Square [train domain, test domain] top-1 accuracy matrices (%), mean over seeds.
+
+    Returns `accuracy` (diagonal: in-domain held-out clips), `baseline` (most frequent class of
+    the training domain), `gain` (accuracy - baseline) and `frequency_correlation` (Pearson
+    correlation of two domains' action-frequency vectors; NaN when one is constant).
+    """
+    domains: list[str] = []
+    counts: dict[str, np.ndarray] = {}
+    for evaluation in evaluations:
+        domains += [d for d in evaluation["protocol"]["train_domains"] if d not in domains]
+        for domain, values in evaluation["class_counts"].items():
+            counts.setdefault(domain, np.asarray(values, dtype=float))
+    accuracy = pd.DataFrame(np.nan, index=domains, columns=domains)
+    baseline = accuracy.copy()
+    for evaluation in evaluations:
+        (source,) = evaluation["protocol"]["train_domains"]
+        out = pd.DataFrame(evaluation["per_domain"]).groupby("domain")["top1_accuracy"].mean()
+        inside = pd.DataFrame(evaluation["in_domain"]["per_domain"]).groupby("domain")["top1_accuracy"].mean()
+        for target in domains:
+            if target == source:
+                accuracy.loc[source, target] = inside.get(source, np.nan)
+            else:
+                accuracy.loc[source, target] = out.get(target, np.nan)
+                baseline.loc[source, target] = evaluation["baseline"]["per_domain"].get(target, np.nan)
+    frequency = pd.DataFrame(np.nan, index=domains, columns=domains)
+    for a in domains:
+        for b in domains:
+            x, y = counts.get(a), counts.get(b)
+            if x is not None and y is not None and x.std() > 0 and y.std() > 0:
+                frequency.loc[a, b] = float(np.corrcoef(x, y)[0, 1])
+    return {"accuracy": accuracy, "baseline": baseline, "gain": accuracy - baseline, "frequency_correlation": frequency}
+
+
+def frequency_rho(matrices: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Spearman and Pearson correlation between off-diagonal accuracy and frequency similarity
+    (NaN when fewer than 3 defined pairs or a constant variable)."""
+    accuracy, frequency = matrices["accuracy"], matrices["frequency_correlation"]
+    mask = ~np.eye(len(accuracy), dtype=bool)
+    pairs = pd.DataFrame({"accuracy": accuracy.to_numpy()[mask], "frequency": frequency.to_numpy()[mask]}).dropna()
+    if len(pairs) < 3 or pairs.accuracy.nunique() < 2 or pairs.frequency.nunique() < 2:
+        return {"spearman": float("nan"), "pearson": float("nan"), "pairs": len(pairs)}
+    return {
+        "spearman": float(pairs.accuracy.corr(pairs.frequency, method="spearman")),
+        "pearson": float(pairs.accuracy.corr(pairs.frequency, method="pearson")),
+        "pairs": len(pairs),
+    }
+
+
+def _heatmap(ax: plt.Axes, matrix: pd.DataFrame, title: str, cmap: str, vmin: float, vmax: float) -> None:
+    values = matrix.to_numpy(dtype=float)
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    short = [str(d)[:18] for d in matrix.columns]
+    ax.set_xticks(range(len(short)), short, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(short)), short, fontsize=8)
+    ax.set_xlabel("test domain")
+    ax.set_ylabel("training domain")
+    ax.set_title(title, fontsize=10)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.0f}" if abs(value) >= 1.5 else f"{value:.2f}", ha="center", va="center", fontsize=8)
+    plt.colorbar(image, ax=ax, fraction=0.046)
+
+
+def plot_matrix(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str | Path) -> None:
+    """Fig. 4: domain-to-domain top-1 accuracy (diagonal: in-domain held-out clips)."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    _heatmap(ax, matrices["accuracy"], "Top-1 accuracy (%): train on row, test on column", "Blues", 0, 100)
+    fig.tight_layout()
+    _save(fig, png, pdf)
+
+
+def plot_frequency(matrices: dict[str, pd.DataFrame], rho: dict[str, float], png: str | Path, pdf: str | Path) -> None:
+    """Fig. S12 (action-frequency correlation between domains) and S13 (accuracy vs it)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    _heatmap(left, matrices["frequency_correlation"], "Action-frequency correlation (Pearson)", "RdBu_r", -1, 1)
+    mask = ~np.eye(len(matrices["accuracy"]), dtype=bool)
+    right.scatter(matrices["frequency_correlation"].to_numpy()[mask], matrices["accuracy"].to_numpy()[mask])
+    right.set_xlabel("action-frequency correlation of the two domains")
+    right.set_ylabel("top-1 accuracy (%), train -> test")
+    right.set_title(
+        f"Spearman rho {rho['spearman']:.2f}, Pearson r {rho['pearson']:.2f} ({rho['pairs']} pairs; "
+        f"paper rho {REFERENCE_FREQUENCY_RHO})", fontsize=9)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, png, pdf)
+
+
+def plot_baseline(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str | Path) -> None:
+    """Fig. S15 (most-frequent-class accuracy) and S16 (the model's gain over it)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    _heatmap(left, matrices["baseline"], "Most frequent training class: accuracy (%)", "Greys", 0, 100)
+    _heatmap(right, matrices["gain"], "Gain over most frequent class (points)", "RdBu", -100, 100)
+    fig.tight_layout()
+    _save(fig, png, pdf)
+
+
+def matrix_long(matrices: dict[str, pd.DataFrame], rho: dict[str, float]) -> pd.DataFrame:
+    """One row per (training, test) domain pair with every matrix's value, then the rho row."""
+    rows = []
+    accuracy = matrices["accuracy"]
+    for source in accuracy.index:
+        for target in accuracy.columns:
+            rows.append({
+                "train_domain": source,
+                "test_domain": target,
+                "top1_accuracy": accuracy.loc[source, target],
+                "most_frequent_class": matrices["baseline"].loc[source, target],
+                "gain": matrices["gain"].loc[source, target],
+                "frequency_correlation": matrices["frequency_correlation"].loc[source, target],
+            })
+    frame = pd.DataFrame(rows).round(3)
+    frame.attrs["rho"] = rho
+    return frame
+
+
+def write_extraction_report(store: str | Path, failures: str | Path, settings_csv: str | Path, failures_csv: str | Path) -> None:
+    """The store's extraction settings as a key/value CSV, and its failure table as is."""
+    zarr_json = json.loads((Path(store) / "zarr.json").read_text())
+    attrs = zarr_json.get("attributes", {})
+    rows = [{"key": "settings_hash", "value": attrs.get("settings_hash", "")},
+            {"key": "actiondiff_version", "value": attrs.get("actiondiff_version", "")},
+            {"key": "taps", "value": " ".join(attrs.get("taps", []))}]
+    for block, values in sorted(attrs.get("settings", {}).items()):
+        if not isinstance(values, dict):  # a plain setting, e.g. `backbone: videomae`
+            rows.append({"key": block, "value": json.dumps(values)})
+            continue
+        for key, value in sorted(values.items()):
+            rows.append({"key": f"{block}.{key}", "value": json.dumps(value)})
+    for path in (settings_csv, failures_csv):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(settings_csv, index=False)
+    Path(failures_csv).write_text(Path(failures).read_text())

@@ -1,0 +1,242 @@
+"""Classify new videos with a trained head: extract exactly as at training time, then score.
+
+A checkpoint's JSON records the full extraction identity of the features the head was trained
+on (`extraction`: the decode / extraction / weights blocks packed into the store) and their
+settings hash. Prediction rebuilds the `SVDExtractor` from that identity, so a new video gets
+the same features a training video got; features of any other settings are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from actiondiff.features.svd_extractor import SVDExtractor
+from actiondiff.io.video import VideoError
+from actiondiff.learn.head import HeadSettings
+from actiondiff.learn.train import check_settings_hash, load_checkpoint, predict
+from actiondiff.settings import (
+    DecodeSettings,
+    ExtractSettings,
+    WeightsSettings,
+    _check_min,
+    _doc,
+    from_dict,
+)
+from actiondiff.store.records import VideoFeatures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """How `actiondiff predict` runs and reports."""
+
+    top_k: int = _doc(5, "classes listed per video, best first")
+    device: str = _doc("cpu", "where the backbone and the head run: cpu | cuda | cuda:N")
+
+    def __post_init__(self) -> None:
+        _check_min("top_k", self.top_k, 1)
+
+
+@dataclass
+class Classifier:
+    """A trained head plus everything needed to feed it: settings, classes, the tap it reads."""
+
+    model: nn.Module
+    info: dict[str, Any]
+    head: HeadSettings
+    decode: DecodeSettings
+    extract: ExtractSettings
+    weights: WeightsSettings
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info["classes"])
+
+    @property
+    def multilabel(self) -> bool:
+        return bool(self.info["train"]["multilabel"])
+
+    @property
+    def tap(self) -> str:
+        return str(self.info["tap"])
+
+    def scores(self, sequences: list[np.ndarray], device: str = "cpu") -> np.ndarray:
+        """Probabilities [n, classes] float32 of sequences [n_i, d] (sigmoid or softmax)."""
+        return predict(self.model.to(device), sequences, self.head, self.multilabel, device=device)
+
+
+def identity_settings(identity: dict[str, Any], where: str) -> tuple[DecodeSettings, ExtractSettings, WeightsSettings]:
+    """The settings objects of a stored extraction identity (unknown keys are errors)."""
+    from actiondiff.features.backbones import parse_identity
+
+    decode, name, extract, weights = parse_identity(identity, where)
+    if name != "svd":
+        raise ValueError(
+            f"Expected the features of {where} to come from the SVD or SDv2 backbone, but they come from "
+            f"{name!r}: `predict` and `localize` rebuild only the SVD extractor so far."
+        )
+    return decode, extract, weights
+
+
+def identity_hash(decode: DecodeSettings, extract: ExtractSettings, weights: WeightsSettings) -> str:
+    """The settings hash of an SVD extraction, computed as the workflow, `extract` and `pack` do."""
+    from actiondiff.features.backbones import feature_hash, feature_identity
+
+    return feature_hash(feature_identity(decode, "svd", extract, weights))
+
+
+def load_classifier(checkpoint: str | Path, weights: WeightsSettings | None = None) -> Classifier:
+    """Load a head and the extraction settings it was trained on.
+
+    Args:
+        weights: other locations of the same weight files (e.g. the checkpoint moved to
+            another machine). Whichever files are used, their SHA-256 must match the backbone
+            identity recorded at training time (when one was recorded).
+    Raises:
+        ValueError: the checkpoint has no extraction identity (trained before it was
+            recorded), the identity does not hash to the recorded settings hash, or the
+            substitute weights are other files.
+    """
+    model, info = load_checkpoint(checkpoint)
+    if not info.get("extraction"):
+        raise ValueError(
+            f"Expected checkpoint {checkpoint} to record the extraction settings (`extraction`), but it "
+            f"does not. Retrain it with this version of `actiondiff train`."
+        )
+    decode, extract, recorded = identity_settings(info["extraction"], f"checkpoint {checkpoint}")
+    check_settings_hash(info, identity_hash(decode, extract, recorded), checkpoint, "its own `extraction` block")
+    weights = weights or recorded
+    if weights != recorded or recorded_checksums(info):
+        check_same_weight_files(info, weights, checkpoint)
+    head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
+    return Classifier(model, info, head, decode, extract, weights)
+
+
+def recorded_checksums(info: dict[str, Any]) -> list[str]:
+    """Sorted SHA-256 of the backbone's weight files, as recorded in the store at pack time."""
+    return sorted(((info.get("backbone") or {}).get("files") or {}).values())
+
+
+def check_same_weight_files(info: dict[str, Any], weights: WeightsSettings, checkpoint: str | Path) -> None:
+    """Refuse weight files whose checksums differ from those recorded at training time
+    (replaced in place, or substitutes at other paths); substitutes need recorded checksums."""
+    from actiondiff.features.weights import weights_identity
+
+    recorded = recorded_checksums(info)
+    actual = sorted(weights_identity(weights.svd, weights.clip_checkpoint).values())
+    if not recorded or recorded != actual:
+        raise ValueError(
+            f"Expected the weights at {weights.svd!r} and {weights.clip_checkpoint!r} to be the files "
+            f"{checkpoint} was trained with (same SHA-256), but they differ (or no checksums were "
+            f"recorded). Features of other weights are other settings."
+        )
+
+
+def build_extractor(classifier: Classifier, device: str = "cpu") -> SVDExtractor:
+    """The frozen extractor with the classifier's decode and extraction settings."""
+    return SVDExtractor.from_weights(classifier.weights, classifier.decode, classifier.extract, device)
+
+
+def window_rows(video_id: str, features: VideoFeatures, classifier: Classifier, device: str = "cpu") -> pd.DataFrame:
+    """Per-window scores: the head applied to each backbone window's frames alone.
+
+    Returns:
+        one row per window of `decode.window` kept frames: video_id, window, first_frame,
+        last_frame (source indices), start_ms, end_ms, then one score column per class.
+    """
+    sequence = features.features[classifier.tap]  # [num_frames, d]
+    size = classifier.decode.window
+    starts = list(range(0, sequence.shape[0], size))
+    scores = classifier.scores([sequence[s : s + size] for s in starts], device)
+    rows = pd.DataFrame(
+        {
+            "video_id": video_id,
+            "window": np.arange(len(starts)),
+            "first_frame": [int(features.frame_index[s]) for s in starts],
+            "last_frame": [int(features.frame_index[min(s + size, sequence.shape[0]) - 1]) for s in starts],
+            "start_ms": [float(features.timestamp_ms[s]) for s in starts],
+            "end_ms": [float(features.timestamp_ms[min(s + size, sequence.shape[0]) - 1]) for s in starts],
+        }
+    )
+    return pd.concat([rows, pd.DataFrame(scores, columns=classifier.classes)], axis=1)
+
+
+def top_k_rows(video_id: str, path: str, scores: np.ndarray, classes: list[str], k: int) -> list[dict[str, Any]]:
+    """The k best classes of one video's scores [classes], best first."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [
+        {"video_id": video_id, "path": path, "rank": rank + 1, "class": classes[c], "score": float(scores[c]), "error": ""}
+        for rank, c in enumerate(order)
+    ]
+
+
+def predict_videos(
+    videos: Iterable[str | Path],
+    checkpoint: str | Path,
+    settings: PredictSettings = PredictSettings(),
+    weights: WeightsSettings | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Extract and classify videos.
+
+    Returns:
+        (per-video top-k table: video_id, path, rank, class, score, error; per-window table,
+        see `window_rows`). A video that cannot be read gets one row with its error.
+    """
+    classifier = load_classifier(checkpoint, weights)
+    extractor = build_extractor(classifier, settings.device)
+    video_rows: list[dict[str, Any]] = []
+    windows = []
+    for path in videos:
+        video_id = Path(path).stem
+        try:
+            features = extractor.extract_video(path, video_id)
+        except VideoError as error:
+            log.warning("video %s failed: %s", path, error)
+            video_rows.append({"video_id": video_id, "path": str(path), "rank": 0, "class": "", "score": np.nan, "error": str(error)})
+            continue
+        scores = classifier.scores([features.features[classifier.tap]], settings.device)[0]
+        video_rows += top_k_rows(video_id, str(path), scores, classifier.classes, min(settings.top_k, len(scores)))
+        windows.append(window_rows(video_id, features, classifier, settings.device))
+    window_table = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame()
+    return pd.DataFrame(video_rows), window_table
+
+
+def predict_store(
+    store_path: str | Path, video_ids: list[str] | None, checkpoint: str | Path, settings: PredictSettings = PredictSettings()
+) -> pd.DataFrame:
+    """Top-k classes of videos already in a packed store (refused if its settings differ).
+
+    Raises:
+        ValueError: the store's settings hash is not the checkpoint's.
+    """
+    from actiondiff.store.packed import FeatureStore
+
+    store = FeatureStore(store_path)
+    model, info = load_checkpoint(checkpoint, expected_hash=store.attrs["settings_hash"])
+    head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
+    features = store.features(info["tap"])
+    ids = video_ids or list(features)
+    missing = sorted(set(ids) - set(features))
+    if missing:
+        raise ValueError(f"Expected videos {missing[:10]} to be in store {store_path}, but they are not.")
+    scores = predict(model, [features[v] for v in ids], head, info["train"]["multilabel"], device=settings.device)
+    rows = []
+    for video_id, row in zip(ids, scores, strict=True):
+        rows += top_k_rows(video_id, "", row, info["classes"], min(settings.top_k, len(row)))
+    return pd.DataFrame(rows)
+
+
+def windows_path(out: str | Path) -> Path:
+    """Where the per-window table goes beside `out`: preds.csv -> preds.windows.csv."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.windows{out.suffix or '.csv'}")
+

@@ -1,0 +1,154 @@
+"""Seeded tiny backbone weights in the real formats, for tests and the embedded demo.
+
+Tiny configs of the same classes as SVD-XT, OpenCLIP ViT-H-14, VideoMAE and V-JEPA 2, written
+with `save_pretrained` / safetensors and read back through the real loaders of
+`actiondiff.features.weights`, so the loading code the real weights take is the one tested.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from actiondiff.features.weights import SVD_VAE_CONFIG, build_clip
+from actiondiff.tools import demo_data
+
+log = logging.getLogger(__name__)
+
+# Tiny configs of the same classes: channels multiples of 32 (GroupNorm), 4 down levels x 2
+# layers so the 13-layer map holds, projection dim = 3 * addition_time_embed_dim.
+TINY_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=8,
+    in_channels=8,
+    out_channels=4,
+    block_out_channels=(32, 32, 64, 64),
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=24,
+    layers_per_block=2,
+    cross_attention_dim=32,
+    num_attention_heads=(2, 2, 4, 4),
+    num_frames=25,
+)
+TINY_VAE_CONFIG: dict[str, Any] = dict(SVD_VAE_CONFIG, block_out_channels=(32, 32, 32, 32))
+TINY_CLIP_CONFIG: dict[str, Any] = dict(
+    embed_dim=32,
+    vision_cfg=dict(image_size=32, layers=2, width=64, head_width=32, patch_size=8),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+)
+
+# Tiny configs of the transformers video encoders (same classes as the real checkpoints):
+# 4-frame clips of 32 x 32, tubelet 2, patch 8 -> 2 x 4 x 4 tokens, width 32.
+TINY_VIDEOMAE_CONFIG: dict[str, Any] = dict(
+    image_size=32,
+    patch_size=8,
+    num_frames=4,
+    tubelet_size=2,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+)
+TINY_VJEPA2_CONFIG: dict[str, Any] = dict(
+    crop_size=32,
+    patch_size=8,
+    frames_per_clip=4,
+    tubelet_size=2,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    mlp_ratio=2.0,
+    pred_hidden_size=32,
+    pred_num_hidden_layers=1,
+    pred_num_attention_heads=2,
+    pred_num_mask_tokens=2,
+    num_pooler_layers=1,
+)
+# What the real checkpoints' processors say (ImageNet mean/std), written next to the tiny ones.
+TINY_PREPROCESSOR = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+TINY_BACKBONES = ("svd", "videomae", "vjepa2")
+
+
+def make_tiny_transformer(name: str, out_dir: str | Path) -> Path:
+    """Write a seeded tiny `VideoMAEModel` (`videomae`) or `VJEPA2Model` (`vjepa2`) with `save_pretrained`."""
+    import transformers
+
+    if name == "videomae":
+        model = transformers.VideoMAEModel(transformers.VideoMAEConfig(**TINY_VIDEOMAE_CONFIG))
+    elif name == "vjepa2":
+        model = transformers.VJEPA2Model(transformers.VJEPA2Config(**TINY_VJEPA2_CONFIG))
+    else:
+        raise ValueError(f"Expected a transformers backbone name (videomae, vjepa2), but got {name!r}.")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(json.dumps(TINY_PREPROCESSOR, indent=2) + "\n")
+    return out
+
+
+def make_tiny_weights(out_dir: str | Path, seed: int = 0, backbones: tuple[str, ...] = ("svd",)) -> dict[str, Path]:
+    """Write seeded tiny backbone weights, in the real formats.
+
+    Layout written: `svd`: `{out}/tiny-svd/unet/`, `{out}/tiny-svd/vae/` (diffusers
+    `save_pretrained`), `{out}/tiny-clip/open_clip_config.json` and `open_clip_model.safetensors`;
+    `videomae` / `vjepa2`: `{out}/tiny-<name>/` (transformers `save_pretrained` plus a
+    `preprocessor_config.json`). Each model is seeded with `seed` on its own, so any subset
+    writes the same files.
+    Returns:
+        the paths to put in the `weights` config block.
+    """
+    unknown = sorted(set(backbones) - set(TINY_BACKBONES))
+    if unknown:
+        raise ValueError(f"Expected tiny weights of {list(TINY_BACKBONES)}, but got {unknown}.")
+    out = Path(out_dir)
+    paths: dict[str, Path] = {}
+    if "svd" in backbones:
+        paths.update(_make_tiny_svd(out, seed))
+    for name in ("videomae", "vjepa2"):
+        if name in backbones:
+            torch.manual_seed(seed)
+            paths[name] = make_tiny_transformer(name, out / f"tiny-{name}")
+    log.info("wrote tiny weights of %s to %s", list(backbones), out)
+    return paths
+
+
+def unit_variance_scale(vae: torch.nn.Module, frames_per_clip: int = 8, size: int = 64) -> float:
+    """The VAE scaling factor that gives its latents unit variance on the demo's frames.
+
+    This is how Stable Diffusion's 0.18215 was chosen (1 / std of the latents of real images).
+    A random tiny VAE's latents are far smaller (std ~0.2 against SD's ~5.5); with the real
+    factor its frames would reach the UNet 30 times weaker than the conditioning latent, so
+    the per-frame (motion) signal would drown. Rounded to 4 significant digits.
+    """
+    rng = np.random.default_rng(0)
+    clips = [demo_data.render_clip(d, a, frames_per_clip, size, rng) for d in demo_data.DOMAINS for a in demo_data.ACTIONS]
+    frames = torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with torch.no_grad():
+        mean, _ = vae.quant_conv(vae.encoder(frames)).chunk(2, dim=1)
+    return float(f"{1.0 / mean.std().item():.4g}")
+
+
+def _make_tiny_svd(out: Path, seed: int) -> dict[str, Path]:
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    svd_dir = out / "tiny-svd"
+    UNetSpatioTemporalConditionModel(**TINY_UNET_CONFIG).save_pretrained(svd_dir / "unet")
+    vae = AutoencoderKLTemporalDecoder(**TINY_VAE_CONFIG)
+    vae.register_to_config(scaling_factor=unit_variance_scale(vae))
+    vae.save_pretrained(svd_dir / "vae")
+    clip_dir = out / "tiny-clip"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    config_path = clip_dir / "open_clip_config.json"
+    config_path.write_text(json.dumps(TINY_CLIP_CONFIG, indent=2, sort_keys=True) + "\n")
+    checkpoint = clip_dir / "open_clip_model.safetensors"
+    state = {k: v.contiguous() for k, v in build_clip(TINY_CLIP_CONFIG).state_dict().items()}
+    save_file(state, str(checkpoint))
+    return {"svd": svd_dir, "clip_arch": config_path, "clip_checkpoint": checkpoint}
