@@ -2,7 +2,7 @@
 
 Writes a copy of the workflow whose manifest checkpoint is already done (30,000 rows with fake
 video paths: a dry run never opens videos) and whose weight files exist, then times
-`snakemake -n --profile workflow/profiles/slurm` for several shard sizes.
+`snakemake -n --workflow-profile profiles/slurm` for several shard sizes.
 Run: PYTHONPATH=src python benchmarks/bench_dag.py [shard sizes...]   (prints a Markdown table)
 """
 
@@ -58,7 +58,7 @@ def time_dry_run(work: Path) -> tuple[float, int, int]:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--profile", "workflow/profiles/slurm"],
+        [sys.executable, "-m", "snakemake", "-n", "--workflow-profile", "profiles/slurm"],
         cwd=work, env=env, capture_output=True, text=True, timeout=1800,
     )
     seconds = time.perf_counter() - start

@@ -58,7 +58,7 @@ def planned_resources(output: str) -> list[tuple[str, dict[str, str]]]:
 
 def test_slurm_dry_run_asks_for_gpus_on_extraction_jobs_only(tmp_path):
     workflow_with_manifest(tmp_path, num_videos=10, shard_size=1)
-    output = snakemake(tmp_path, "-n", "--profile", "workflow/profiles/slurm",
+    output = snakemake(tmp_path, "-n", "--workflow-profile", "profiles/slurm",
                        ACTIONDIFF_SLURM_PARTITION="gpu_a", ACTIONDIFF_SLURM_ACCOUNT="lab_b")
     jobs = planned_resources(output)
     # The site's partition and account come from the environment (the profile reads them).
@@ -92,6 +92,6 @@ rule extract_features:
 def test_retried_job_asks_for_more_memory_and_time(tmp_path, profile, expected):
     snakefile = RETRY_SNAKEFILE if profile == "slurm" else RETRY_SNAKEFILE.replace(" {resources.runtime}", "")
     (tmp_path / "Snakefile").write_text(snakefile)
-    snakemake(tmp_path, "--profile", str(REPO / "workflow" / "profiles" / profile), "--executor", "local", "--cores", "1")
+    snakemake(tmp_path, "--workflow-profile", str(REPO / "profiles" / profile), "--executor", "local", "--cores", "1")
     attempts = [line.strip() for line in (tmp_path / "attempts.txt").read_text().splitlines()]
     assert attempts == expected  # first attempt fails, the retry gets twice the resources

@@ -8,7 +8,7 @@ SLURM, munge and MariaDB first (75 packages, 75 s here); installed, it starts in
 One reduced demo (32 videos in 2 extraction shards, the `actiondiff` experiment only, one seed,
 2 epochs) runs twice, from the same demo videos and weights (built once, copied):
 - locally with `--cores 2`, the reference;
-- through SLURM with the real profile (`--executor slurm --profile workflow/profiles/slurm`),
+- through SLURM with the real profile (`--executor slurm --workflow-profile profiles/slurm`),
   adding only grouping (`--groups extract_features=extract --group-components extract=2
   --cores 1`: both shards in one submission, run one after another on one GPU; the profile
   itself does not group, see its comment) and faster status polling. While it runs, the
@@ -62,7 +62,7 @@ VIDEOS, SHARD_SIZE, SHARDS, PER_SUBMISSION = 32, 16, 2, 2  # 4 domains x 4 actio
 # (with more cores it asks for one per shard, summed). A command-line --default-resources /
 # --set-resources would replace the profile's whole block, so none is given here.
 SLURM_ARGS = (
-    "--executor", "slurm", "--profile", "workflow/profiles/slurm",
+    "--executor", "slurm", "--workflow-profile", "profiles/slurm",
     "--groups", "extract_features=extract", "--group-components", "extract=2", "--cores", "1",
     "--seconds-between-status-checks", "2",
     "--slurm-init-seconds-before-status-checks", "1",

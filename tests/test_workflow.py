@@ -153,11 +153,6 @@ def test_misspelt_config_key_fails_before_any_job(workdir):
     assert "shard_sise" in result.stdout + result.stderr
 
 
-def test_lint_reports_no_errors(workdir):
-    result = snakemake(workdir, "--lint", check=False)
-    assert "error" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
-
-
 # The backbone comparison on a reduced demo: the top-level `backbone: videomae` (tiny, offline)
 # and a third-party backbone that only an entry point in a test package registers
 # (tests/plugin_backbone, on PYTHONPATH), through extraction -> store -> training -> table.

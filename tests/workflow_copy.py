@@ -1,4 +1,4 @@
-"""A copy of the repository's workflow (Snakefile, workflow/, config/) for tests that run Snakemake."""
+"""A copy of the repository's workflow (Snakefile, workflow/, config/, profiles/, envs/) for tests that run Snakemake."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def copy_workflow(dest: Path, config: dict[str, Any] | None = None) -> Path:
     shutil.copy(REPO / "Snakefile", dest / "Snakefile")
     shutil.copytree(REPO / "workflow", dest / "workflow")
     shutil.copytree(REPO / "config", dest / "config")
+    shutil.copytree(REPO / "profiles", dest / "profiles")
+    shutil.copytree(REPO / "envs", dest / "envs")
     if config is not None:
         (dest / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dest

@@ -2,6 +2,7 @@
 # Logic lives in the actiondiff package (actiondiff.plan); this file only hands config values to it.
 
 import json
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -132,3 +133,22 @@ def get_shard_outputs(wildcards):
         settings_hash=wildcards.settings_hash,
         shard=range(count),
     )
+
+
+# Folders passed to the CLI come from the rule's own output (or the config), never as literal
+# path prefixes in the rule: `snakemake --lint` flags those, as they break without a shared
+# filesystem.
+def get_demo_dir(wildcards, output):
+    """The demo folder: where make_demo_data's labels.csv lies."""
+    return str(Path(output.labels).parent)
+
+
+def get_weights_dir(wildcards, output):
+    """The tiny-weights folder: `{weights_dir}/tiny-<name>/...` of the rule's first output."""
+    first = Path(output[0])
+    return str(first.parents[2] if first.parent.name in ("unet", "vae") else first.parents[1])
+
+
+def get_videos_dir(wildcards):
+    """The dataset's video folder(s), as configured."""
+    return config["dataset"]["videos"]

@@ -7,7 +7,9 @@ rule make_demo_data:
         labels=f"{config['demo_dir']}/labels.csv",
     params:
         settings=json.dumps({"demo": config.get("demo", {})}),
-        out=config["demo_dir"],
+        out=get_demo_dir,
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/make_demo_data/demo.log",
     shell:
@@ -21,7 +23,9 @@ rule make_tiny_weights:
         clip_arch=f"{config['weights_dir']}/tiny-clip/open_clip_config.json",
         clip_checkpoint=f"{config['weights_dir']}/tiny-clip/open_clip_model.safetensors",
     params:
-        out=config["weights_dir"],
+        out=get_weights_dir,
+    conda:
+        "../../envs/extract.yaml"
     log:
         "logs/make_tiny_weights/weights.log",
     shell:
@@ -35,7 +39,9 @@ rule make_tiny_encoder_weights:
     wildcard_constraints:
         encoder="videomae|vjepa2",
     params:
-        out=config["weights_dir"],
+        out=get_weights_dir,
+    conda:
+        "../../envs/extract.yaml"
     log:
         "logs/make_tiny_encoder_weights/{encoder}.log",
     shell:

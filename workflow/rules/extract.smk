@@ -16,8 +16,10 @@ checkpoint build_manifest:
         missing="results/manifests/{dataset}.missing.csv",
     params:
         adapter=config["dataset"]["adapter"],
-        videos=config["dataset"]["videos"],
+        videos=get_videos_dir,
         settings=json.dumps({"dataset": config["dataset"]}),
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/build_manifest/{dataset}.log",
     shell:
@@ -35,6 +37,8 @@ rule extract_features:
         cache="results/features/{dataset}/{settings_hash}",
         shard_size=config["shard_size"],
         settings=get_settings_json,
+    conda:
+        "../../envs/extract.yaml"
     log:
         "logs/extract_features/{dataset}/{settings_hash}/{shard}.log",
     shell:
@@ -51,6 +55,8 @@ rule pack_store:
         failures="results/stores/{dataset}/{settings_hash}.failures.csv",
     params:
         cache="results/features/{dataset}/{settings_hash}",
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/pack_store/{dataset}/{settings_hash}.log",
     shell:

@@ -17,6 +17,8 @@ rule make_results_table:
     output:
         csv=report("results/tables/{dataset}/results_{protocol}.csv", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
         markdown=report("results/tables/{dataset}/results_{protocol}.md", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/make_results_table/{dataset}/{protocol}.log",
     shell:
@@ -29,6 +31,8 @@ rule make_ablation_table:
     output:
         csv=report("results/tables/{dataset}/ablation.csv", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
         markdown=report("results/tables/{dataset}/ablation.md", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/make_ablation_table/{dataset}.log",
     shell:
@@ -42,6 +46,8 @@ rule plot_grid:
         png=report("results/figures/{dataset}/{experiment}/grid.png", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
         pdf=report("results/figures/{dataset}/{experiment}/grid.pdf", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
         csv=report("results/tables/{dataset}/{experiment}/grid.csv", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/plot_grid/{dataset}/{experiment}.log",
     shell:
@@ -60,6 +66,8 @@ rule plot_matrix:
         baseline_png=report("results/figures/{dataset}/{experiment}/baseline.png", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
         baseline_pdf=report("results/figures/{dataset}/{experiment}/baseline.pdf", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
         csv=report("results/tables/{dataset}/{experiment}/matrix.csv", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/plot_matrix/{dataset}/{experiment}.log",
     shell:
@@ -77,6 +85,8 @@ rule plot_results:
         markdown="results/tables/{dataset}/{experiment}/metrics.md",
         figure=report("results/figures/{dataset}/{experiment}/per_domain_accuracy.png", caption="../report/per_domain_accuracy.rst", category="{experiment}", subcategory="results"),
         confusion=report("results/figures/{dataset}/{experiment}/confusion.png", caption="../report/confusion.rst", category="{experiment}", subcategory="results"),
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/plot_results/{dataset}/{experiment}.log",
     shell:
@@ -91,6 +101,8 @@ rule report_extraction:
     output:
         settings=report("results/tables/{dataset}/extraction/{settings_hash}.settings.csv", caption="../report/extraction_settings.rst", category="Extraction", subcategory="{settings_hash}"),
         failures=report("results/tables/{dataset}/extraction/{settings_hash}.failures.csv", caption="../report/failures.rst", category="Extraction", subcategory="{settings_hash}"),
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/report_extraction/{dataset}/{settings_hash}.log",
     shell:

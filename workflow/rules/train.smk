@@ -11,6 +11,8 @@ rule train_head:
     params:
         out="results/models/{dataset}/{experiment}/{variant}/{tap}",
         settings=get_run_settings,
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/train_head/{dataset}/{experiment}/{variant}/{tap}.log",
     shell:
@@ -28,6 +30,8 @@ rule evaluate_head:
     params:
         models=get_model_files,
         settings=get_run_settings,
+    conda:
+        "../../envs/actiondiff.yaml"
     log:
         "logs/evaluate_head/{dataset}/{experiment}/{variant}/{tap}.log",
     shell:
