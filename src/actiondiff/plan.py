@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from actiondiff.features.backbones import (
@@ -212,10 +213,49 @@ def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
         )
         identity = feature_identity(decode, backbone, extract, weights)
         sets[name] = FeatureSet(name, decode, extract, weights, feature_hash(identity), backbone)
-    hashes = [s.settings_hash for s in sets.values()]
-    if len(set(hashes)) != len(hashes):
-        raise ValueError(f"Expected feature sets to differ in their settings, but some are identical: {list(sets)}.")
+    by_hash: dict[str, list[str]] = {}
+    for name, feature_set in sets.items():
+        by_hash.setdefault(feature_set.settings_hash, []).append(name)
+    same = [names for names in by_hash.values() if len(names) > 1]
+    if same:
+        raise ValueError(
+            f"Expected feature sets to differ in their settings, but {' and '.join(map(str, same))} are identical "
+            "(each would extract the same features twice). If you passed --configfile, Snakemake merged it into "
+            "config/config.yaml, whose demo feature sets stay: add --replace-workflow-config to use only your file."
+        )
     return sets
+
+
+def config_errors(config: dict[str, Any], schema: dict[str, Any], source: str = "the config") -> list[str]:
+    """Schema violations of `config` as short lines naming the key, what was expected and the
+    source; empty when valid (Snakemake's own message dumps the whole schema)."""
+    import jsonschema
+
+    lines = []
+    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)):
+        where = ".".join(str(p) for p in error.path)
+        if error.validator == "additionalProperties":
+            known = sorted(error.schema.get("properties", {}))
+            unknown = sorted(set(error.instance) - set(known))
+            key = ".".join([where, *unknown[:1]]) if where else unknown[0]
+            lines.append(f"Expected config key `{key}` to be one of {known}, but it is unknown ({source}). Check the spelling.")
+        elif error.validator == "enum":
+            lines.append(f"Expected config key `{where}` to be one of {error.validator_value}, but got {error.instance!r} ({source}).")
+        elif error.validator == "required":
+            lines.append(f"Expected config key `{where or 'the top level'}` to have {error.message.split(' is a required')[0]} ({source}).")
+        else:
+            lines.append(f"Expected config key `{where}` to satisfy {error.validator} {error.validator_value!r}, but got {error.instance!r} ({source}).")
+    return lines
+
+
+def check_config(config: dict[str, Any], schema_path: str | Path, source: str) -> None:
+    """Raise one short ValueError listing the first schema violations of `config`."""
+    import yaml
+
+    errors = config_errors(config, yaml.safe_load(Path(schema_path).read_text()), source)
+    if errors:
+        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise ValueError("Invalid config:\n  " + "\n  ".join(errors[:5]) + more)
 
 
 def parse_experiments(config: dict[str, Any]) -> dict[str, Experiment]:

@@ -188,6 +188,8 @@ class ExtractSettings:
             raise ValueError(
                 f"Expected 0 < `sigma_min` < `sigma_max`, but got {self.sigma_min}, {self.sigma_max}."
             )
+        if isinstance(self.rho, bool) or not isinstance(self.rho, int | float) or self.rho <= 0:
+            raise ValueError(f"Expected `rho` to be a number > 0, but got {self.rho!r}.")
 
     @property
     def deepest_layer(self) -> int:
@@ -280,6 +282,8 @@ class TrainSettings:
             _check_min(name, getattr(self, name), 1)
         for name in ("lr", "weight_decay", "warmup_epochs", "mixup_alpha", "focal_gamma", "focal_alpha", "seed"):
             _check_min(name, getattr(self, name), 0)
+        if self.lr == 0:
+            raise ValueError("Expected `lr` to be > 0, but got 0 (nothing would train).")
         if not isinstance(self.multilabel, bool):
             raise TypeError(f"Expected `multilabel` to be a bool, but got {self.multilabel!r}.")
         if self.loss == "ce" and self.multilabel:

@@ -6,10 +6,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from actiondiff.plan import feature_sets, parse_experiments
+from actiondiff.plan import check_config, feature_sets, parse_experiments
 from actiondiff.io.manifest import num_shards, read_manifest
 
 
+# Our own short message first (key, allowed values, source); Snakemake's validate then fills
+# in the schema's defaults.
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"), "config/config.yaml, --configfile or --config")
 validate(config, "../schemas/config.schema.yaml")
 
 # The settings objects check values, names and references (an unknown feature set, a tap the

@@ -101,6 +101,8 @@ class ProtocolSettings:
         if (self.train_domains or self.test_domains) and self.name not in ("custom", *SPECIES_PROTOCOLS):
             raise ValueError(f"Expected no train/test domains for {self.name!r} (its sides are fixed), but got some.")
         _check_min("val_fraction", self.val_fraction, 0)
+        if self.val_fraction > 1:
+            raise ValueError(f"Expected `val_fraction` to be in [0, 1], but got {self.val_fraction!r}.")
 
     @property
     def spec(self) -> ProtocolSpec:
