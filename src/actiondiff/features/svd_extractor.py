@@ -83,7 +83,7 @@ class SVDExtractor:
 
     def extract_video(self, path: str | Path, video_id: str) -> VideoFeatures:
         """Decode one video and return its per-frame features for every requested tap."""
-        return extract_windows(path, video_id, self.decode, self.extract, self.extract_window)
+        return extract_windows(path, video_id, self.decode, self.extract, self.extract_window, self.device)
 
     def extract_window(self, frames: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray]:
         """Features of one window as arrays.

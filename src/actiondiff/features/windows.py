@@ -8,6 +8,7 @@ under any id, in any shard, gets the same features.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from actiondiff.io.video import iter_windows
+from actiondiff.io.prefetch import prefetched
+from actiondiff.io.video import iter_windows, resize_frames
 from actiondiff.settings import DecodeSettings, ExtractSettings, settings_hash
 from actiondiff.store.records import VideoFeatures
 
@@ -43,6 +45,11 @@ def content_key(path: str | Path, head_bytes: int = 1 << 20) -> str:
     return f"file:{path.stat().st_size}:{hashlib.sha256(head).hexdigest()}"
 
 
+# Windows decoded ahead of the backbone (benchmarks/bench_throughput.py): with 2 the model never
+# waited for decoding whenever decoding alone was faster than the model.
+PREFETCH_WINDOWS = 2
+
+
 @torch.inference_mode()
 def extract_windows(
     path: str | Path,
@@ -50,25 +57,64 @@ def extract_windows(
     decode: DecodeSettings,
     seed_settings: Any,
     extract_window: Callable[[torch.Tensor, torch.Generator], dict[str, np.ndarray]],
+    device: str | torch.device = "cpu",
+    prefetch: int = PREFETCH_WINDOWS,
+    timings: dict[str, float] | None = None,
 ) -> VideoFeatures:
     """Decode one video in windows and concatenate `extract_window`'s features of each.
+
+    A background thread decodes up to `prefetch` windows ahead (0: decode in this thread, one
+    window after the other); the uint8 frames go to `device` and are resized there. Features
+    are the same bytes whatever `prefetch` is: the random draws all happen in this thread, in
+    window order.
 
     Args:
         decode: frame sampling, size and window length of the backbone.
         seed_settings: the settings object the video's generator is seeded from (with its `content_key`).
-        extract_window: [f, 3, h, w] frames in [-1, 1] and the generator -> {tap: [f, c]}.
+        extract_window: [f, 3, h, w] frames in [-1, 1] on `device` and the generator -> {tap: [f, c]}.
+        timings: if given, gets `wait_s` (time the backbone waited for decoded frames),
+            `model_s` (resize and `extract_window`) and `frames`, accumulated.
     """
     generator = torch.Generator(device="cpu").manual_seed(video_seed(content_key(path), seed_settings))
     parts: dict[str, list[np.ndarray]] = {}
-    indices, stamps = [], []
-    for window in iter_windows(path, decode):
-        for name, value in extract_window(window.frames, generator).items():
+    indices, stamps, waits = [], [], []
+    model_s = 0.0
+    for window in prefetched(iter_windows(path, decode, resize=False), prefetch, waits):
+        start = time.perf_counter()
+        frames = _to_input(window.frames, decode, torch.device(device))
+        for name, value in extract_window(frames, generator).items():
             parts.setdefault(name, []).append(value)
+        model_s += time.perf_counter() - start
         indices.append(window.frame_index)
         stamps.append(window.timestamp_ms)
+    if timings is not None:
+        timings["wait_s"] = timings.get("wait_s", 0.0) + sum(waits)
+        timings["model_s"] = timings.get("model_s", 0.0) + model_s
+        timings["frames"] = timings.get("frames", 0) + sum(len(i) for i in indices)
     return VideoFeatures(
         video_id=video_id,
         features={name: np.concatenate(chunks) for name, chunks in parts.items()},
         frame_index=np.concatenate(indices),
         timestamp_ms=np.concatenate(stamps),
     )
+
+
+def _to_input(frames: list[torch.Tensor], decode: DecodeSettings, device: torch.device) -> torch.Tensor:
+    """f [h, w, 3] uint8 frames -> [f, 3, height, width] float32 in [-1, 1] on `device`: the
+    uint8 frames travel (pinned for a GPU), runs of equal size are resized as one batch."""
+    out, run = [], [frames[0]]
+    for frame in frames[1:]:
+        if frame.shape == run[0].shape:
+            run.append(frame)
+        else:
+            out.append(_resize_run(run, decode, device))
+            run = [frame]
+    out.append(_resize_run(run, decode, device))
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def _resize_run(run: list[torch.Tensor], decode: DecodeSettings, device: torch.device) -> torch.Tensor:
+    batch = torch.stack(run)  # f x [h, w, 3] -> [f, h, w, 3] uint8
+    if device.type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    return resize_frames(batch, decode)

@@ -71,12 +71,13 @@ class VideoWarning(UserWarning):
 class Window:
     """Consecutive kept frames of one video, resized and scaled to [-1, 1].
 
-    frames: [f, 3, height, width] float32, f <= window.
+    frames: [f, 3, height, width] float32, f <= window (or, decoded with `resize=False`,
+        a list of f [h, w, 3] uint8 frames).
     frame_index: [f] int64 source frame index in decode order.
     timestamp_ms: [f] float64 presentation time in milliseconds (NaN where unknown).
     """
 
-    frames: torch.Tensor
+    frames: torch.Tensor | list[torch.Tensor]
     frame_index: np.ndarray
     timestamp_ms: np.ndarray
 
@@ -87,13 +88,26 @@ def resize_frame(rgb: np.ndarray, settings: DecodeSettings) -> torch.Tensor:
     Args:
         rgb: [h, w, 3] uint8.
     Returns:
-        [3, height, width] float32 in [-1, 1]; bilinear, align_corners=True, aspect ratio
-        stretched (the paper's default) or kept with a centre crop / pad.
+        [3, height, width] float32 in [-1, 1]; see `resize_frames`.
     """
-    # [h, w, 3] uint8 -> [1, 3, h, w] float in [-1, 1], contiguous (channels-last input makes
+    return resize_frames(torch.from_numpy(np.ascontiguousarray(rgb))[None], settings)[0]
+
+
+def resize_frames(rgb: torch.Tensor, settings: DecodeSettings) -> torch.Tensor:
+    """Decoded RGB frames -> the backbone's input, on the frames' device.
+
+    Args:
+        rgb: [f, h, w, 3] uint8, on any device (extraction moves uint8 frames to the GPU and
+            resizes there: a quarter of the bytes of float32, and no CPU resize).
+    Returns:
+        [f, 3, height, width] float32 in [-1, 1]; bilinear, align_corners=True, aspect ratio
+        stretched (the paper's default) or kept with a centre crop / pad. Every output pixel is
+        computed from its own inputs, so a batch gives the same bytes as one frame at a time.
+    """
+    # [f, h, w, 3] uint8 -> [f, 3, h, w] float in [-1, 1], contiguous (channels-last input makes
     # the interpolation twice as slow); scaling before the resize touches the smaller image,
     # and bilinear weights sum to 1, so the result is the same up to float rounding.
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()[None]
+    image = rgb.permute(0, 3, 1, 2).contiguous()
     image = image.float().mul_(2.0 / 255.0).sub_(1.0)
     height, width = settings.height, settings.width
     if settings.resize == "keep_aspect_crop":
@@ -101,7 +115,7 @@ def resize_frame(rgb: np.ndarray, settings: DecodeSettings) -> torch.Tensor:
     elif settings.resize == "keep_aspect_pad":
         image = _pad_to_aspect(image, height / width)
     image = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=True)
-    return image[0].clamp_(-1.0, 1.0)
+    return image.clamp_(-1.0, 1.0)
 
 
 def _crop_to_aspect(image: torch.Tensor, aspect: float) -> torch.Tensor:
@@ -347,11 +361,15 @@ def iter_frames(path: str | Path, settings: DecodeSettings) -> Iterator[tuple[in
         warnings.warn(VideoWarning(f"{path}: {problem}; kept the {decoded} frames that decoded"), stacklevel=2)
 
 
-def iter_windows(path: str | Path, settings: DecodeSettings) -> Iterator[Window]:
+def iter_windows(path: str | Path, settings: DecodeSettings, resize: bool = True) -> Iterator[Window]:
     """Yield the video's kept frames in windows of `settings.window` (the last may be shorter).
 
-    Peak memory is one window of resized frames plus one decoded frame, whatever the length.
+    Peak memory is one window of frames plus one decoded frame, whatever the length.
 
+    Args:
+        resize: True: `Window.frames` are resized [f, 3, height, width] float32 in [-1, 1];
+            False: the decoded [h, w, 3] uint8 frames as a list (for `resize_frames` on the
+            extraction device; a frame folder's images may differ in size).
     Raises:
         VideoError: as `iter_frames`.
     """
@@ -359,19 +377,19 @@ def iter_windows(path: str | Path, settings: DecodeSettings) -> Iterator[Window]
     indices: list[int] = []
     stamps: list[float] = []
     for index, timestamp, rgb in iter_frames(path, settings):
-        frames.append(resize_frame(rgb, settings))
+        frames.append(resize_frame(rgb, settings) if resize else torch.from_numpy(np.ascontiguousarray(rgb)))
         indices.append(index)
         stamps.append(timestamp)
         if len(frames) == settings.window:
-            yield _window(frames, indices, stamps)
+            yield _window(frames, indices, stamps, resize)
             frames, indices, stamps = [], [], []
     if frames:
-        yield _window(frames, indices, stamps)
+        yield _window(frames, indices, stamps, resize)
 
 
-def _window(frames: list[torch.Tensor], indices: list[int], stamps: list[float]) -> Window:
+def _window(frames: list[torch.Tensor], indices: list[int], stamps: list[float], stacked: bool = True) -> Window:
     return Window(
-        frames=torch.stack(frames),  # f x [3, H, W] -> [f, 3, H, W]
+        frames=torch.stack(frames) if stacked else frames,  # f x [3, H, W] -> [f, 3, H, W]
         frame_index=np.asarray(indices, dtype=np.int64),
         timestamp_ms=np.asarray(stamps, dtype=np.float64),
     )

@@ -122,7 +122,8 @@ class Backbone(ABC):
         """Decode one video and return its per-frame features (`VideoFeatures`) for every tap."""
         from actiondiff.features.windows import extract_windows
 
-        return extract_windows(path, video_id, self.video_decode, self.settings, self.extract_window)
+        device = getattr(self, "device", "cpu")  # where frames are resized: the backbone's device
+        return extract_windows(path, video_id, self.video_decode, self.settings, self.extract_window, device)
 
 
 def pad_clip(frames: torch.Tensor, clip_length: int) -> torch.Tensor:
