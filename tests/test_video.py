@@ -686,3 +686,14 @@ def test_decode_settings_validate_the_new_fields():
     with pytest.raises(ValueError, match="`frame_folder_fps`"):
         DecodeSettings(frame_folder_fps=0)
     assert DecodeSettings().max_pixels == 8192 * 4320 and DecodeSettings().frame_folder_fps is None
+
+
+@pytest.mark.parametrize(("suffix", "form"), [(".png", "png_pipe"), (".jpg", "jpeg_pipe")])
+def test_image_renamed_as_video_decodes_with_a_warning(tmp_path, suffix, form):
+    image = tmp_path / f"still{suffix}"
+    av_frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 90, np.uint8), format="rgb24")
+    av_frame.to_image().save(image)
+    path = image.rename(tmp_path / "still.mp4")
+    with pytest.warns(VideoWarning, match=rf"still.mp4: FFmpeg reads it as a single image \({form}\), not a video: one frame"):
+        items = list(iter_frames(path, DecodeSettings(stride=1, height=16, width=16)))
+    assert [(i, t) for i, t, _ in items] == [(0, 0.0)]

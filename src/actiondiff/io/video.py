@@ -187,6 +187,11 @@ class _ContainerSource:
                 f"Expected a video file, but FFmpeg reads it as {self.container.format.name!r} "
                 f"(text rendered as video) ({self.path})."
             )
+        if self.container.format.name.endswith("_pipe") or self.container.format.name == "image2":
+            # an image (e.g. a PNG renamed .mp4): it decodes, as a one-frame "video"
+            self.problems.append(
+                f"FFmpeg reads it as a single image ({self.container.format.name}), not a video: one frame"
+            )
         if not self.container.streams.video:
             kinds = sorted({s.type for s in self.container.streams}) or ["none"]
             raise NoVideoStreamError(
