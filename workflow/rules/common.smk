@@ -5,7 +5,7 @@ import json
 
 from snakemake.utils import validate
 
-from actiondiff.plan import feature_sets, parse_experiments
+from actiondiff.plan import check_protocols, feature_sets, parse_experiments
 from actiondiff.io.manifest import num_shards, read_manifest
 
 
@@ -122,10 +122,18 @@ def get_weight_files(wildcards):
     return [f for f in files if f.startswith(demo) or os.path.exists(f)]
 
 
+_CHECKED = set()
+
+
 def get_shard_outputs(wildcards):
-    """One done-file per shard; the shard count is read from the manifest checkpoint."""
+    """One done-file per shard; the shard count is read from the manifest checkpoint, whose
+    domains every experiment's protocol is checked against first (once per manifest)."""
     manifest = checkpoints.build_manifest.get(dataset=wildcards.dataset).output.manifest
-    count = num_shards(read_manifest(manifest), config["shard_size"])
+    table = read_manifest(manifest)
+    if manifest not in _CHECKED:
+        check_protocols(EXPERIMENTS, table, manifest)
+        _CHECKED.add(manifest)
+    count = num_shards(table, config["shard_size"])
     return expand(
         "results/features/{dataset}/{settings_hash}/shards/{shard}.json",
         dataset=wildcards.dataset,
