@@ -168,3 +168,9 @@ def test_extraction_report_lists_every_setting(tmp_path):
     assert rows["backbone"] == '"videomae"' and rows["decode.window"] == "16" and rows["taps"] == "L00_T00"
     assert rows["extraction.dtype"] == '"float32"' and rows["settings_hash"] == "abc123def456"
     assert (tmp_path / "f.csv").read_text() == (tmp_path / "failures.csv").read_text()
+
+
+def test_results_table_counts_the_videos_excluded_for_lack_of_features():
+    runs = [evaluation(), {**evaluation(experiment="other"), "excluded_videos": ["v03", "v11"]}]
+    frame = results_table(runs)
+    assert frame.excluded_videos.tolist()[:2] == [0, 2] and frame.test_videos.tolist()[:2] == [12, 12]

@@ -255,3 +255,21 @@ def test_wrong_weight_file_fails_before_any_video(tiny_weights, videos, tmp_path
     assert "wrong.safetensors" in caplog.text and "missing keys" in caplog.text
     assert not (out / "videos").exists() or not list((out / "videos").glob("*"))
     assert not (out / "failures").exists() or not list((out / "failures").glob("*"))
+
+
+def test_cli_extract_refuses_two_files_of_one_id_and_counts_a_repeated_path_once(tiny_weights, videos, tmp_path, caplog):
+    settings = json.dumps({"decode": {"stride": 1, "height": 64, "width": 64, "window": 6},
+                           "weights": {k: str(v) for k, v in tiny_weights.items()}})
+    other = tmp_path / "b.avi"
+    shutil.copy(videos["b"], other)
+    out, done = tmp_path / "cache", tmp_path / "done.json"
+    assert main(["extract", str(videos["b"]), str(other), "--out", str(out), "--settings", settings]) == 2
+    assert f"{str(videos['b'])!r} and {str(other)!r} are both 'b'" in caplog.text
+    assert not out.exists()
+    # The same file twice is one video; the summary replaces an older one by rename, never in place.
+    done.write_text("{}")
+    before = done.stat().st_ino
+    assert main(["extract", str(videos["b"]), str(videos["b"]), "--out", str(out), "--done", str(done), "--settings", settings]) == 0
+    summary = json.loads(done.read_text())
+    assert summary == {"extracted": ["b"], "failed": [], "skipped": [], "warned": []}
+    assert done.stat().st_ino != before and not list(tmp_path.glob(".done.json.tmp-*"))

@@ -31,7 +31,7 @@ from actiondiff.features.backbones import (
     resolve_settings,
 )
 from actiondiff.features.backbones.registry import canonical_name
-from actiondiff.learn.protocols import ProtocolSettings
+from actiondiff.learn.protocols import ProtocolSettings, assign_roles
 from actiondiff.settings import (
     DecodeSettings,
     HeadSettings,
@@ -300,3 +300,24 @@ def parse_experiments(config: dict[str, Any]) -> dict[str, Experiment]:
         experiments[name] = experiment
     return experiments
 
+
+
+def check_protocols(experiments: dict[str, Experiment], manifest: Any, where: str) -> None:
+    """Apply every run's protocol to the manifest, so that an unknown domain or species group,
+    a missing column or an empty role fails when planning, before any extraction.
+
+    Args:
+        manifest: the canonical manifest (a DataFrame), read from `where`.
+    Raises:
+        ValueError: the protocol's own error (naming the bad domains and the known ones), with
+            the experiment, its variant and the manifest.
+    """
+    for name, experiment in experiments.items():
+        for variant in experiment.variants:
+            protocol = from_dict(ProtocolSettings, experiment.protocol_block(variant), f"config key `experiments.{name}`")
+            try:
+                assign_roles(manifest, protocol)
+            except ValueError as error:
+                raise ValueError(
+                    f"{str(error).rstrip('.')} (config key `experiments.{name}`, variant {variant}; manifest {where})."
+                ) from error

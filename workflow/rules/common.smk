@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from actiondiff.plan import check_config, feature_sets, parse_experiments
+from actiondiff.plan import check_config, check_protocols, feature_sets, parse_experiments
 from actiondiff.io.manifest import num_shards, read_manifest
 
 
@@ -126,10 +126,18 @@ def get_weight_files(wildcards):
     return [f for f in files if f.startswith(demo) or os.path.exists(f)]
 
 
+_CHECKED = set()
+
+
 def get_shard_outputs(wildcards):
-    """One done-file per shard; the shard count is read from the manifest checkpoint."""
+    """One done-file per shard; the shard count is read from the manifest checkpoint, whose
+    domains every experiment's protocol is checked against first (once per manifest)."""
     manifest = checkpoints.build_manifest.get(dataset=wildcards.dataset).output.manifest
-    count = num_shards(read_manifest(manifest), config["shard_size"])
+    table = read_manifest(manifest)
+    if manifest not in _CHECKED:
+        check_protocols(EXPERIMENTS, table, manifest)
+        _CHECKED.add(manifest)
+    count = num_shards(table, config["shard_size"])
     return expand(
         "results/features/{dataset}/{settings_hash}/shards/{shard}.json",
         dataset=wildcards.dataset,
@@ -150,6 +158,12 @@ def get_weights_dir(wildcards, output):
     """The tiny-weights folder: `{weights_dir}/tiny-<name>/...` of the rule's first output."""
     first = Path(output[0])
     return str(first.parents[2] if first.parent.name in ("unet", "vae") else first.parents[1])
+
+
+def get_cache_dir(wildcards):
+    """The per-video cache of one (dataset, feature identity): never a declared output, since
+    Snakemake would delete a failed job's committed videos with it."""
+    return f"results/features/{wildcards.dataset}/{wildcards.settings_hash}"
 
 
 def get_videos_dir(wildcards):

@@ -1,10 +1,14 @@
-# Extraction: manifest -> sharded GPU jobs committing each video atomically -> packed store.
+# Extraction: manifest -> sharded GPU jobs committing each video atomically -> verify -> packed store.
 # Per-video files under results/features/ are never declared outputs: a failed or killed job
 # must not lose the videos it already committed (Snakemake deletes failed jobs' outputs).
+# verify_features runs before every pack (its output is temp, so forcing pack_store forces it):
+# a video neither committed intact nor recorded as failed fails it before the store is touched,
+# and it removes the summaries of those videos' shards, so the next run re-extracts exactly them.
 
 
 localrules:
     build_manifest,
+    verify_features,
     pack_store,
 
 
@@ -34,7 +38,7 @@ rule extract_features:
     output:
         done="results/features/{dataset}/{settings_hash}/shards/{shard}.json",
     params:
-        cache="results/features/{dataset}/{settings_hash}",
+        cache=get_cache_dir,
         shard_size=config["shard_size"],
         settings=get_settings_json,
     conda:
@@ -46,15 +50,35 @@ rule extract_features:
         " --out {params.cache} --done {output.done} --settings {params.settings:q} > {log} 2>&1"
 
 
-rule pack_store:
+rule verify_features:
     input:
         manifest="results/manifests/{dataset}.csv",
         shards=get_shard_outputs,
     output:
+        verified=temp("results/features/{dataset}/{settings_hash}/verified.json"),
+    params:
+        cache=get_cache_dir,
+        shard_size=config["shard_size"],
+    retries: 0  # a deterministic check: a retry would only overwrite its log
+    conda:
+        "../../envs/actiondiff.yaml"
+    log:
+        "logs/verify_features/{dataset}/{settings_hash}.log",
+    shell:
+        "actiondiff verify-features --cache {params.cache} --manifest {input.manifest} --shard-size {params.shard_size}"
+        " --shards {input.shards} --out {output.verified} > {log} 2>&1"
+
+
+rule pack_store:
+    input:
+        manifest="results/manifests/{dataset}.csv",
+        shards=get_shard_outputs,
+        verified="results/features/{dataset}/{settings_hash}/verified.json",
+    output:
         store=directory("results/stores/{dataset}/{settings_hash}.zarr"),
         failures="results/stores/{dataset}/{settings_hash}.failures.csv",
     params:
-        cache="results/features/{dataset}/{settings_hash}",
+        cache=get_cache_dir,
     conda:
         "../../envs/actiondiff.yaml"
     log:

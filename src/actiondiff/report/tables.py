@@ -93,6 +93,8 @@ def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
         )
         row["seeds"] = len(evaluation["per_seed"])
         row["test_videos"] = evaluation["num_test_videos"]
+        # videos of the protocol without features (failed extraction; the store's failures.csv)
+        row["excluded_videos"] = len(evaluation.get("excluded_videos", []))
         rows.append(row)
     baseline = {"source": BASELINE, "experiment": "most frequent class"}
     baseline.update({metric_column(m): evaluations[0]["baseline"]["metrics"][m] for m in metrics})
@@ -101,7 +103,7 @@ def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
         rows.append({"source": PAPER, "experiment": method, "backbone": REFERENCE_BACKBONES[method],
                      metric_column(metric): value})
     frame = pd.DataFrame(rows)
-    numeric = frame.select_dtypes("number").columns.difference(["seeds", "test_videos"])
+    numeric = frame.select_dtypes("number").columns.difference(["seeds", "test_videos", "excluded_videos"])
     frame[numeric] = frame[numeric].round(2)
     return frame
 
