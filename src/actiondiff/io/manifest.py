@@ -215,3 +215,38 @@ def shard_ids(manifest: pd.DataFrame, shard: int, shard_size: int) -> list[str]:
 
 def num_shards(manifest: pd.DataFrame, shard_size: int) -> int:
     return max(1, -(-len(manifest) // shard_size))
+
+
+def summarize(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Counts of a manifest, from its rows alone (no video file is looked at).
+
+    Returns:
+        {"split": videos per split, "domain": videos per domain x split, "class": videos per
+        class x split, every class of the class list in id order (0 for a class no row has)}.
+        Split columns: train / val / test / none (an empty split), those present.
+    """
+    splits = manifest.split.replace("", "none")
+    order = [s for s in (*SPLITS, "none") if (splits == s).any()]
+    per_split = splits.value_counts().reindex(order).rename("videos").to_frame()
+    per_domain = pd.crosstab(manifest.domain.replace("", "(none)"), splits).reindex(columns=order)
+    per_domain["all"] = per_domain.sum(axis=1)
+    exploded = pd.DataFrame({"class": manifest.labels.map(split_labels), "split": splits}).explode("class").dropna()
+    per_class = pd.crosstab(exploded["class"], exploded.split).reindex(
+        index=class_names(manifest), columns=order, fill_value=0
+    ).fillna(0).astype(int)
+    per_class["all"] = per_class.sum(axis=1)
+    return {"split": per_split, "domain": per_domain, "class": per_class}
+
+
+def format_summary(manifest: pd.DataFrame, source: str) -> str:
+    """The `summarize` counts as plain text tables (for the console or a file)."""
+    tables = summarize(manifest)
+    classes = tables["class"]
+    lines = [
+        f"{source}: {len(manifest)} videos, {len(classes)} classes ({int((classes['all'] == 0).sum())} without a video), "
+        f"{len(tables['domain'])} domains",
+        "", "videos per split:", tables["split"].to_string(),
+        "", "videos per domain and split:", tables["domain"].to_string(),
+        "", "videos per class and split (a multi-label video counts once per class):", classes.to_string(),
+    ]
+    return "\n".join(lines) + "\n"
