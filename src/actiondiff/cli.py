@@ -122,6 +122,18 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select_videos(args: argparse.Namespace) -> int:
+    from actiondiff.io.manifest import read_manifest, write_manifest
+    from actiondiff.plan import select_videos
+
+    values = _load_settings(args)
+    manifest = read_manifest(args.manifest)
+    selected = select_videos(manifest, values.get("protocols") or [values.get("protocol") or {}])
+    write_manifest(selected, args.out)
+    print(f"selected {len(selected)} of {len(manifest)} videos (those the feature set's protocols read) into {args.out}")
+    return 0
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from actiondiff.features.backbones import backbone_class, feature_hash, feature_identity
     from actiondiff.features.job import run_extraction
@@ -509,6 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print (or write to FILE) videos per split, per domain and per class")
     p.add_argument("--split-number", type=int, help="ucf101 / hmdb51: official split 1-3 (default: config "
                    "`dataset.split_number`, else 1)")
+
+    p = add("select-videos", cmd_select_videos, "the manifest rows a feature set extracts: those its experiments' "
+            "protocols read (settings: {\"protocols\": [protocol blocks]})")
+    p.add_argument("--manifest", required=True, help="the dataset's manifest CSV")
+    p.add_argument("--out", required=True, help="manifest CSV of the selected videos")
 
     p = add("extract-features", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache",
             aliases=("extract",))

@@ -1,10 +1,12 @@
-# Extraction: manifest -> sharded GPU jobs committing each video atomically -> packed store.
+# Extraction: manifest -> the videos a feature set's experiments read -> sharded GPU jobs
+# committing each video atomically -> packed store.
 # Per-video files under results/features/ are never declared outputs: a failed or killed job
 # must not lose the videos it already committed (Snakemake deletes failed jobs' outputs).
 
 
 localrules:
     build_manifest,
+    select_videos,
     pack_store,
 
 
@@ -13,6 +15,7 @@ checkpoint build_manifest:
         annotations=config["dataset"]["annotations"],
     output:
         manifest="results/manifests/{dataset}.csv",
+        classes="results/manifests/{dataset}.classes.csv",
         missing="results/manifests/{dataset}.missing.csv",
     params:
         adapter=config["dataset"]["adapter"],
@@ -25,9 +28,23 @@ checkpoint build_manifest:
         " --out {output.manifest} --missing {output.missing} --settings {params.settings:q} > {log} 2>&1"
 
 
-rule extract_features:
+checkpoint select_videos:
     input:
         manifest="results/manifests/{dataset}.csv",
+    output:
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
+        classes="results/manifests/{dataset}/{settings_hash}.classes.csv",
+    params:
+        settings=get_selection_settings,
+    log:
+        "logs/select_videos/{dataset}/{settings_hash}.log",
+    shell:
+        "actiondiff select-videos --manifest {input.manifest} --out {output.manifest} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule extract_features:
+    input:
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
         weights=get_weight_files,
     output:
         done="results/features/{dataset}/{settings_hash}/shards/{shard}.json",
@@ -44,7 +61,7 @@ rule extract_features:
 
 rule pack_store:
     input:
-        manifest="results/manifests/{dataset}.csv",
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
         shards=get_shard_outputs,
     output:
         store=directory("results/stores/{dataset}/{settings_hash}.zarr"),
