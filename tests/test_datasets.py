@@ -75,6 +75,10 @@ AK_ROWS = [
     (17, "GOLDFISH", "test", "123", "[('Goldfish', 'Eating')]"),  # names disagree with labels: ids win
     (18, "TWOVIPER", "test", "2", "['[(\"Russell\\'S Viper\", \\'Attending\\')]', '[(\"Green Iguana\", \\'Attending\\')]']"),
     (19, "KEEPSTIL", "train", "68", "[('Mallard Duck', 'Keeping Still'), ('Snake', 'Keeping Still')]"),  # title case
+    (20, "FROGAAAA", "train", "78", "[('Common Frog', 'Moving')]"),
+    (21, "SPIDERAA", "test", "102", "[('Tarantula', 'Sensing')]"),
+    (22, "CRICKETA", "train", "40", "[('House Cricket', 'Eating')]"),
+    (23, "PRIMATEA", "test", "2", "[('Rhesus Macaque', 'Attending')]"),
 ]
 AK_ANIMALS = [  # Animal, Parent Class, Class, Sub-Class, Young, Generic name (real Sub-Class spellings)
     ("Common Crane", "Bird", "Bird", "Bird", None, None),
@@ -88,6 +92,9 @@ AK_ANIMALS = [  # Animal, Parent Class, Class, Sub-Class, Young, Generic name (r
     ("Rhesus Macaque", "Mammal", "Primate", "Primate / Monkey / Macaque / Baboon / Chimpanzee / Gorilla / Orangutan / Langur", None, None),
     ("Tiger", "Mammal", "Cat", "Cat / Lion / Tiger / Cheetah / Leopard / Cheetah / Cougar / Civet cat", "cub", None),
     ("Goldfish", "Fish", "Fish", "Fish", None, None),
+    ("Common Frog", "Amphibian", "Frog", "Frog / Toad", "tadpole", None),
+    ("Tarantula", "Invertebrate", "Spider", "Spider / Tarantula", None, None),
+    ("House Cricket", "Invertebrate", "Insect", "Cricket / Grasshopper / Praying mantis / Leafhopper", None, None),
 ]
 # The published Yawning Label (A121) is `<c t="e"><f>#N/A</f><v>#N/A</v></c>`: pandas reads NaN.
 # openpyxl writes "#N/A" as an error cell (pandas: NaN, as the published file) and "=#N/A" as a
@@ -160,8 +167,8 @@ def test_animal_kingdom_manifest_rows(animal_kingdom, tmp_path, yawning_label):
     metadata, videos = animal_kingdom
     metadata = write_ak_metadata(tmp_path / "yawning" / "AR_metadata.xlsx", yawning_label=yawning_label)
     manifest = read_animal_kingdom(metadata, videos).set_index("video_id")
-    assert len(manifest) == 15
-    assert (manifest.split == "train").sum() == 9 and (manifest.split == "test").sum() == 6
+    assert len(manifest) == 19
+    assert (manifest.split == "train").sum() == 11 and (manifest.split == "test").sum() == 8
     assert manifest.loc["AAACXZTV", "labels"] == "Attending;Eating"
     assert manifest.loc["AAACXZTV", "label_ids"] == "2;40"
     assert manifest.loc["AAACXZTV", "species_group"] == "bird"
@@ -200,22 +207,24 @@ def test_animal_kingdom_class_list_survives_a_subset(animal_kingdom, tmp_path):
 def test_animal_kingdom_protocols(animal_kingdom):
     manifest = read_animal_kingdom(*animal_kingdom)
     full = assign_roles(manifest, ProtocolSettings(name="ak_full"))  # default: the whole training side
-    assert full.value_counts().to_dict() == {"train": 9, "test": 6}
-    full = assign_roles(manifest, ProtocolSettings(name="ak_full", val_fraction=2 / 9))
-    assert (full == "test").sum() == 6 and (full == "val").sum() == 2 and (full == "train").sum() == 7
-    assert set(manifest.video_id[full == "test"]) == {"QUAILAAA", "IGUANAAA", "MACAQUEA", "TIGERAAA", "GOLDFISH", "TWOVIPER"}
+    assert full.value_counts().to_dict() == {"train": 11, "test": 8}
+    full = assign_roles(manifest, ProtocolSettings(name="ak_full", val_fraction=2 / 11))
+    assert (full == "test").sum() == 8 and (full == "val").sum() == 2 and (full == "train").sum() == 9
+    assert set(manifest.video_id[full == "test"]) == {"QUAILAAA", "IGUANAAA", "MACAQUEA", "TIGERAAA", "GOLDFISH",
+                                                      "TWOVIPER", "SPIDERAA", "PRIMATEA"}
 
     unseen = ProtocolSettings(name="ak_unseen_species")
     roles = assign_roles(manifest, unseen).set_axis(manifest.video_id)
     # The first pair's species decides: MIXEDAAA (snake, then duck) and TWOVIPER (viper, then iguana)
     # train; KEEPSTIL (duck, then snake) tests. The official type is ignored.
-    assert sorted(roles.index[roles == "train"]) == ["AABKMGHE", "ABKBWVMW", "CUCKOOAA", "GOLDFISH", "MIXEDAAA",
-                                                     "QUAILAAA", "TWOVIPER"]
-    assert sorted(roles.index[roles == "test"]) == ["DUCKAAAA", "IGUANAAA", "KEEPSTIL"]
+    assert sorted(roles.index[roles == "train"]) == ["AABKMGHE", "ABKBWVMW", "CUCKOOAA", "FROGAAAA", "GOLDFISH",
+                                                     "MIXEDAAA", "QUAILAAA", "TWOVIPER"]
+    assert sorted(roles.index[roles == "test"]) == ["CRICKETA", "DUCKAAAA", "IGUANAAA", "KEEPSTIL", "PRIMATEA", "SPIDERAA"]
     assert not (roles == "val").any()
     assert unseen.headline_metric == "top1_accuracy" and not unseen.spec.multilabel
     targets = multi_hot(manifest.labels[(roles == "test").to_numpy()], class_names(manifest))
-    assert targets.shape == (3, 140) and targets.sum() == 3 and targets[:, 123].sum() == 2 and targets[:, 68].sum() == 1
+    assert targets.shape == (6, 140) and targets.sum() == 6 and targets[:, 123].sum() == 2
+    assert targets[:, [2, 40, 68, 102]].sum(axis=0).tolist() == [1, 1, 1, 1]
 
     pair = ProtocolSettings(name="ak_species_pair", train_domains=("water bird / duck / swan / goose",),
                             test_domains=("cat / lion / tiger / cheetah / leopard / cheetah / cougar / civet cat",))
@@ -294,7 +303,7 @@ def test_animal_kingdom_allow_missing_lists_dropped(animal_kingdom):
     metadata, videos = animal_kingdom
     (videos / "TIGERAAA.mp4").unlink()
     manifest = read_animal_kingdom(metadata, videos, allow_missing=True)
-    assert len(manifest) == 14 and "TIGERAAA" not in set(manifest.video_id)
+    assert len(manifest) == 18 and "TIGERAAA" not in set(manifest.video_id)
     assert manifest.attrs["missing_videos"] == [{"video_id": "TIGERAAA", "path": str((videos / "TIGERAAA.mp4").resolve())}]
 
 
@@ -367,6 +376,40 @@ def test_charades_ego_protocols(charades):
         assert protocol.headline_metric == "micro_ap" and protocol.spec.multilabel
     with pytest.raises(ValueError, match="dataset 'animal_kingdom'"):
         assign_roles(manifest.assign(species_group="", label_ids=""), ProtocolSettings(name="ak_full"))
+
+
+def test_charades_3rd_1st_names_the_missing_third_person_file(tmp_path: Path):
+    from actiondiff.plan import annotation_warnings, parse_experiments
+
+    folder = tmp_path / "CharadesEgo"
+    write_charades(folder)
+    (folder / "CharadesEgo_v1_train.csv").unlink()
+    first = [r for r in CHARADES_TRAIN if r.split(",")[0].endswith("EGO")]
+    (folder / "CharadesEgo_v1_train_only1st.csv").write_bytes("\r\n".join([CHARADES_HEADER, *first, ""]).encode())
+    manifest = read_charades_ego(folder, tmp_path, check_videos=False)
+    assert assign_roles(manifest, ProtocolSettings(name="charades_1st_1st")).value_counts().to_dict() == {"train": 2, "test": 1, "": 1}
+    with pytest.raises(ValueError, match=r"leaves none: it needs train rows of view 3rd: `CharadesEgo_v1_train_only3rd.csv` "
+                                         r"\(or the combined `CharadesEgo_v1_train.csv`\)"):
+        assign_roles(manifest, ProtocolSettings(name="charades_3rd_1st"))
+    config = {"experiments": {"first_first": {"protocol": {"name": "charades_1st_1st"}},
+                              "third_first": {"protocol": {"name": "charades_3rd_1st"}}}}
+    warnings = annotation_warnings({"adapter": "charades_ego", "annotations": str(folder)}, parse_experiments(config))
+    assert warnings == [
+        f"experiment 'third_first' (charades_3rd_1st) needs the train rows of view 3rd, but neither "
+        f"CharadesEgo_v1_train_only3rd.csv nor CharadesEgo_v1_train.csv is in {folder}: its jobs will fail."
+    ]
+
+
+def test_stratified_validation_draw_keeps_each_class_share():
+    from actiondiff.learn.protocols import stratified_draw
+
+    labels = pd.Series(["a"] * 50 + ["b"] * 30 + ["c"] * 15 + ["a;c"] * 5, index=range(100, 200))
+    chosen = stratified_draw(labels, 0.2, seed=0)
+    assert len(chosen) == 20 and set(chosen) <= set(labels.index)
+    assert labels[chosen].value_counts().to_dict() == {"a": 10, "b": 6, "c": 3, "a;c": 1}  # a;c's rarest class is c
+    assert stratified_draw(labels, 0.2, seed=0).equals(chosen) and not stratified_draw(labels, 0.2, seed=1).equals(chosen)
+    odd = stratified_draw(pd.Series(["a"] * 3 + ["b"] * 3 + [""] * 1), 0.5, seed=0)
+    assert len(odd) == 4  # round(3.5): largest remainders, ties to the first strata
 
 
 def test_charades_ego_reports_bad_rows(tmp_path: Path):
