@@ -68,6 +68,19 @@ def test_results_table_rows_baseline_and_paper_rows():
         results_table([evaluation(), evaluation(protocol="ucf_to_hmdb")])
 
 
+def test_tables_say_how_the_epoch_was_chosen():
+    no_val = {**evaluation(protocol="charades_1st_1st", value=31.0), "in_domain": None, "epoch_selection": "last"}
+    with_val = {**evaluation(protocol="charades_1st_1st", value=33.0), "epoch_selection": "best_val"}
+    frame = results_table([no_val, with_val])
+    assert frame.epoch.tolist() == ["last epoch (no validation set)", "best epoch on validation", np.nan,
+                                    *["best epoch on test (authors' code)"] * 4]
+    inside = frame[metric_column("micro_ap", "in-domain mean")]
+    assert math.isnan(inside[0]) and inside[1] == 80.0
+    ablation = ablation_table([no_val])
+    assert ablation.epoch.tolist() == ["last epoch (no validation set)"] and math.isnan(ablation["in-domain mean"][0])
+    assert math.isnan(grid_frame([no_val], "micro_ap").in_domain[0])
+
+
 def test_ablation_table_names_what_varies():
     frame = ablation_table([
         evaluation(value=70.0),

@@ -83,28 +83,55 @@ def cmd_make_weights(args: argparse.Namespace) -> int:
 
 def cmd_manifest(args: argparse.Namespace) -> int:
     from actiondiff.io.datasets import CustomColumns, ManifestRequest, build_manifest
-    from actiondiff.io.manifest import MISSING_ATTR, write_manifest, write_missing
+    from actiondiff.io.manifest import MISSING_ATTR, format_summary, write_manifest, write_missing
 
+    if not args.out and not args.summary:
+        raise ValueError("Expected --out (the manifest CSV to write), --summary, or both, but got neither.")
     values = _load_settings(args).get("dataset", {})
     request = ManifestRequest(
         dataset=args.dataset,
         annotations=tuple(args.annotations or ()),
-        videos=tuple(args.videos),
+        videos=tuple(args.videos or (".",) * (2 if args.dataset == "ucf_hmdb" else 1)),
         columns=from_dict(CustomColumns, values.get("columns"), "config key `dataset.columns`"),
         folder_levels=values.get("folder_levels", "label"),
         split_number=args.split_number or values.get("split_number", 1),
         allow_missing=args.allow_missing or bool(values.get("allow_missing", False)),
+        check_videos=not args.annotations_only,
     )
+    if not args.videos and not args.annotations_only:
+        raise ValueError("Expected --videos (the videos folder), or --annotations-only to read the annotations alone.")
     manifest = build_manifest(request)
-    write_manifest(manifest, args.out)
+    source = " + ".join(request.annotations) or " + ".join(request.videos)
+    if args.out:
+        write_manifest(manifest, args.out)
+        print(f"wrote manifest of {len(manifest)} videos to {args.out}"
+              + (" (annotations only: video files not checked)" if args.annotations_only else ""))
     dropped = manifest.attrs.get(MISSING_ATTR, [])
     if args.missing:
         write_missing(manifest, args.missing)
-    print(f"wrote manifest of {len(manifest)} videos to {args.out}")
     if dropped:
-        print(f"dropped {len(dropped)} rows whose video file is missing:")
-        for row in dropped:
-            print(f"  {row['video_id']}\t{row['path']}")
+        where = f"listed in {args.missing}" if args.missing else "pass --missing FILE to list them"
+        print(f"dropped {len(dropped)} rows whose video file is missing ({where})")
+    if args.summary:
+        text = format_summary(manifest, source)
+        if args.summary == "-":
+            print(text, end="")
+        else:
+            Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.summary).write_text(text)
+            print(f"wrote the summary to {args.summary}")
+    return 0
+
+
+def cmd_select_videos(args: argparse.Namespace) -> int:
+    from actiondiff.io.manifest import read_manifest, write_manifest
+    from actiondiff.plan import select_videos
+
+    values = _load_settings(args)
+    manifest = read_manifest(args.manifest)
+    selected = select_videos(manifest, values.get("protocols") or [values.get("protocol") or {}])
+    write_manifest(selected, args.out)
+    print(f"selected {len(selected)} of {len(manifest)} videos (those the feature set's protocols read) into {args.out}")
     return 0
 
 
@@ -467,8 +494,9 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
     result = evaluate_run(args.store, read_manifest(args.manifest), protocol, args.models, values.get("run", {}))
     write_json(result, args.out)
     name = protocol.headline_metric
-    print(f"{name}: out-of-domain {result['metrics'][name]['mean']:.1f}, in-domain "
-          f"{result['in_domain']['metrics'][name]['mean']:.1f}, most frequent class {result['baseline']['metrics'][name]:.1f}")
+    inside = f"{result['in_domain']['metrics'][name]['mean']:.1f}" if result["in_domain"] else "none (no validation set)"
+    print(f"{name}: out-of-domain {result['metrics'][name]['mean']:.1f}, in-domain {inside}, "
+          f"most frequent class {result['baseline']['metrics'][name]:.1f}; epoch: {result['epoch_selection']}")
     return 0
 
 
@@ -568,13 +596,24 @@ def build_parser() -> argparse.ArgumentParser:
         "per class); animal_kingdom: AR_metadata.xlsx; charades_ego: the CSV folder; ucf101: ucfTrainTestlist/; "
         "hmdb51: testTrainMulti_7030_splits/; ucf_hmdb: both, UCF first",
     )
-    p.add_argument("--videos", nargs="+", required=True, help="videos folder (ucf_hmdb: UCF-101/ then hmdb51/)")
-    p.add_argument("--out", required=True, help="manifest CSV to write")
+    p.add_argument("--videos", nargs="+", help="videos folder (ucf_hmdb: UCF-101/ then hmdb51/); optional with "
+                   "--annotations-only (paths are then relative to it, default the current folder)")
+    p.add_argument("--out", help="manifest CSV to write (and its class list, NAME.classes.csv)")
     p.add_argument("--allow-missing", action="store_true",
-                   help="drop rows whose video file is missing, listing them (or config `dataset.allow_missing`)")
-    p.add_argument("--missing", help="CSV listing the rows dropped by --allow-missing")
+                   help="drop rows whose video file is missing; a one-line count is printed (or config `dataset.allow_missing`)")
+    p.add_argument("--missing", help="CSV listing the rows dropped by --allow-missing (video_id, path)")
+    p.add_argument("--annotations-only", action="store_true",
+                   help="read the annotations alone: keep every listed video, look at no video file (to plan and "
+                   "count protocols before the download)")
+    p.add_argument("--summary", nargs="?", const="-",
+                   help="print (or write to FILE) videos per split, per domain and per class")
     p.add_argument("--split-number", type=int, help="ucf101 / hmdb51: official split 1-3 (default: config "
                    "`dataset.split_number`, else 1)")
+
+    p = add("select-videos", cmd_select_videos, "the manifest rows a feature set extracts: those its experiments' "
+            "protocols read (settings: {\"protocols\": [protocol blocks]})")
+    p.add_argument("--manifest", required=True, help="the dataset's manifest CSV")
+    p.add_argument("--out", required=True, help="manifest CSV of the selected videos")
 
     p = add("extract-features", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache",
             aliases=("extract",))

@@ -1,4 +1,5 @@
-# Extraction: manifest -> sharded GPU jobs committing each video atomically -> verify -> packed store.
+# Extraction: manifest -> the videos a feature set's experiments read -> sharded GPU jobs
+# committing each video atomically -> verify -> packed store.
 # Per-video files under results/features/ are never declared outputs: a failed or killed job
 # must not lose the videos it already committed (Snakemake deletes failed jobs' outputs).
 # verify_features runs before every pack (its output is temp, so forcing pack_store forces it):
@@ -8,6 +9,7 @@
 
 localrules:
     build_manifest,
+    select_videos,
     verify_features,
     pack_store,
 
@@ -17,6 +19,7 @@ checkpoint build_manifest:
         annotations=config["dataset"]["annotations"],
     output:
         manifest="results/manifests/{dataset}.csv",
+        classes="results/manifests/{dataset}.classes.csv",
         missing="results/manifests/{dataset}.missing.csv",
     params:
         adapter=config["dataset"]["adapter"],
@@ -31,9 +34,25 @@ checkpoint build_manifest:
         " --out {output.manifest} --missing {output.missing} --settings {params.settings:q} > {log} 2>&1"
 
 
-rule extract_features:
+checkpoint select_videos:
     input:
         manifest="results/manifests/{dataset}.csv",
+    output:
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
+        classes="results/manifests/{dataset}/{settings_hash}.classes.csv",
+    params:
+        settings=get_selection_settings,
+    conda:
+        "../../envs/actiondiff.yaml"
+    log:
+        "logs/select_videos/{dataset}/{settings_hash}.log",
+    shell:
+        "actiondiff select-videos --manifest {input.manifest} --out {output.manifest} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule extract_features:
+    input:
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
         weights=get_weight_files,
     output:
         done="results/features/{dataset}/{settings_hash}/shards/{shard}.json",
@@ -52,7 +71,7 @@ rule extract_features:
 
 rule verify_features:
     input:
-        manifest="results/manifests/{dataset}.csv",
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
         shards=get_shard_outputs,
     output:
         verified=temp("results/features/{dataset}/{settings_hash}/verified.json"),
@@ -71,7 +90,7 @@ rule verify_features:
 
 rule pack_store:
     input:
-        manifest="results/manifests/{dataset}.csv",
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
         shards=get_shard_outputs,
         verified="results/features/{dataset}/{settings_hash}/verified.json",
     output:
