@@ -183,7 +183,9 @@ class SVDExtractor:
         #    uint8 zeros after x / 127.5 - 1, grey is 0
         value = -1.0 if self.extract.padding == "black" else 0.0
         padded = F.pad(frames, (0, 0, 0, 0, 0, 0, 0, window - num_real), value=value) if num_real < window else frames
-        padded = padded.to(self.device, torch.float32)
+        # contiguous whatever the caller's layout: flat (black) frames are ill-conditioned for
+        # GroupNorm, and channels-last convolutions round differently
+        padded = padded.to(self.device, torch.float32).contiguous()
         # 2. one VAE pass: posterior mean and log-variance, each [window, 4, h, w] float32
         mean, logvar = self._encode_vae(padded)
         # 3. conditioning: context [window, tokens, d] and unscaled concat latent [window, 4, h, w]
