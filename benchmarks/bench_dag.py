@@ -47,8 +47,9 @@ def prepare(work: Path, shard_size: int, num_videos: int = NUM_VIDEOS) -> None:
         "video_id": ids,
         "path": [f"/data/videos/{v}.mp4" for v in ids],
         "labels": [f"action{i % 140}" for i in range(num_videos)],
-        "domain": [f"species{i % 20}" for i in range(num_videos)],
-        "split": ["test" if i % 5 == 0 else "train" for i in range(num_videos)],
+        # the demo config's domains (planning applies its protocols to the manifest), one for testing
+        "domain": [config["experiments"]["domains"]["matrix"][i % 4] for i in range(num_videos)],
+        "split": ["test" if i % 4 == 3 else "train" for i in range(num_videos)],
     }).to_csv(manifests / "big.csv", index=False)
     pd.DataFrame(columns=["video_id", "path"]).to_csv(manifests / "big.missing.csv", index=False)
 

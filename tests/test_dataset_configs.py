@@ -24,7 +24,10 @@ from test_datasets import (
 from test_workflow import snakemake
 from workflow_copy import copy_workflow
 
+from actiondiff.io.datasets import read_animal_kingdom
 from actiondiff.io.manifest import num_shards, read_manifest
+from actiondiff.learn.protocols import ProtocolSettings, assign_roles
+from actiondiff.plan import feature_set_protocols, feature_sets, parse_experiments, select_videos
 
 
 def animal_kingdom(root: Path) -> dict:
@@ -92,15 +95,42 @@ def test_real_dataset_config_plans_the_papers_jobs(name, tmp_path):
     config = ("--configfile", f"config/{name}.yaml", "paths.yaml", "--replace-workflow-config")
     snakemake(work, *config, "--until", "build_manifest")
     manifest = read_manifest(work / "results" / "manifests" / f"{name}.csv")
-    shard_size = yaml.safe_load((work / "config" / f"{name}.yaml").read_text())["shard_size"]
+    values = yaml.safe_load((work / "config" / f"{name}.yaml").read_text())
+    # The videos of each feature set (checkpoint select_videos, named in the first dry run), then
+    # the dry run of the rest.
+    first = snakemake(work, *config, "-n")
+    subsets = sorted(set(re.findall(rf"results/manifests/{name}/[0-9a-f]{{12}}\.csv", first.stdout + first.stderr)))
+    assert len(subsets) == stores
+    snakemake(work, *config, *subsets)
+    selected = [read_manifest(work / path) for path in subsets]
+    assert all(set(m.video_id) <= set(manifest.video_id) for m in selected)
     plan = snakemake(work, *config, "-n")
     counts = job_counts(plan.stdout + plan.stderr)
     runs = expected["train_head"]
     assert counts == {
-        "extract_features": stores * num_shards(manifest, shard_size),  # every shard of every feature set
+        "extract_features": sum(num_shards(m, values["shard_size"]) for m in selected),  # the shards of each set's videos
         "pack_store": stores,
         "report_extraction": stores,
         "evaluate_head": runs,
         "all": 1,
         **expected,
     }
+
+
+def test_feature_sets_extract_only_the_videos_their_experiments_read(tmp_path):
+    """config/animal_kingdom.yaml: `paper` and `sdv2` serve ak_full (every clip); the window,
+    no_conditioning and grid sets serve only ak_unseen_species (on the published file 5,749 of
+    30,100 clips; here the fixture's 14 of 19)."""
+    values = yaml.safe_load((Path(__file__).parents[1] / "config" / "animal_kingdom.yaml").read_text())
+    paths = animal_kingdom(tmp_path)
+    manifest = read_animal_kingdom(paths["annotations"], paths["videos"])
+    experiments = parse_experiments(values)
+    unseen = manifest.video_id[assign_roles(manifest, ProtocolSettings(name="ak_unseen_species")) != ""]
+    sizes = {}
+    for name in feature_sets(values):
+        blocks = feature_set_protocols(experiments, name)
+        sizes[name] = len(select_videos(manifest, blocks))
+        if name not in ("paper", "sdv2"):
+            assert {b["name"] for b in blocks} == {"ak_unseen_species"}
+            assert select_videos(manifest, blocks).video_id.tolist() == sorted(unseen)
+    assert sizes == {"paper": 19, "sdv2": 19, "no_conditioning": 14, "window_10": 14, "window_16": 14, "window_21": 14, "grid": 14}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import yaml
 
 from actiondiff.learn.protocols import PROTOCOLS, ProtocolSettings
 from actiondiff.learn.run import domain_class_counts, most_frequent_class
-from actiondiff.plan import feature_sets, parse_experiments, variant_name
+from actiondiff.plan import check_protocols, feature_sets, parse_experiments, variant_name
 from actiondiff.report.paper import REFERENCE_BACKBONES, REFERENCE_RESULTS
 from actiondiff.settings import parse_tap
 
@@ -168,3 +169,50 @@ def test_bad_seeds_fail_when_planning(seeds):
 def test_a_key_given_twice_in_train_is_named():
     with pytest.raises(ValueError, match=r"\['epochs'\] are both in `train` and `train.overrides`"):
         parse_experiments(with_experiments({"x": {"train": {"epochs": 2, "overrides": {"epochs": 3}}}}))
+
+
+def _demo_manifest(root: Path) -> Path:
+    """The demo's manifest (4 domains x 4 actions x 2 clips) where the workflow writes it."""
+    from actiondiff.cli import main
+    from actiondiff.tools.demo_data import make_demo_dataset
+
+    make_demo_dataset(root / "resources" / "demo", videos_per_pair=2, num_frames=4, size=16,
+                      test_domains=("yellow_cross_checker",))
+    manifest = root / "results" / "manifests" / "demo.csv"
+    columns = {"video": "video", "label": "action", "domain": "domain", "split": "split"}
+    assert main(["manifest", "custom", "--annotations", str(root / "resources" / "demo" / "labels.csv"),
+                 "--videos", str(root / "resources" / "demo"), "--out", str(manifest),
+                 "--missing", str(manifest.with_suffix(".missing.csv")),
+                 "--settings", json.dumps({"dataset": {"columns": columns}})]) == 0
+    return manifest
+
+
+def test_protocol_domains_are_checked_against_the_manifest_when_planning(tmp_path):
+    from actiondiff.io.manifest import read_manifest
+
+    manifest = read_manifest(_demo_manifest(tmp_path))
+    check_protocols(parse_experiments(CONFIG), manifest, "demo.csv")  # the demo's own config plans
+    typo = with_experiments({"x": {"protocol": {"train_domains": ["red_square_flatt"]}}})
+    with pytest.raises(ValueError, match=r"among \['blue_diamond_stripes', 'green_disc_noise', 'red_square_flat', "
+                       r"'yellow_cross_checker'\], but got unknown \['red_square_flatt'\] \(config key `experiments.x`, "
+                       r"variant main; manifest demo.csv\)"):
+        check_protocols(parse_experiments(typo), manifest, "demo.csv")
+    matrix = with_experiments({"m": {"matrix": ["red_square_flat", "purple"]}})
+    with pytest.raises(ValueError, match=r"unknown \['purple'\] \(config key `experiments.m`, variant from_red_square_flat"):
+        check_protocols(parse_experiments(matrix), manifest, "demo.csv")
+
+
+def test_a_typo_in_train_domains_fails_the_dry_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from workflow_copy import copy_workflow
+
+    work = copy_workflow(tmp_path / "work", with_experiments({"x": {"protocol": {"train_domains": ["green_disk_noise"]}}}))
+    _demo_manifest(work)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode != 0
+    assert "but got unknown ['green_disk_noise'] (config key `experiments.x`, variant main" in dry.stdout + dry.stderr

@@ -38,8 +38,11 @@ def workflow_with_manifest(work: Path, num_videos: int, shard_size: int) -> None
     manifests = work / "results" / "manifests"
     manifests.mkdir(parents=True)
     ids = [f"v{i:05d}" for i in range(num_videos)]
+    # The demo config's domains, one held out for testing: planning applies its protocols.
+    domains = [config["experiments"]["domains"]["matrix"][i % 4] for i in range(num_videos)]
     pd.DataFrame(
-        {"video_id": ids, "path": [f"/nonexistent/{v}.mp4" for v in ids], "labels": "a", "domain": "d", "split": "train"}
+        {"video_id": ids, "path": [f"/nonexistent/{v}.mp4" for v in ids], "labels": "a", "domain": domains,
+         "split": ["test" if d == "yellow_cross_checker" else "train" for d in domains]}
     ).to_csv(manifests / "big.csv", index=False)
     pd.DataFrame(columns=["video_id", "path"]).to_csv(manifests / "big.missing.csv", index=False)
 
@@ -57,7 +60,7 @@ def planned_resources(output: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def test_slurm_dry_run_asks_for_gpus_on_extraction_jobs_only(tmp_path):
-    workflow_with_manifest(tmp_path, num_videos=10, shard_size=1)
+    workflow_with_manifest(tmp_path, num_videos=12, shard_size=1)  # 3 per domain: each trains with a val clip
     output = snakemake(tmp_path, "-n", "--workflow-profile", "profiles/slurm",
                        ACTIONDIFF_SLURM_PARTITION="gpu_a", ACTIONDIFF_SLURM_ACCOUNT="lab_b")
     jobs = planned_resources(output)
@@ -66,8 +69,8 @@ def test_slurm_dry_run_asks_for_gpus_on_extraction_jobs_only(tmp_path):
     extract = [r for rule, r in jobs if rule == "extract_features"]
     others = {rule: r for rule, r in jobs if rule != "extract_features"}
     # One job per video, each listed once and ungrouped: the shard is the unit of bundling.
-    assert sorted(int(s) for s in re.findall(r"output: results/features/\S+/shards/(\d+)\.json", output)) == list(range(10))
-    assert len(extract) == 10
+    assert sorted(int(s) for s in re.findall(r"output: results/features/\S+/shards/(\d+)\.json", output)) == list(range(12))
+    assert len(extract) == 12
     for resources in extract:
         assert (resources["gpu"], resources["cpus_per_gpu"], resources["mem_mb"], resources["runtime"]) == ("1", "2", "8000", "240")
         assert "cpus_per_task" not in resources  # it would override cpus_per_gpu in the executor

@@ -68,6 +68,19 @@ def test_results_table_rows_baseline_and_paper_rows():
         results_table([evaluation(), evaluation(protocol="ucf_to_hmdb")])
 
 
+def test_tables_say_how_the_epoch_was_chosen():
+    no_val = {**evaluation(protocol="charades_1st_1st", value=31.0), "in_domain": None, "epoch_selection": "last"}
+    with_val = {**evaluation(protocol="charades_1st_1st", value=33.0), "epoch_selection": "best_val"}
+    frame = results_table([no_val, with_val])
+    assert frame.epoch.tolist() == ["last epoch (no validation set)", "best epoch on validation", np.nan,
+                                    *["best epoch on test (authors' code)"] * 4]
+    inside = frame[metric_column("micro_ap", "in-domain mean")]
+    assert math.isnan(inside[0]) and inside[1] == 80.0
+    ablation = ablation_table([no_val])
+    assert ablation.epoch.tolist() == ["last epoch (no validation set)"] and math.isnan(ablation["in-domain mean"][0])
+    assert math.isnan(grid_frame([no_val], "micro_ap").in_domain[0])
+
+
 def test_ablation_table_names_what_varies():
     frame = ablation_table([
         evaluation(value=70.0),
@@ -168,3 +181,9 @@ def test_extraction_report_lists_every_setting(tmp_path):
     assert rows["backbone"] == '"videomae"' and rows["decode.window"] == "16" and rows["taps"] == "L00_T00"
     assert rows["extraction.dtype"] == '"float32"' and rows["settings_hash"] == "abc123def456"
     assert (tmp_path / "f.csv").read_text() == (tmp_path / "failures.csv").read_text()
+
+
+def test_results_table_counts_the_videos_excluded_for_lack_of_features():
+    runs = [evaluation(), {**evaluation(experiment="other"), "excluded_videos": ["v03", "v11"]}]
+    frame = results_table(runs)
+    assert frame.excluded_videos.tolist()[:2] == [0, 2] and frame.test_videos.tolist()[:2] == [12, 12]

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from test_store_packed import tree_digest
+from workflow_copy import copy_workflow, default_config
 
 from actiondiff.cli import main
 from actiondiff.tools.demo_data import make_demo_dataset
@@ -125,9 +127,96 @@ def test_damaged_video_is_named_then_only_it_is_redone(demo, reference, capsys):
     assert f"BAD {video_id}:" in out and out.count("BAD ") == 1
     assert main(["pack", "--cache", str(cache), "--manifest", str(demo["manifest"]), "--out", str(demo["root"] / "x.zarr")]) == 2
 
+    # Removing the files by hand (as the old advice said) must not let pack leave the video out.
     data.unlink()
     marker.unlink()
+    capsys.readouterr()
+    assert main(["pack", "--cache", str(cache), "--manifest", str(demo["manifest"]), "--out", str(demo["root"] / "x.zarr")]) == 2
+    assert not (demo["root"] / "x.zarr").exists()
+    verified = demo["root"] / "verified.json"
+    command = ["verify-features", "--cache", str(cache), "--manifest", str(demo["manifest"]), "--shard-size", "16",
+               "--out", str(verified)]
+    assert main(command) == 1 and not verified.exists()
+    out = capsys.readouterr().out
+    assert f"UNACCOUNTED {video_id} (shard 0): neither committed nor recorded as failed" in out
+    assert out.count("UNACCOUNTED") == 1
+
     summary = extract(demo, cache, demo["root"] / "repair.json")
     assert summary["extracted"] == [video_id] and len(summary["skipped"]) == 15
     assert main(["store", "verify", "--cache", str(cache)]) == 0
+    assert main(command) == 0
+    assert json.loads(verified.read_text()) == {"videos": 16, "committed": 16, "failed": 0}
     assert pack(demo, cache, demo["root"] / "repaired.zarr") == reference["digest"]
+
+
+# --- the repair through Snakemake, as a user runs it ------------------------------------------
+
+# 32 videos of 16 frames at 32x32 in two shards; one window of 4 kept frames each; one tap.
+REPAIR_CONFIG = {
+    "demo": {"videos_per_pair": 2, "num_frames": 16, "size": 32, "test_domains": ["yellow_cross_checker"]},
+    "shard_size": 16,
+    "decode": {"stride": 4, "offset": 0, "height": 32, "width": 32, "resize": "stretch", "window": 4},
+    "extraction": {"layers": [9], "timestep_indices": [20], "conditioning": "middle_frame", "sdv2": False,
+                   "dtype": "float32"},
+    "experiments": {"actiondiff": {"taps": ["L09_T20"]}},
+}
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    return subprocess.run(command, cwd=workdir, env=environment(), capture_output=True, text=True, timeout=600)
+
+
+def store_target(workdir: Path) -> tuple[str, Path]:
+    """(settings hash, store path) of the workflow's one feature set, hashed as common.smk does."""
+    from snakemake.utils import validate
+
+    from actiondiff.plan import feature_sets
+
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    validate(config, str(workdir / "workflow" / "schemas" / "config.schema.yaml"))  # fills the defaults
+    digest = feature_sets(config)["default"].settings_hash
+    return digest, workdir / "results" / "stores" / "demo" / f"{digest}.zarr"
+
+
+def test_workflow_repairs_a_damaged_cache_by_re_extracting_exactly_the_damaged_video(tmp_path):
+    # ~40-60 s: the reduced demo to its store, one failing repack, one repairing rerun.
+    work = copy_workflow(tmp_path / "work", {**default_config(), **REPAIR_CONFIG})
+    digest, store = store_target(work)
+    target = str(store.relative_to(work))
+    first = snakemake(work, target)
+    assert first.returncode == 0, first.stderr[-3000:]
+    reference = tree_digest(store)
+    cache = work / "results" / "features" / "demo" / digest
+    assert not (cache / "verified.json").exists()  # temp: gone once the store is packed
+
+    # 1. One committed video of shard 1 damaged; shard 0's summary left empty, as a writer
+    #    killed mid-write (before summaries were written atomically) left it.
+    marker = sorted((cache / "videos").glob("*.done"))[20]
+    video_id = json.loads(marker.read_text())["video_id"]
+    data = marker.with_suffix(".npz")
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    data.write_bytes(bytes(damaged))
+    (cache / "shards" / "0.json").write_bytes(b"")
+
+    # 2. Repacking fails before the store is touched, naming the video and what it did.
+    failed = snakemake(work, target, "--forcerun", "pack_store")
+    assert failed.returncode != 0 and "Error in rule verify_features" in failed.stderr
+    assert tree_digest(store) == reference
+    log = (work / "logs" / "verify_features" / "demo" / f"{digest}.log").read_text()
+    assert f"UNACCOUNTED {video_id} (shard 1): its features do not match their checksum (damaged)" in log
+    assert f"UNREADABLE shard summary results/features/demo/{digest}/shards/0.json" in log
+    assert "removed the summaries of shards [0, 1]: rerun the same snakemake command" in log
+    assert not marker.exists() and data.with_name(data.name + ".damaged").is_file()
+
+    # 3. The same command again re-extracts exactly that video and packs the same bytes.
+    rerun = snakemake(work, target, "--forcerun", "pack_store")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    extract_logs = work / "logs" / "extract_features" / "demo" / digest
+    assert (extract_logs / "0.log").read_text().strip().endswith("16 ok (0 extracted, 16 already committed, 0 with warnings), 0 failed")
+    assert (extract_logs / "1.log").read_text().strip().endswith("16 ok (1 extracted, 15 already committed, 0 with warnings), 0 failed")
+    assert json.loads((cache / "shards" / "1.json").read_text())["extracted"] == [video_id]
+    assert tree_digest(store) == reference
+    dry = snakemake(work, target, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr

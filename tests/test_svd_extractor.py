@@ -102,42 +102,58 @@ def test_deterministic_across_order_and_runs(models, videos):
     assert renamed.features["L09_T20"].tobytes() == a1.features["L09_T20"].tobytes()
 
 
+def _mode(vae, frames: torch.Tensor) -> torch.Tensor:
+    """diffusers' posterior mode (= mean) of frames [n, 3, H, W]: [n, 4, h, w]."""
+    with torch.inference_mode():
+        return vae.encode(frames).latent_dist.mode()
+
+
 def test_conditioning_modes(models):
+    unet, vae, clip = models
     frames = _frames(5)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    padded = torch.cat([frames, -torch.ones(1, 3, 64, 64)])  # 5 real frames + 1 black padding frame
+    noise = lambda n: torch.randn(n, 3, 64, 64, generator=g())  # noqa: E731
     ex = _extractor(models, conditioning="middle_frame")
-    ex_pad = torch.cat([frames, torch.zeros(1, 3, 64, 64)])  # 5 real frames + 1 padding frame
-    latents = ex._encode_vae(ex_pad, g())
+    mean, _ = ex._encode_vae(padded)
+    torch.testing.assert_close(mean, _mode(vae, padded), rtol=1e-5, atol=1e-6)
     with torch.inference_mode():
-        emb, concat = ex._conditioning(ex_pad, latents, 5, g())
+        emb, concat = ex._conditioning(padded, mean, 5, g())
         middle = ex._clip_embed(frames[2:3])
     assert emb.shape == (6, 1, 32) and concat.shape == (6, 4, 8, 8)
     torch.testing.assert_close(emb[:, 0], middle.expand(6, -1))
-    # one noisy conditioning latent (the middle frame's), repeated over the window
-    assert torch.equal(concat[0], concat[5])
-    noise = (concat[0] - latents[2]) / 0.02
-    assert 0.7 < noise.std().item() < 1.3
+    # the middle frame, noised in pixel space and encoded again, repeated over the window
+    expected = _mode(vae, frames[2:3] + 0.02 * noise(1))
+    torch.testing.assert_close(concat, expected.expand(6, -1, -1, -1), rtol=1e-5, atol=1e-6)
+    assert (concat[0] - mean[2]).abs().max().item() > 1e-4
+
+    latent = _extractor(models, conditioning="middle_frame", cond_noise="latent")
+    with torch.inference_mode():
+        _, concat = latent._conditioning(padded, mean, 5, g())
+    expected = mean[2:3] + 0.02 * torch.randn(1, 4, 8, 8, generator=g())
+    torch.testing.assert_close(concat, expected.expand(6, -1, -1, -1), rtol=0, atol=0)
 
     per_frame = _extractor(models, conditioning="per_frame")
     with torch.inference_mode():
-        emb, concat = per_frame._conditioning(ex_pad, latents, 5, g())
-        torch.testing.assert_close(emb[:, 0], per_frame._clip_embed(ex_pad))
-    assert not torch.equal(concat[0], concat[1])
-    assert (concat - latents).abs().max().item() < 0.2  # own latent + 0.02 * noise
+        emb, concat = per_frame._conditioning(padded, mean, 5, g())
+        torch.testing.assert_close(emb[:, 0], per_frame._clip_embed(padded))  # padding conditions itself
+    torch.testing.assert_close(concat, _mode(vae, padded + 0.02 * noise(6)), rtol=1e-5, atol=1e-6)
 
     none = _extractor(models, conditioning="none")
-    emb, concat = none._conditioning(ex_pad, latents, 5, g())
+    emb, concat = none._conditioning(padded, mean, 5, g())
     assert not emb.any() and not concat.any() and emb.shape == (6, 1, 32)
 
-    names = ("eating", "swimming")
+    names = ("eating", "swimming", "flying")
     text = _extractor(models, conditioning="action_text", action_names=names)
     import open_clip
 
     with torch.inference_mode():
-        emb, _ = text._conditioning(ex_pad, latents, 5, g())
+        emb, concat = text._conditioning(padded, mean, 5, g())
         tokens = open_clip.get_tokenizer("ViT-H-14")(list(names))
-        expected = models[2].encode_text(tokens).mean(dim=0)
-    torch.testing.assert_close(emb[:, 0], expected.expand(6, -1))
+        expected = clip.encode_text(tokens)  # [3, 32]: one context token per action name
+    assert emb.shape == (6, 3, 32)
+    torch.testing.assert_close(emb, expected.expand(6, -1, -1))
+    torch.testing.assert_close(concat, _mode(vae, padded + 0.02 * noise(6)), rtol=1e-5, atol=1e-6)
 
     features = {
         mode: _extractor(models, conditioning=mode, action_names=names if mode == "action_text" else ())
@@ -150,6 +166,27 @@ def test_conditioning_modes(models):
                 assert not torch.allclose(features[a], features[b], atol=1e-4), (a, b)
 
 
+def test_named_departures_change_features_and_hash(models):
+    """grey padding, latent-space noise and the posterior mean: each its own features and hash."""
+    frames = _frames(4)  # 4 real frames of a 6-frame window
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    default = _extractor(models).window_taps(frames, g())[9]
+    assert default.shape == (1, 4, 64)
+    hashes = {settings_hash(ExtractSettings())}
+    for departure in ({"padding": "grey"}, {"cond_noise": "latent"}, {"latent": "mean"}):
+        other = _extractor(models, **departure).window_taps(frames, g())[9]
+        assert not torch.allclose(other, default, atol=1e-4), departure
+        hashes.add(settings_hash(ExtractSettings(**departure)))
+    assert len(hashes) == 4
+    # a full window has no padding: the padding setting changes nothing
+    full = _frames(6)
+    black, grey = (_extractor(models, padding=p).window_taps(full, g())[9] for p in ("black", "grey"))
+    assert torch.equal(black, grey)
+    for key, value in (("padding", "white"), ("cond_noise", "both"), ("half_precision", "mixed"), ("vae_dtype", "int8")):
+        with pytest.raises(ValueError, match=f"`{key}`"):
+            ExtractSettings(**{key: value})
+
+
 def test_sdv2_per_frame_features_are_frame_independent(models):
     """Frames processed alone (padded to a window) give the features they get in the window.
 
@@ -157,14 +194,15 @@ def test_sdv2_per_frame_features_are_frame_independent(models):
     batch-dependent rounding (test_unet_taps checks layer 13 at a larger size).
     """
     frames = _frames(6)
-    ex = _extractor(models, sdv2=True, conditioning="per_frame", cond_aug=0.0, layers=(9,))
+    # posterior means: the draws are per window position, not per frame
+    ex = _extractor(models, sdv2=True, conditioning="per_frame", cond_aug=0.0, layers=(9,), latent="mean")
     full = ex.window_taps(frames, torch.Generator().manual_seed(0))[9]
     order = torch.tensor([5, 2, 0, 1, 4, 3])
     permuted = ex.window_taps(frames[order], torch.Generator().manual_seed(0))[9]
     alone = ex.window_taps(frames[4:5], torch.Generator().manual_seed(0))[9]
     torch.testing.assert_close(permuted, full[:, order], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(alone[:, 0], full[:, 4], rtol=1e-4, atol=1e-5)
-    svd = _extractor(models, conditioning="per_frame", cond_aug=0.0, layers=(9,))
+    svd = _extractor(models, conditioning="per_frame", cond_aug=0.0, layers=(9,), latent="mean")
     mixed = svd.window_taps(frames, torch.Generator().manual_seed(0))[9]
     mixed_alone = svd.window_taps(frames[4:5], torch.Generator().manual_seed(0))[9]
     assert not torch.allclose(mixed_alone[:, 0], mixed[:, 4], atol=1e-4)
@@ -172,7 +210,7 @@ def test_sdv2_per_frame_features_are_frame_independent(models):
 
 def test_gaussian_noise_averages_seeded_draws(models):
     frames = _frames(3)
-    common = dict(conditioning="none", layers=(9,))
+    common = dict(conditioning="none", layers=(9,), latent="mean")
     clean = _extractor(models, **common).window_taps(frames, torch.Generator().manual_seed(0))[9]
     one = _extractor(models, noise="gaussian", **common)
     g = torch.Generator().manual_seed(5)
@@ -191,23 +229,27 @@ def test_posterior_sample_is_seeded(models):
     one = ex.window_taps(frames, torch.Generator().manual_seed(1))[9]
     same = ex.window_taps(frames, torch.Generator().manual_seed(1))[9]
     other = ex.window_taps(frames, torch.Generator().manual_seed(2))[9]
-    mean = _extractor(models, conditioning="none").window_taps(frames, torch.Generator().manual_seed(1))[9]
+    mean = _extractor(models, conditioning="none", latent="mean").window_taps(frames, torch.Generator().manual_seed(1))[9]
     assert torch.equal(one, same) and not torch.allclose(one, other, atol=1e-5)
     assert not torch.allclose(one, mean, atol=1e-5)
 
 
-def test_bfloat16_features_track_float32(tiny_weights):
+def test_half_precision_tracks_float32_with_the_vae_in_float32(tiny_weights):
     frames = _frames(4)
+    weights = WeightsSettings(**{k: str(v) for k, v in tiny_weights.items()})
     results = {}
-    for dtype in ("float32", "bfloat16"):
-        weights = WeightsSettings(**{k: str(v) for k, v in tiny_weights.items()})
-        ex = SVDExtractor.from_weights(weights, DECODE, ExtractSettings(dtype=dtype))
-        assert ex.unet.conv_in.weight.dtype == getattr(torch, dtype)
-        results[dtype] = ex.window_taps(frames, torch.Generator().manual_seed(0))[9]
-        assert results[dtype].dtype == torch.float32  # pooled in fp32
-    a, b = results["float32"].flatten(), results["bfloat16"].flatten()
-    # bfloat16 keeps ~3 significant digits; the error grows over the 9 UNet layers
-    assert torch.corrcoef(torch.stack([a, b]))[0, 1].item() > 0.98
+    for dtype, half in (("float32", "autocast"), ("bfloat16", "autocast"), ("bfloat16", "cast")):
+        ex = SVDExtractor.from_weights(weights, DECODE, ExtractSettings(dtype=dtype, half_precision=half))
+        assert ex.unet.conv_in.weight.dtype == getattr(torch, dtype)  # as loaded (bf16 here)
+        assert {p.dtype for p in ex.vae.encoder.parameters()} == {torch.float32}  # `vae_dtype`
+        assert ex.autocast == (dtype == "bfloat16" and half == "autocast")
+        results[dtype, half] = ex.window_taps(frames, torch.Generator().manual_seed(0))[9]
+        assert results[dtype, half].dtype == torch.float32  # pooled in fp32
+    reference = results["float32", "autocast"].flatten()
+    for key in (("bfloat16", "autocast"), ("bfloat16", "cast")):
+        # bfloat16 keeps ~3 significant digits; the error grows over the 9 UNet layers
+        assert torch.corrcoef(torch.stack([reference, results[key].flatten()]))[0, 1].item() > 0.98, key
+    assert not torch.equal(results["bfloat16", "autocast"], results["bfloat16", "cast"])
 
 
 def test_only_modules_that_run_are_moved(tiny_weights):
@@ -255,3 +297,21 @@ def test_wrong_weight_file_fails_before_any_video(tiny_weights, videos, tmp_path
     assert "wrong.safetensors" in caplog.text and "missing keys" in caplog.text
     assert not (out / "videos").exists() or not list((out / "videos").glob("*"))
     assert not (out / "failures").exists() or not list((out / "failures").glob("*"))
+
+
+def test_cli_extract_refuses_two_files_of_one_id_and_counts_a_repeated_path_once(tiny_weights, videos, tmp_path, caplog):
+    settings = json.dumps({"decode": {"stride": 1, "height": 64, "width": 64, "window": 6},
+                           "weights": {k: str(v) for k, v in tiny_weights.items()}})
+    other = tmp_path / "b.avi"
+    shutil.copy(videos["b"], other)
+    out, done = tmp_path / "cache", tmp_path / "done.json"
+    assert main(["extract", str(videos["b"]), str(other), "--out", str(out), "--settings", settings]) == 2
+    assert f"{str(videos['b'])!r} and {str(other)!r} are both 'b'" in caplog.text
+    assert not out.exists()
+    # The same file twice is one video; the summary replaces an older one by rename, never in place.
+    done.write_text("{}")
+    before = done.stat().st_ino
+    assert main(["extract", str(videos["b"]), str(videos["b"]), "--out", str(out), "--done", str(done), "--settings", settings]) == 0
+    summary = json.loads(done.read_text())
+    assert summary == {"extracted": ["b"], "failed": [], "skipped": [], "warned": []}
+    assert done.stat().st_ino != before and not list(tmp_path.glob(".done.json.tmp-*"))

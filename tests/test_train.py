@@ -15,6 +15,7 @@ from actiondiff.learn.train import (
     mixup,
     predict,
     save_checkpoint,
+    selected_epoch,
     train_head,
 )
 from actiondiff.settings import HeadSettings, TrainSettings, train_settings
@@ -96,6 +97,23 @@ def test_training_is_deterministic_on_cpu_and_learns():
     assert history_c != history_a
     assert max(row["val_score"] for row in history_a) > 75.0  # chance is 33%
     assert [row["epoch"] for row in history_a] == list(range(1, 9))
+
+
+def test_without_validation_the_last_epoch_is_kept():
+    """The paper's protocols train on the whole training side: no validation set, last epoch."""
+    train = toy_data(0, 24)
+    settings = TrainSettings(**{**FAST.__dict__, "epochs": 3})
+    model, history = train_head(train, ([], np.zeros((0, 3), np.float32)), HEAD, settings)
+    assert [row["val_score"] for row in history] == [None, None, None]
+    assert selected_epoch(history) == (3, "last")
+    # with validation scores, the first best epoch is kept
+    assert selected_epoch([{"epoch": 1, "val_score": 50.0}, {"epoch": 2, "val_score": 70.0},
+                           {"epoch": 3, "val_score": 70.0}]) == (2, "best_val")
+    again, _ = train_head(train, ([], np.zeros((0, 3), np.float32)), HEAD, settings)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    with pytest.raises(ValueError, match="Expected training videos"):
+        train_head(([], np.zeros((0, 3), np.float32)), train, HEAD, settings)
 
 
 def test_checkpoint_round_trip_and_hash_refusal(tmp_path):

@@ -178,7 +178,8 @@ def test_max_seconds_stops_on_the_nominal_clock(tmp_path):
 
 
 def test_gapped_and_non_monotonic_timestamps_keep_decode_order(tmp_path):
-    """Frames come out in packet order with their own pts; indices count decoded frames."""
+    """Frames come out in packet order; their times are the pts sorted into that order (gaps
+    kept); indices count decoded frames."""
     pts_ms = [0, 83, 42, 125, 2000, 2042]
     path = tmp_path / "gappy.mkv"
     with av.open(str(path), "w") as container:
@@ -194,8 +195,33 @@ def test_gapped_and_non_monotonic_timestamps_keep_decode_order(tmp_path):
             container.mux(packet)
     indices, stamps, frames = decode_all(path, DecodeSettings(stride=1, height=16, width=16))
     assert indices == [0, 1, 2, 3, 4, 5]
-    assert stamps == [float(t) for t in pts_ms]
+    assert stamps == [0.0, 42.0, 83.0, 125.0, 2000.0, 2042.0]
     assert [int(f[0, 0, 0]) for f in frames] == [0, 40, 80, 120, 160, 200]
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_avi_with_b_frames_times_follow_the_decode_order(tmp_path, b_frames):
+    """MPEG-4 part 2 in AVI: the pts count chunks in decode order, shuffled or shifted by
+    B-frames; the times are index / fps, like the frames' order."""
+    path = tmp_path / f"bf{b_frames}.avi"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=24, options={"bf": str(b_frames)})
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.max_b_frames = b_frames
+        for i, array in enumerate(level_frames(12, height=32, width=32, step=20)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 24)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:  # the premise: pts out of order in decode order
+        pts = [p.pts for p in container.demux(video=0) if p.pts is not None]
+        assert (pts != sorted(pts)) == (b_frames > 0)
+    indices, stamps, frames = decode_all(path, DecodeSettings(stride=1, height=32, width=32))
+    assert indices == list(range(12))
+    np.testing.assert_allclose(stamps, np.arange(12) * 1000 / 24, atol=1e-9)
+    levels = [int(f[:, :, 0].mean()) for f in frames]
+    assert levels == sorted(levels) and np.allclose(levels, np.arange(12) * 20, atol=6)  # display order
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,3 +686,14 @@ def test_decode_settings_validate_the_new_fields():
     with pytest.raises(ValueError, match="`frame_folder_fps`"):
         DecodeSettings(frame_folder_fps=0)
     assert DecodeSettings().max_pixels == 8192 * 4320 and DecodeSettings().frame_folder_fps is None
+
+
+@pytest.mark.parametrize(("suffix", "form"), [(".png", "png_pipe"), (".jpg", "jpeg_pipe")])
+def test_image_renamed_as_video_decodes_with_a_warning(tmp_path, suffix, form):
+    image = tmp_path / f"still{suffix}"
+    av_frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 90, np.uint8), format="rgb24")
+    av_frame.to_image().save(image)
+    path = image.rename(tmp_path / "still.mp4")
+    with pytest.warns(VideoWarning, match=rf"still.mp4: FFmpeg reads it as a single image \({form}\), not a video: one frame"):
+        items = list(iter_frames(path, DecodeSettings(stride=1, height=16, width=16)))
+    assert [(i, t) for i, t, _ in items] == [(0, 0.0)]

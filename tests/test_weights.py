@@ -219,3 +219,16 @@ def test_tiny_encoder_missing_and_unexpected_keys_name_the_file(tiny_encoders, t
     save_file(state, str(weight_file), metadata={"format": "pt"})
     with pytest.raises(WeightsError, match="embeddings.patch_embeddings.projection.weight"):
         load_transformers_model(transformers.VideoMAEModel, root, "videomae")
+
+
+def test_truncated_transformers_checkpoint_names_the_file(tiny_encoders, tmp_path):
+    import transformers
+
+    from actiondiff.features.weights import WeightsError, load_transformers_model
+
+    root = tmp_path / "truncated"
+    shutil.copytree(tiny_encoders["videomae"], root)
+    weights = root / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a download cut short
+    with pytest.raises(WeightsError, match=rf"Could not load VideoMAEModel \(`weights.videomae`\) from {weights}"):
+        load_transformers_model(transformers.VideoMAEModel, root, "videomae")

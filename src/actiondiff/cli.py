@@ -24,6 +24,7 @@ from actiondiff.settings import (
     from_dict,
     to_dict,
 )
+from actiondiff.store.records import atomic_write, remove_stale_temporaries
 
 log = logging.getLogger("actiondiff")
 
@@ -82,28 +83,55 @@ def cmd_make_weights(args: argparse.Namespace) -> int:
 
 def cmd_manifest(args: argparse.Namespace) -> int:
     from actiondiff.io.datasets import CustomColumns, ManifestRequest, build_manifest
-    from actiondiff.io.manifest import MISSING_ATTR, write_manifest, write_missing
+    from actiondiff.io.manifest import MISSING_ATTR, format_summary, write_manifest, write_missing
 
+    if not args.out and not args.summary:
+        raise ValueError("Expected --out (the manifest CSV to write), --summary, or both, but got neither.")
     values = _load_settings(args).get("dataset", {})
     request = ManifestRequest(
         dataset=args.dataset,
         annotations=tuple(args.annotations or ()),
-        videos=tuple(args.videos),
+        videos=tuple(args.videos or (".",) * (2 if args.dataset == "ucf_hmdb" else 1)),
         columns=from_dict(CustomColumns, values.get("columns"), "config key `dataset.columns`"),
         folder_levels=values.get("folder_levels", "label"),
         split_number=args.split_number or values.get("split_number", 1),
         allow_missing=args.allow_missing or bool(values.get("allow_missing", False)),
+        check_videos=not args.annotations_only,
     )
+    if not args.videos and not args.annotations_only:
+        raise ValueError("Expected --videos (the videos folder), or --annotations-only to read the annotations alone.")
     manifest = build_manifest(request)
-    write_manifest(manifest, args.out)
+    source = " + ".join(request.annotations) or " + ".join(request.videos)
+    if args.out:
+        write_manifest(manifest, args.out)
+        print(f"wrote manifest of {len(manifest)} videos to {args.out}"
+              + (" (annotations only: video files not checked)" if args.annotations_only else ""))
     dropped = manifest.attrs.get(MISSING_ATTR, [])
     if args.missing:
         write_missing(manifest, args.missing)
-    print(f"wrote manifest of {len(manifest)} videos to {args.out}")
     if dropped:
-        print(f"dropped {len(dropped)} rows whose video file is missing:")
-        for row in dropped:
-            print(f"  {row['video_id']}\t{row['path']}")
+        where = f"listed in {args.missing}" if args.missing else "pass --missing FILE to list them"
+        print(f"dropped {len(dropped)} rows whose video file is missing ({where})")
+    if args.summary:
+        text = format_summary(manifest, source)
+        if args.summary == "-":
+            print(text, end="")
+        else:
+            Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.summary).write_text(text)
+            print(f"wrote the summary to {args.summary}")
+    return 0
+
+
+def cmd_select_videos(args: argparse.Namespace) -> int:
+    from actiondiff.io.manifest import read_manifest, write_manifest
+    from actiondiff.plan import select_videos
+
+    values = _load_settings(args)
+    manifest = read_manifest(args.manifest)
+    selected = select_videos(manifest, values.get("protocols") or [values.get("protocol") or {}])
+    write_manifest(selected, args.out)
+    print(f"selected {len(selected)} of {len(manifest)} videos (those the feature set's protocols read) into {args.out}")
     return 0
 
 
@@ -116,16 +144,17 @@ def cmd_extract(args: argparse.Namespace) -> int:
     values = _with_extraction_overrides(_load_settings(args), args)
     decode, backbone, extract, weights = backbone_settings(values)
     identity = feature_identity(decode, backbone, extract, weights)
-    cache = FeatureCache(Path(args.out), feature_hash(identity))
-    cache.root.mkdir(parents=True, exist_ok=True)
-    (cache.root / "settings.json").write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
     if args.manifest:
         manifest = read_manifest(args.manifest).set_index("video_id")
         ids = shard_ids(manifest.reset_index(), args.shard, args.shard_size) if args.shard is not None else list(manifest.index)
         videos = [(v, manifest.loc[v, "path"]) for v in ids]
     else:
-        # ids: file stems, or the names of frame folders (which may contain dots)
-        videos = [(Path(p).name if Path(p).is_dir() else Path(p).stem, p) for p in args.videos]
+        videos = adhoc_videos(args.videos)
+    cache = FeatureCache(Path(args.out), feature_hash(identity))
+    cache.root.mkdir(parents=True, exist_ok=True)
+    for path in cache.remove_stale_temporaries():
+        log.info("removed %s, left by a killed writer", path)
+    atomic_write(cache.root / "settings.json", (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
     device = args.device or values.get("device", "cpu")
     def load_backbone():
         # The checksums of the weights are taken when they are loaded, so a store records the
@@ -136,10 +165,30 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     summary = run_extraction(videos, cache, load_backbone, strict=args.strict)
     print(summary.line())
-    if args.done:
+    if args.done:  # the workflow's output: written whole or not at all, so a kill leaves no empty JSON
         Path(args.done).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.done).write_text(json.dumps(summary.__dict__, indent=2, sort_keys=True) + "\n")
+        atomic_write(Path(args.done), (json.dumps(summary.__dict__, indent=2, sort_keys=True) + "\n").encode())
     return 1 if args.strict and summary.failed else 0
+
+
+def adhoc_videos(paths: list[str]) -> list[tuple[str, str]]:
+    """[(video_id, path)] of videos named on the command line: ids are the file stems, or the
+    names of frame folders (which may contain dots). A path given twice counts once.
+
+    Raises:
+        ValueError: two different files share an id (`a.mp4`, `a.avi`), naming both paths:
+            their features and error records would overwrite each other.
+    """
+    videos: dict[str, str] = {}
+    for path in paths:
+        video_id = Path(path).name if Path(path).is_dir() else Path(path).stem
+        seen = videos.setdefault(video_id, path)
+        if Path(seen).resolve() != Path(path).resolve():
+            raise ValueError(
+                f"Expected the videos to have distinct ids (file stems), but {seen!r} and {path!r} are both "
+                f"{video_id!r}. Rename one, or list them in a manifest with ids of their own."
+            )
+    return list(videos.items())
 
 
 def _with_extraction_overrides(values: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -196,15 +245,81 @@ def cmd_pack(args: argparse.Namespace) -> int:
         log.warning("%s records no weight checksums; taking them from the weights now", args.cache)
         files = backbone_class(name).weight_files(weights)
     attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": name, "files": files}}
+    # A video neither committed nor recorded as failed lost its features (or never got them):
+    # packing over it would leave it out of the store without a word.
+    unaccounted = cache.unaccounted(list(manifest.video_id))
+    if unaccounted:
+        raise ValueError(
+            f"Expected every video of {args.manifest} to be committed or recorded as failed in {args.cache}, "
+            f"but {len(unaccounted)} are neither: {_first(unaccounted)}. Re-extract them: in the workflow "
+            f"`snakemake --forcerun pack_store` twice (README, Resuming); by hand `actiondiff extract` of their shards."
+        )
+    for path in remove_stale_temporaries(Path(args.out).parent):
+        log.info("removed %s, left by a killed writer", path)
     counts = pack_store(cache, list(manifest.video_id), args.out, attrs)
     failures = [f for v in manifest.video_id if (f := cache.failure(v))]
     write_failures(failures, args.failures)
-    failed = sum(f["kind"] != "warning" for f in failures)
-    print(
-        f"packed {counts['packed']} videos into {args.out}; {counts['missing']} without features "
-        f"({failed} failed, {len(failures) - failed} decoded with warnings)"
-    )
+    failed = {f["video_id"]: f"{f['error_type']}: {f['message']}" for f in failures if f["kind"] != "warning"}
+    warned = {f["video_id"]: f["message"] for f in failures if f["kind"] == "warning"}
+    print(f"packed {counts['packed']} videos into {args.out}; {len(failed)} failed (no features), "
+          f"{len(warned)} decoded with warnings")
+    for what, records in (("failed", failed), ("with warnings", warned)):
+        if records:
+            print(f"{what}: {_first(records, 5)}" + (f" (all in {args.failures})" if args.failures else ""))
     return 0
+
+
+def _first(reasons: dict[str, str], count: int = 10) -> str:
+    """The first `count` of {video_id: reason}, as `id (reason); ...`, and how many more."""
+    shown = "; ".join(f"{v} ({why:.200})" for v, why in sorted(reasons.items())[:count])
+    return shown + (f"; and {len(reasons) - count} more" if len(reasons) > count else "")
+
+
+def cmd_verify_features(args: argparse.Namespace) -> int:
+    """Before packing: every manifest video committed intact or recorded as failed. Otherwise
+    set damaged videos aside, remove the summaries of the shards holding the unaccounted
+    videos (so the next run re-extracts exactly those videos) and fail, naming them."""
+    from actiondiff.features.backbones import feature_hash
+    from actiondiff.io.manifest import num_shards, read_manifest, shard_ids
+    from actiondiff.store.cache import FeatureCache
+
+    identity = json.loads((Path(args.cache) / "settings.json").read_text())
+    cache = FeatureCache(args.cache, feature_hash(identity, f"{args.cache}/settings.json"))
+    manifest = read_manifest(args.manifest)
+    shard_of = {v: i for i in range(num_shards(manifest, args.shard_size)) for v in shard_ids(manifest, i, args.shard_size)}
+    problems = cache.unaccounted(sorted(shard_of), check_data=True)
+    for video_id in sorted(problems):
+        if cache.is_committed(video_id):  # damaged: uncommit it so that extraction redoes it
+            aside = cache.set_aside(video_id)
+            problems[video_id] += f" [set aside as {aside}]" if aside else ""
+    summaries = {int(Path(p).stem): Path(p) for p in args.shards or ()}
+    unreadable = []
+    for shard, path in sorted(summaries.items()):
+        try:
+            json.loads(path.read_text())["extracted"]
+        except (OSError, ValueError, KeyError, TypeError):
+            unreadable.append(shard)  # e.g. a 0-byte summary of an older, non-atomic writer
+    incomplete = sorted({shard_of[v] for v in problems} | set(unreadable))
+    if not incomplete:
+        failed = sum(1 for v in shard_of if not cache.is_committed(v))
+        counts = {"videos": len(shard_of), "committed": len(shard_of) - failed, "failed": failed}
+        atomic_write(Path(args.out), (json.dumps(counts, sort_keys=True) + "\n").encode())
+        print(f"verified {counts['committed']} committed videos in {args.cache}; {failed} recorded as failed")
+        return 0
+    for video_id, why in sorted(problems.items()):
+        print(f"UNACCOUNTED {video_id} (shard {shard_of[video_id]}): {why}")
+    for shard in unreadable:
+        print(f"UNREADABLE shard summary {summaries[shard]}")
+    removed = [summaries[s] for s in incomplete if s in summaries]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        print(f"removed the summaries of shards {incomplete}: rerun the same snakemake command to re-extract "
+              f"exactly these {len(problems)} videos (committed ones are skipped), then pack")
+    else:
+        print(f"re-extract shards {incomplete}: `actiondiff extract --manifest {args.manifest} --shard N` "
+              f"(committed videos are skipped), then pack")
+    return 1
 
 
 def write_failures(failures: list[dict[str, Any]], path: str | Path | None) -> None:
@@ -379,8 +494,9 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
     result = evaluate_run(args.store, read_manifest(args.manifest), protocol, args.models, values.get("run", {}))
     write_json(result, args.out)
     name = protocol.headline_metric
-    print(f"{name}: out-of-domain {result['metrics'][name]['mean']:.1f}, in-domain "
-          f"{result['in_domain']['metrics'][name]['mean']:.1f}, most frequent class {result['baseline']['metrics'][name]:.1f}")
+    inside = f"{result['in_domain']['metrics'][name]['mean']:.1f}" if result["in_domain"] else "none (no validation set)"
+    print(f"{name}: out-of-domain {result['metrics'][name]['mean']:.1f}, in-domain {inside}, "
+          f"most frequent class {result['baseline']['metrics'][name]:.1f}; epoch: {result['epoch_selection']}")
     return 0
 
 
@@ -480,13 +596,24 @@ def build_parser() -> argparse.ArgumentParser:
         "per class); animal_kingdom: AR_metadata.xlsx; charades_ego: the CSV folder; ucf101: ucfTrainTestlist/; "
         "hmdb51: testTrainMulti_7030_splits/; ucf_hmdb: both, UCF first",
     )
-    p.add_argument("--videos", nargs="+", required=True, help="videos folder (ucf_hmdb: UCF-101/ then hmdb51/)")
-    p.add_argument("--out", required=True, help="manifest CSV to write")
+    p.add_argument("--videos", nargs="+", help="videos folder (ucf_hmdb: UCF-101/ then hmdb51/); optional with "
+                   "--annotations-only (paths are then relative to it, default the current folder)")
+    p.add_argument("--out", help="manifest CSV to write (and its class list, NAME.classes.csv)")
     p.add_argument("--allow-missing", action="store_true",
-                   help="drop rows whose video file is missing, listing them (or config `dataset.allow_missing`)")
-    p.add_argument("--missing", help="CSV listing the rows dropped by --allow-missing")
+                   help="drop rows whose video file is missing; a one-line count is printed (or config `dataset.allow_missing`)")
+    p.add_argument("--missing", help="CSV listing the rows dropped by --allow-missing (video_id, path)")
+    p.add_argument("--annotations-only", action="store_true",
+                   help="read the annotations alone: keep every listed video, look at no video file (to plan and "
+                   "count protocols before the download)")
+    p.add_argument("--summary", nargs="?", const="-",
+                   help="print (or write to FILE) videos per split, per domain and per class")
     p.add_argument("--split-number", type=int, help="ucf101 / hmdb51: official split 1-3 (default: config "
                    "`dataset.split_number`, else 1)")
+
+    p = add("select-videos", cmd_select_videos, "the manifest rows a feature set extracts: those its experiments' "
+            "protocols read (settings: {\"protocols\": [protocol blocks]})")
+    p.add_argument("--manifest", required=True, help="the dataset's manifest CSV")
+    p.add_argument("--out", required=True, help="manifest CSV of the selected videos")
 
     p = add("extract-features", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache",
             aliases=("extract",))
@@ -510,6 +637,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbones", action="store_true",
                    help="instead: GFLOP per frame of each backbone (SVD, SDv2, VideoMAE v2 ViT-g, V-JEPA 2 ViT-L/ViT-g)")
     add_extraction_overrides(p)
+
+    p = add("verify-features", cmd_verify_features, "before packing: every video committed intact or recorded "
+            "as failed; else set damaged ones aside and mark their shards for re-extraction", settings=False)
+    p.add_argument("--cache", required=True, help="cache folder (results/features/<dataset>/<hash>)")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--shard-size", type=int, required=True, help="videos per shard, as extraction used")
+    p.add_argument("--shards", nargs="*", help="the shards' summary JSONs (<shard>.json): removed for shards to redo")
+    p.add_argument("--out", required=True, help="JSON of the counts, written when every video is accounted for")
 
     p = add("pack-store", cmd_pack, "pack committed per-video features into a Zarr store", settings=False, aliases=("pack",))
     p.add_argument("--cache", required=True)

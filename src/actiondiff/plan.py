@@ -11,8 +11,9 @@ An experiment expands into *runs*, one trained head (per seed) each:
 | `grid: true` | the same; its taps are drawn as a layer x timestep grid (Fig. 5) |
 | `matrix: [d1, ..., dn]` | ("from_<d>", tap) per domain d: train on d, test on every other (Fig. 4) |
 
-Each run is evaluated by `actiondiff.learn.run.evaluate_run`. This module only parses the
-config, so that Snakemake plans a workflow without importing torch. The paper's published
+Each run is evaluated by `actiondiff.learn.run.evaluate_run`. A feature set extracts only the
+videos its experiments read (`select_videos`: the rows their protocols give a role). This module
+only parses the config and the manifest, so that Snakemake plans a workflow without importing torch. The paper's published
 numbers live in `actiondiff.report.paper`.
 """
 
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from actiondiff.features.backbones import (
     DEFAULT_BACKBONE,
     backbone_class,
@@ -31,7 +34,8 @@ from actiondiff.features.backbones import (
     resolve_settings,
 )
 from actiondiff.features.backbones.registry import canonical_name
-from actiondiff.learn.protocols import ProtocolSettings
+from actiondiff.io.datasets.charades_ego import view_files
+from actiondiff.learn.protocols import VIEW_SIDES, ProtocolSettings, assign_roles
 from actiondiff.settings import (
     DecodeSettings,
     HeadSettings,
@@ -300,3 +304,72 @@ def parse_experiments(config: dict[str, Any]) -> dict[str, Experiment]:
         experiments[name] = experiment
     return experiments
 
+
+
+def check_protocols(experiments: dict[str, Experiment], manifest: Any, where: str) -> None:
+    """Apply every run's protocol to the manifest, so that an unknown domain or species group,
+    a missing column or an empty role fails when planning, before any extraction.
+
+    Args:
+        manifest: the canonical manifest (a DataFrame), read from `where`.
+    Raises:
+        ValueError: the protocol's own error (naming the bad domains and the known ones), with
+            the experiment, its variant and the manifest.
+    """
+    for name, experiment in experiments.items():
+        for variant in experiment.variants:
+            protocol = from_dict(ProtocolSettings, experiment.protocol_block(variant), f"config key `experiments.{name}`")
+            try:
+                assign_roles(manifest, protocol)
+            except ValueError as error:
+                raise ValueError(
+                    f"{str(error).rstrip('.')} (config key `experiments.{name}`, variant {variant}; manifest {where})."
+                ) from error
+
+
+def feature_set_protocols(experiments: dict[str, Experiment], name: str) -> list[dict[str, Any]]:
+    """The protocol block of every run variant of every experiment on feature set `name`
+    (distinct, in experiment order): together they name the videos the set must extract."""
+    blocks: list[dict[str, Any]] = []
+    for experiment in experiments.values():
+        if experiment.feature_set.name == name:
+            blocks += [b for v in experiment.variants if (b := experiment.protocol_block(v)) not in blocks]
+    return blocks
+
+
+def select_videos(manifest: pd.DataFrame, protocol_blocks: list[dict[str, Any]]) -> pd.DataFrame:
+    """The manifest rows some protocol gives a role (train, val or test): the videos a feature
+    set extracts. A feature set read only by `ak_unseen_species` extracts its 5,749 clips of the
+    published Animal Kingdom file, not all 30,100.
+
+    Raises:
+        ValueError: no protocol block, or one that fails on this manifest (named).
+    """
+    if not protocol_blocks:
+        raise ValueError("Expected at least one protocol block to select videos for, but got none.")
+    used = pd.Series(False, index=manifest.index)
+    for block in protocol_blocks:
+        protocol = from_dict(ProtocolSettings, block, "protocol block of `select-videos`")
+        used |= assign_roles(manifest, protocol) != ""
+    return manifest[used].reset_index(drop=True)
+
+
+def annotation_warnings(dataset: dict[str, Any], experiments: dict[str, Experiment]) -> list[str]:
+    """Warnings, before any job runs, about experiments whose annotation files are absent
+    (Charades-Ego: the `_only<view>` or combined CSV of each side a protocol reads)."""
+    warnings = []
+    folder = Path(str(dataset.get("annotations", "")))
+    if dataset.get("adapter") != "charades_ego" or not folder.is_dir():
+        return warnings
+    for name, experiment in experiments.items():
+        views = VIEW_SIDES.get(experiment.protocol.name)
+        if not views:
+            continue
+        for split, view in zip(("train", "test"), views, strict=True):
+            candidates = view_files(split, view)
+            if not any((folder / c).is_file() for c in candidates):
+                warnings.append(
+                    f"experiment {name!r} ({experiment.protocol.name}) needs the {split} rows of view {view}, but "
+                    f"neither {candidates[0]} nor {candidates[1]} is in {folder}: its jobs will fail."
+                )
+    return warnings

@@ -23,6 +23,9 @@ NOISE_MODES = ("none", "gaussian")
 RESIZE_POLICIES = ("stretch", "keep_aspect_crop", "keep_aspect_pad")
 DTYPES = ("float32", "float16", "bfloat16")
 LATENT_MODES = ("mean", "sample")
+PADDING_MODES = ("black", "grey")
+COND_NOISE_MODES = ("pixel", "latent")
+HALF_PRECISION_MODES = ("autocast", "cast")
 NUM_UNET_LAYERS = 13
 
 
@@ -133,17 +136,30 @@ class ExtractSettings:
     sigma_min: float = _doc(0.002, "smallest sigma of the schedule")
     sigma_max: float = _doc(700.0, "largest sigma of the schedule")
     rho: float = _doc(7.0, "Karras rho")
-    conditioning: str = _doc("middle_frame", "middle_frame | per_frame | none | action_text")
-    action_names: tuple[str, ...] = _doc((), "action names for `action_text` conditioning")
+    conditioning: str = _doc(
+        "middle_frame",
+        "middle_frame (paper text) | per_frame (authors' code) | none | action_text",
+    )
+    action_names: tuple[str, ...] = _doc((), "action names for `action_text` (one context token each)")
     sdv2: bool = _doc(False, "image_only_indicator = 1: frames processed independently")
     noise: str = _doc("none", "none (authors' code) | gaussian (seeded, averaged over draws)")
     noise_draws: int = _doc(1, "number K of seeded noise draws averaged when noise = gaussian")
     fps_id: int = _doc(6, "added_time_ids[0]")
     motion_bucket_id: int = _doc(127, "added_time_ids[1]")
-    cond_aug: float = _doc(0.02, "noise std added to the conditioning latent; added_time_ids[2]")
+    cond_aug: float = _doc(0.02, "std of the conditioning-frame noise (see cond_noise); added_time_ids[2]")
+    cond_noise: str = _doc(
+        "pixel",
+        "pixel (authors: noise the conditioning pixels, second VAE pass, posterior mean) | latent (noise the latent mean)",
+    )
+    padding: str = _doc("black", "frames padding the last window: black (authors, -1) | grey (0 in [-1, 1])")
     dtype: str = _doc("float32", "backbone compute dtype: float32 | float16 | bfloat16")
+    half_precision: str = _doc(
+        "autocast",
+        "a half dtype for UNet and CLIP: autocast (authors: weights as loaded, ops in dtype) | cast (weights cast)",
+    )
+    vae_dtype: str = _doc("float32", "VAE encoder compute dtype whatever `dtype` (authors: float32)")
     vae_chunk: int = _doc(8, "frames per VAE encoder call (bounds activation memory)")
-    latent: str = _doc("mean", "VAE posterior: mean | sample (seeded)")
+    latent: str = _doc("sample", "first-stage VAE posterior: sample (authors, seeded per video) | mean")
     seed: int = _doc(0, "base seed; each video's generator is seeded from it and the video id")
 
     def __post_init__(self) -> None:
@@ -182,6 +198,10 @@ class ExtractSettings:
             )
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("latent", self.latent, LATENT_MODES)
+        _check_choice("cond_noise", self.cond_noise, COND_NOISE_MODES)
+        _check_choice("padding", self.padding, PADDING_MODES)
+        _check_choice("half_precision", self.half_precision, HALF_PRECISION_MODES)
+        _check_choice("vae_dtype", self.vae_dtype, DTYPES)
         _check_min("vae_chunk", self.vae_chunk, 1)
         _check_min("cond_aug", self.cond_aug, 0)
         if not 0 < self.sigma_min < self.sigma_max:

@@ -2,11 +2,19 @@
 # Logic lives in the actiondiff package (actiondiff.plan); this file only hands config values to it.
 
 import json
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from actiondiff.plan import check_config, feature_sets, parse_experiments
+from actiondiff.plan import (
+    annotation_warnings,
+    check_config,
+    check_protocols,
+    feature_set_protocols,
+    feature_sets,
+    parse_experiments,
+)
 from actiondiff.io.manifest import num_shards, read_manifest
 
 
@@ -22,6 +30,8 @@ EXPERIMENTS = parse_experiments(config)
 BY_HASH = {fs.settings_hash: fs for fs in FEATURE_SETS.values()}
 USED_SETS = sorted({e.feature_set.name for e in EXPERIMENTS.values()})
 DATASET = config["dataset"]["name"]
+for warning in annotation_warnings(config["dataset"], EXPERIMENTS):
+    print(f"WARNING: {warning}", file=sys.stderr)
 
 RUN = "{dataset}/{experiment}/{variant}/{tap}"
 
@@ -81,6 +91,11 @@ def get_settings_json(wildcards=None):
     return json.dumps({k: values[k] for k in ("backbone", "decode", "extraction", "weights", "device")}, sort_keys=True)
 
 
+def get_selection_settings(wildcards):
+    """The protocol blocks of every run on one feature set (by its hash): they choose its videos."""
+    return json.dumps({"protocols": feature_set_protocols(EXPERIMENTS, BY_HASH[wildcards.settings_hash].name)}, sort_keys=True)
+
+
 def get_run_settings(wildcards):
     """Every settings block of one experiment run (feature set, protocol, head, train, run)."""
     return json.dumps(EXPERIMENTS[wildcards.experiment].run_settings(config, wildcards.variant), sort_keys=True)
@@ -126,9 +141,18 @@ def get_weight_files(wildcards):
     return [f for f in files if f.startswith(demo) or os.path.exists(f)]
 
 
+_CHECKED = set()
+
+
 def get_shard_outputs(wildcards):
-    """One done-file per shard; the shard count is read from the manifest checkpoint."""
-    manifest = checkpoints.build_manifest.get(dataset=wildcards.dataset).output.manifest
+    """One done-file per shard of the feature set's videos; the count is read from that
+    checkpoint. Every experiment's protocol is first checked against the whole manifest's
+    domains (once per manifest), so a typo fails before any extraction."""
+    full = checkpoints.build_manifest.get(dataset=wildcards.dataset).output.manifest
+    if full not in _CHECKED:
+        check_protocols(EXPERIMENTS, read_manifest(full), full)
+        _CHECKED.add(full)
+    manifest = checkpoints.select_videos.get(dataset=wildcards.dataset, settings_hash=wildcards.settings_hash).output.manifest
     count = num_shards(read_manifest(manifest), config["shard_size"])
     return expand(
         "results/features/{dataset}/{settings_hash}/shards/{shard}.json",
@@ -150,6 +174,12 @@ def get_weights_dir(wildcards, output):
     """The tiny-weights folder: `{weights_dir}/tiny-<name>/...` of the rule's first output."""
     first = Path(output[0])
     return str(first.parents[2] if first.parent.name in ("unet", "vae") else first.parents[1])
+
+
+def get_cache_dir(wildcards):
+    """The per-video cache of one (dataset, feature identity): never a declared output, since
+    Snakemake would delete a failed job's committed videos with it."""
+    return f"results/features/{wildcards.dataset}/{wildcards.settings_hash}"
 
 
 def get_videos_dir(wildcards):

@@ -1,10 +1,16 @@
-# Extraction: manifest -> sharded GPU jobs committing each video atomically -> packed store.
+# Extraction: manifest -> the videos a feature set's experiments read -> sharded GPU jobs
+# committing each video atomically -> verify -> packed store.
 # Per-video files under results/features/ are never declared outputs: a failed or killed job
 # must not lose the videos it already committed (Snakemake deletes failed jobs' outputs).
+# verify_features runs before every pack (its output is temp, so forcing pack_store forces it):
+# a video neither committed intact nor recorded as failed fails it before the store is touched,
+# and it removes the summaries of those videos' shards, so the next run re-extracts exactly them.
 
 
 localrules:
     build_manifest,
+    select_videos,
+    verify_features,
     pack_store,
 
 
@@ -13,6 +19,7 @@ checkpoint build_manifest:
         annotations=config["dataset"]["annotations"],
     output:
         manifest="results/manifests/{dataset}.csv",
+        classes="results/manifests/{dataset}.classes.csv",
         missing="results/manifests/{dataset}.missing.csv",
     params:
         adapter=config["dataset"]["adapter"],
@@ -27,14 +34,30 @@ checkpoint build_manifest:
         " --out {output.manifest} --missing {output.missing} --settings {params.settings:q} > {log} 2>&1"
 
 
-rule extract_features:
+checkpoint select_videos:
     input:
         manifest="results/manifests/{dataset}.csv",
+    output:
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
+        classes="results/manifests/{dataset}/{settings_hash}.classes.csv",
+    params:
+        settings=get_selection_settings,
+    conda:
+        "../../envs/actiondiff.yaml"
+    log:
+        "logs/select_videos/{dataset}/{settings_hash}.log",
+    shell:
+        "actiondiff select-videos --manifest {input.manifest} --out {output.manifest} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule extract_features:
+    input:
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
         weights=get_weight_files,
     output:
         done="results/features/{dataset}/{settings_hash}/shards/{shard}.json",
     params:
-        cache="results/features/{dataset}/{settings_hash}",
+        cache=get_cache_dir,
         shard_size=config["shard_size"],
         settings=get_settings_json,
     conda:
@@ -46,15 +69,35 @@ rule extract_features:
         " --out {params.cache} --done {output.done} --settings {params.settings:q} > {log} 2>&1"
 
 
+rule verify_features:
+    input:
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
+        shards=get_shard_outputs,
+    output:
+        verified=temp("results/features/{dataset}/{settings_hash}/verified.json"),
+    params:
+        cache=get_cache_dir,
+        shard_size=config["shard_size"],
+    retries: 0  # a deterministic check: a retry would only overwrite its log
+    conda:
+        "../../envs/actiondiff.yaml"
+    log:
+        "logs/verify_features/{dataset}/{settings_hash}.log",
+    shell:
+        "actiondiff verify-features --cache {params.cache} --manifest {input.manifest} --shard-size {params.shard_size}"
+        " --shards {input.shards} --out {output.verified} > {log} 2>&1"
+
+
 rule pack_store:
     input:
-        manifest="results/manifests/{dataset}.csv",
+        manifest="results/manifests/{dataset}/{settings_hash}.csv",
         shards=get_shard_outputs,
+        verified="results/features/{dataset}/{settings_hash}/verified.json",
     output:
         store=directory("results/stores/{dataset}/{settings_hash}.zarr"),
         failures="results/stores/{dataset}/{settings_hash}.failures.csv",
     params:
-        cache="results/features/{dataset}/{settings_hash}",
+        cache=get_cache_dir,
     conda:
         "../../envs/actiondiff.yaml"
     log:

@@ -1,13 +1,19 @@
 """The frozen SVD feature extractor: frames -> per-frame features at each (layer, timestep).
 
-Per window (docs/design.md section 2): one VAE pass and one CLIP pass serve every requested
-(layer, timestep); the timesteps, which differ only in c_in and c_noise, run as one batch;
-the UNet loop stops after the deepest requested layer; only the conditional half of the
-authors' guidance batch is computed.
+Per window (docs/design.md section 2; its "Conventions" section lists what the authors' code
+does and the setting that changes it): one VAE pass of the window, one more of the noised
+conditioning frame(s), one CLIP pass serve every requested (layer, timestep); the timesteps,
+which differ only in c_in and c_noise, run as one batch; the UNet loop stops after the
+deepest requested layer; only the conditional half of the authors' guidance batch is computed.
+
+A window's random draws come from the video's generator in a fixed order: the conditioning
+noise (pixel noise of the conditioning frames, or latent noise), then the first-stage posterior
+noise, then the `noise: gaussian` draws.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -34,8 +40,54 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
+    """[size] float32 normalised Gaussian taps at offsets arange(size) - size // 2."""
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    kernel = torch.exp(-(x**2) / (2.0 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def antialiased_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize as kornia's `geometry.resize(bicubic, align_corners=True, antialias=True)`.
+
+    The authors' OpenCLIP preprocessing (sgm, kornia 0.6.9; diffusers' SVD pipeline has the
+    same helper): when shrinking, first a separable Gaussian blur with sigma = max((factor -
+    1) / 2, 0.001) per axis, an odd kernel of int(max(4 sigma, 3)) taps and reflect padding,
+    along the width first; then bicubic (a = -0.75) with `align_corners=True`.
+
+    Args:
+        images: [n, c, h, w] float.
+        size: (height, width) of the output.
+    Returns:
+        [n, c, height, width], the input itself when the size already matches.
+    """
+    height, width = images.shape[-2:]
+    if (height, width) == tuple(size):
+        return images
+    factors = (height / size[0], width / size[1])
+    if max(factors) > 1:  # blur only when shrinking
+        channels = images.shape[1]
+        sigma_h, sigma_w = (max((f - 1.0) / 2.0, 0.001) for f in factors)
+        # kernel sizes: 4 sigma, at least 3, truncated, then made odd
+        size_h, size_w = (int(max(4.0 * s, 3)) for s in (sigma_h, sigma_w))
+        size_h, size_w = size_h + 1 - size_h % 2, size_w + 1 - size_w % 2
+        kernel_w = gaussian_kernel1d(size_w, sigma_w).to(images).view(1, 1, 1, size_w).expand(channels, 1, 1, size_w)
+        kernel_h = gaussian_kernel1d(size_h, sigma_h).to(images).view(1, 1, size_h, 1).expand(channels, 1, size_h, 1)
+        pad_w, pad_h = (size_w - 1) // 2, (size_h - 1) // 2
+        images = F.conv2d(F.pad(images, (pad_w, pad_w, 0, 0), mode="reflect"), kernel_w, groups=channels)
+        images = F.conv2d(F.pad(images, (0, 0, pad_h, pad_h), mode="reflect"), kernel_h, groups=channels)
+    return F.interpolate(images, size=tuple(size), mode="bicubic", align_corners=True)
+
+
 class SVDExtractor:
-    """Holds the frozen UNet, VAE encoder and OpenCLIP model; extracts features per video."""
+    """Holds the frozen UNet, VAE encoder and OpenCLIP model; extracts features per video.
+
+    Precision: the VAE encoder computes in `vae_dtype` (float32 by default, as the authors'
+    `disable_first_stage_autocast`) whatever `dtype`. A half `dtype` reaches the UNet and CLIP
+    as the authors run them (`half_precision: autocast`: weights as loaded, convolutions and
+    matmuls in `dtype` under `torch.autocast`, inputs and time ids in float32) or with their
+    weights and inputs cast (`cast`).
+    """
 
     def __init__(
         self,
@@ -49,6 +101,10 @@ class SVDExtractor:
         self.decode, self.extract = decode, extract
         self.device = torch.device(device)
         self.dtype = getattr(torch, extract.dtype)
+        self.vae_dtype = getattr(torch, extract.vae_dtype)
+        self.autocast = self.dtype != torch.float32 and extract.half_precision == "autocast"
+        # the dtype of the tensors fed to the UNet and CLIP (autocast casts inside each op)
+        self.input_dtype = torch.float32 if self.autocast else self.dtype
         self.unet, self.vae, self.clip = unet, vae, clip
         self._place_needed_modules()
         schedule = sigmas.karras_sigmas(extract.num_timesteps, extract.sigma_min, extract.sigma_max, extract.rho)
@@ -67,19 +123,27 @@ class SVDExtractor:
         return cls(unet, vae, clip, decode, extract, device)
 
     def _place_needed_modules(self) -> None:
-        """Move only the modules that run to the device and dtype.
+        """Move only the modules that run to the device (and to their compute dtype).
 
         Up blocks, down blocks past the deepest tap, the VAE decoder and CLIP's text tower
-        (unless `action_text` needs it) stay where they were loaded.
+        (unless `action_text` needs it) stay where they were loaded. The VAE encoder goes to
+        `vae_dtype`; the UNet and CLIP keep their loaded dtype under autocast.
         """
         needed = modules_needed(self.unet, self.extract.deepest_layer)
-        needed += [self.vae.encoder, self.vae.quant_conv]
         if self.extract.conditioning in ("middle_frame", "per_frame"):
             needed.append(self.clip.visual)
         elif self.extract.conditioning == "action_text":
             needed.append(self.clip)
         for module in needed:
-            module.to(self.device, self.dtype)
+            module.to(self.device) if self.autocast else module.to(self.device, self.dtype)
+        for module in (self.vae.encoder, self.vae.quant_conv):
+            module.to(self.device, self.vae_dtype)
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        """The context the UNet and CLIP run in: autocast to `dtype`, or nothing."""
+        if self.autocast:
+            return torch.autocast(self.device.type, dtype=self.dtype)
+        return contextlib.nullcontext()
 
     def extract_video(self, path: str | Path, video_id: str) -> VideoFeatures:
         """Decode one video and return its per-frame features for every requested tap."""
@@ -89,7 +153,7 @@ class SVDExtractor:
         """Features of one window as arrays.
 
         Args:
-            frames: [f, 3, H, W] float32 in [-1, 1], f <= window; padded here with zero frames.
+            frames: [f, 3, H, W] float32 in [-1, 1], f <= window; padded here (`padding`).
             generator: the video's seeded CPU generator (noise draws, posterior samples).
         Returns:
             {tap name: [f, channels] float32}, padded frames dropped.
@@ -115,81 +179,114 @@ class SVDExtractor:
         window = self.decode.window
         if not 1 <= num_real <= window:
             raise ValueError(f"Expected a window of 1..{window} frames, but got {num_real}.")
-        # 1. pad to the full window with zero frames: [f, 3, H, W] -> [window, 3, H, W]
-        padded = F.pad(frames, (0, 0, 0, 0, 0, 0, 0, window - num_real)) if num_real < window else frames
-        padded = padded.to(self.device, self.dtype)
-        # 2. one VAE pass: unscaled latents [window, 4, h, w]
-        latents = self._encode_vae(padded, generator)
-        # 3. conditioning: embedding [window, 1, d] and concat latent [window, 4, h, w]
-        embedding, concat = self._conditioning(padded, latents, num_real, generator)
-        # 4. all timesteps in one batch, to the deepest layer
-        pooled = self._run_timesteps(latents * self.vae.config.scaling_factor, concat, embedding, generator)
+        # 1. pad to the full window: [f, 3, H, W] -> [window, 3, H, W]; black is the authors'
+        #    uint8 zeros after x / 127.5 - 1, grey is 0
+        value = -1.0 if self.extract.padding == "black" else 0.0
+        padded = F.pad(frames, (0, 0, 0, 0, 0, 0, 0, window - num_real), value=value) if num_real < window else frames
+        # contiguous whatever the caller's layout: flat (black) frames are ill-conditioned for
+        # GroupNorm, and channels-last convolutions round differently
+        padded = padded.to(self.device, torch.float32).contiguous()
+        # 2. one VAE pass: posterior mean and log-variance, each [window, 4, h, w] float32
+        mean, logvar = self._encode_vae(padded)
+        # 3. conditioning: context [window, tokens, d] and unscaled concat latent [window, 4, h, w]
+        embedding, concat = self._conditioning(padded, mean, num_real, generator)
+        # 4. first-stage latent z = scaling_factor * (posterior sample | mean)
+        if self.extract.latent == "sample":
+            noise = torch.randn(mean.shape, generator=generator).to(mean)
+            mean = mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
+        z = mean * self.vae.config.scaling_factor
+        # 5. all timesteps in one batch, to the deepest layer
+        pooled = self._run_timesteps(z, concat, embedding, generator)
         return {layer: values[:, :num_real] for layer, values in pooled.items()}
 
-    def _encode_vae(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """[n, 3, H, W] -> unscaled latents [n, 4, H/8, W/8], in chunks to bound memory."""
+    def _encode_vae(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n, 3, H, W] -> unscaled posterior (mean, logvar), each [n, 4, H/8, W/8] float32.
+
+        In chunks of `vae_chunk` frames to bound memory, in `vae_dtype`.
+        """
         chunks = []
         for start in range(0, frames.shape[0], self.extract.vae_chunk):
-            moments = self.vae.quant_conv(self.vae.encoder(frames[start : start + self.extract.vae_chunk]))
-            mean, logvar = moments.chunk(2, dim=1)
-            if self.extract.latent == "sample":
-                noise = torch.randn(mean.shape, generator=generator).to(mean)
-                mean = mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
-            chunks.append(mean)
-        return torch.cat(chunks)
+            chunk = frames[start : start + self.extract.vae_chunk].to(self.vae_dtype)
+            chunks.append(self.vae.quant_conv(self.vae.encoder(chunk)).float())
+        mean, logvar = torch.cat(chunks).chunk(2, dim=1)  # [n, 8, h, w] -> 2 x [n, 4, h, w]
+        return mean, logvar
 
     def _clip_embed(self, frames: torch.Tensor) -> torch.Tensor:
-        """[n, 3, H, W] in [-1, 1] -> OpenCLIP image embeddings [n, d]."""
+        """[n, 3, H, W] in [-1, 1] -> OpenCLIP image embeddings [n, d].
+
+        The authors' preprocessing: `antialiased_resize` to the CLIP size, [-1, 1] -> [0, 1]
+        unclamped (bicubic may overshoot), OpenCLIP mean/std; no crop.
+        """
         size = self.clip.visual.image_size
         size = size if isinstance(size, tuple) else (size, size)
-        images = F.interpolate(frames.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
-        # [-1, 1] -> [0, 1], unclamped like diffusers' SVD pipeline (bicubic may overshoot)
-        images = (images + 1.0) / 2.0
-        mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
-        return self.clip.encode_image(((images - mean) / std).to(self.dtype))
+        with self._precision():
+            images = antialiased_resize(frames.to(self.input_dtype), size)
+            images = (images + 1.0) / 2.0
+            mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
+            std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
+            return self.clip.encode_image(((images - mean) / std).to(self.input_dtype))
 
     def _text_embed(self) -> torch.Tensor:
-        """Mean OpenCLIP text embedding of the action names: [1, d], computed once."""
+        """OpenCLIP text embedding of each action name: [n_actions, d], computed once.
+
+        The pooled, projected, unnormalised embedding (the authors' `FrozenOpenCLIPEmbedder2`
+        pooled output), one context token per action.
+        """
         if self._text_embedding is None:
             import open_clip
 
             tokenizer = open_clip.get_tokenizer("ViT-H-14")  # the shared BPE vocabulary, bundled
             context = self.clip.context_length
             tokens = tokenizer(list(self.extract.action_names), context_length=context).to(self.device)
-            self._text_embedding = self.clip.encode_text(tokens).mean(dim=0, keepdim=True)
+            with self._precision():
+                self._text_embedding = self.clip.encode_text(tokens)
         return self._text_embedding
 
     def _conditioning(
-        self, frames: torch.Tensor, latents: torch.Tensor, num_real: int, generator: torch.Generator
+        self, frames: torch.Tensor, mean: torch.Tensor, num_real: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The CLIP embedding [window, 1, d] and concat latent [window, 4, h, w] per frame.
+        """The cross-attention context [window, tokens, d] and the concat latent [window, 4, h, w].
 
         Args:
-            frames: [window, 3, H, W] in [-1, 1], padded.
-            latents: [window, 4, h, w] unscaled VAE latents of `frames`.
+            frames: [window, 3, H, W] float32 in [-1, 1], padded.
+            mean: [window, 4, h, w] unscaled posterior means of `frames`.
             num_real: frames before the padding; the middle frame is chosen among them.
-        The conditioning latent gets `cond_aug` Gaussian noise once, then is repeated over the
-        window (per_frame: each frame's own latent gets its own noise); `none` is all zeros.
+        Modes: `middle_frame` (paper text): the middle real frame's CLIP embedding and concat
+        latent, repeated over the window; `per_frame` (authors' code): each frame's own, padded
+        frames included; `action_text`: one token per action name for every frame, per-frame
+        concat latents (authors' code); `none`: all zeros (the authors' unconditional half).
         """
         mode, window = self.extract.conditioning, frames.shape[0]
-        middle = num_real // 2  # middle of the real frames: padding never conditions
         if mode == "none":
-            embedding = torch.zeros(window, 1, self._embed_dim(), device=self.device, dtype=self.dtype)
-            return embedding, torch.zeros_like(latents)
-        if mode == "per_frame":
+            embedding = torch.zeros(window, 1, self._embed_dim(), device=self.device, dtype=self.input_dtype)
+            return embedding, torch.zeros_like(mean)
+        middle = num_real // 2  # middle of the real frames: padding never conditions
+        if mode == "middle_frame":
+            chosen = slice(middle, middle + 1)
+            embedding = self._clip_embed(frames[chosen])[:, None]  # [1, d] -> [1, 1, d]
+        elif mode == "per_frame":
+            chosen = slice(None)
             embedding = self._clip_embed(frames)[:, None]  # [window, d] -> [window, 1, d]
-            concat = latents
-        else:
-            if mode == "middle_frame":
-                embedding = self._clip_embed(frames[middle : middle + 1])  # [1, d]
-            else:  # action_text
-                embedding = self._text_embed()  # [1, d]
-            embedding = embedding[:, None].expand(window, -1, -1)  # [1, d] -> [window, 1, d]
-            concat = latents[middle : middle + 1]  # [1, 4, h, w]
-        noise = torch.randn(concat.shape, generator=generator).to(concat)
-        concat = concat + self.extract.cond_aug * noise
+        else:  # action_text
+            chosen = slice(None)
+            embedding = self._text_embed()[None]  # [n_actions, d] -> [1, n_actions, d]
+        concat = self._concat_latent(frames[chosen], mean[chosen], generator)  # [1 | window, 4, h, w]
+        embedding = embedding.to(self.input_dtype).expand(window, -1, -1)
         return embedding, concat.expand(window, -1, -1, -1)
+
+    def _concat_latent(self, frames: torch.Tensor, mean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The noise-augmented conditioning latent(s), unscaled: [n, 4, h, w] float32.
+
+        `cond_noise: pixel` (authors): the posterior mean (sgm's mode) of a second VAE pass on
+        `frames + cond_aug * noise`; `latent`: `mean + cond_aug * noise` in latent space.
+        Args:
+            frames: [n, 3, H, W] conditioning frames in [-1, 1]; mean: [n, 4, h, w] theirs.
+        """
+        if self.extract.cond_noise == "pixel":
+            noise = torch.randn(frames.shape, generator=generator).to(frames)
+            return self._encode_vae(frames + self.extract.cond_aug * noise)[0]
+        noise = torch.randn(mean.shape, generator=generator).to(mean)
+        return mean + self.extract.cond_aug * noise
 
     def _embed_dim(self) -> int:
         return int(self.unet.config.cross_attention_dim)
@@ -197,31 +294,38 @@ class SVDExtractor:
     def _run_timesteps(
         self, z: torch.Tensor, concat: torch.Tensor, embedding: torch.Tensor, generator: torch.Generator
     ) -> dict[int, torch.Tensor]:
-        """UNet taps for every timestep in one batch: {layer: [timesteps, window, c] float32}."""
-        num_t = len(self.timestep_indices)
+        """UNet taps for every timestep in one batch.
+
+        Args:
+            z: [window, 4, h, w] scaled first-stage latents; concat: [window, 4, h, w] unscaled.
+            embedding: [window, tokens, d] cross-attention context.
+        Returns:
+            {layer: [timesteps, window, c] float32}.
+        """
+        num_t, dtype = len(self.timestep_indices), self.input_dtype
         sigma = self.sigma.to(self.device)
-        c_in = (1.0 / torch.sqrt(sigma**2 + 1.0)).to(self.dtype).view(num_t, 1, 1, 1, 1)
+        c_in = (1.0 / torch.sqrt(sigma**2 + 1.0)).to(dtype).view(num_t, 1, 1, 1, 1)
         c_noise = (0.25 * torch.log(sigma)).float()
         draws = self.extract.noise_draws if self.extract.noise == "gaussian" else 1
+        z, concat = z.to(dtype), concat.to(dtype)
         x = z[None].expand(num_t, *z.shape)  # [window, 4, h, w] -> [T, window, 4, h, w]
+        time_ids = torch.tensor(
+            [self.extract.fps_id, self.extract.motion_bucket_id, self.extract.cond_aug],
+            device=self.device,
+            dtype=dtype,
+        ).expand(num_t, 3)
+        indicator = torch.full((num_t, z.shape[0]), float(self.extract.sdv2), device=self.device, dtype=dtype)
+        # embedding: [window, tokens, d] -> [T*window, tokens, d]
+        states = embedding.repeat(num_t, 1, 1)
         total: dict[int, torch.Tensor] = {}
         for _ in range(draws):
             noisy = x
             if self.extract.noise == "gaussian":
                 noise = torch.randn(x.shape, generator=generator).to(x)
-                noisy = x + sigma.to(self.dtype).view(num_t, 1, 1, 1, 1) * noise
+                noisy = x + sigma.to(dtype).view(num_t, 1, 1, 1, 1) * noise
             sample = torch.cat([c_in * noisy, concat[None].expand(num_t, *concat.shape)], dim=2)
-            time_ids = torch.tensor(
-                [self.extract.fps_id, self.extract.motion_bucket_id, self.extract.cond_aug],
-                device=self.device,
-                dtype=self.dtype,
-            ).expand(num_t, 3)
-            indicator = torch.full(
-                (num_t, z.shape[0]), float(self.extract.sdv2), device=self.device, dtype=self.dtype
-            )
-            # embedding: [window, 1, d] -> [T*window, 1, d]
-            states = embedding.repeat(num_t, 1, 1)
-            pooled = tap_unet(self.unet, sample, c_noise, states, time_ids, indicator, self.extract.layers)
+            with self._precision():
+                pooled = tap_unet(self.unet, sample, c_noise, states, time_ids, indicator, self.extract.layers)
             for layer, value in pooled.items():
                 total[layer] = total[layer] + value if layer in total else value
         return {layer: value / draws for layer, value in total.items()}

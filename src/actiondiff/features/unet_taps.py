@@ -176,7 +176,8 @@ def tap_unet(
     Args:
         sample: [b, f, 8, h, w] UNet input (c_in * z concatenated with the conditioning latent).
         c_noise: [b] EDM timestep per batch item.
-        encoder_hidden_states: [b*f, 1, d] conditioning embedding of every frame.
+        encoder_hidden_states: [b*f, tokens, d] conditioning context of every frame (1 token,
+            or one per action name under `action_text`).
         added_time_ids: [b, 3].
         image_only_indicator: [b, f]; zeros for SVD, ones for the SDv2 baseline.
         layers: taps to return, 1..13.

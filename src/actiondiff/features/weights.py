@@ -283,6 +283,7 @@ def load_transformers_model(
         WeightsError: missing directory, a config of another model type, missing / unexpected
             keys or shape mismatches; the message names the weight files.
     """
+    from safetensors import SafetensorError
     from transformers.utils import logging as hf_logging
 
     root = resolve_snapshot(source, cache_dir, key=key)
@@ -295,7 +296,7 @@ def load_transformers_model(
         model, info = cls.from_pretrained(
             str(root), dtype=dtype, output_loading_info=True, local_files_only=True, ignore_mismatched_sizes=True
         )
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # SafetensorError: truncated file
         raise WeightsError(f"Could not load {cls.__name__} (`weights.{key}`) from {where}: {error}") from error
     bad = {k: sorted(v) for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     if bad:

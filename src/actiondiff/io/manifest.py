@@ -6,6 +6,12 @@ Optional columns, written when an adapter fills them: label_ids (class ids joine
 the same order as `labels`), dataset, species, species_group, view, source, source_class.
 Adapters (`actiondiff.io.datasets`) turn a dataset's annotation files into this table; everything
 downstream (shards, packing, training splits) reads only the manifest.
+
+The class list is the dataset's own (its class file or sheet: 140 Animal Kingdom actions, 157
+Charades classes, ...), whichever classes the rows use: adapters put it in `attrs["classes"]`
+(names in class-id order), `write_manifest` writes it beside the manifest as
+`<name>.classes.csv` (label_id, label) and `read_manifest` reads it back, so a subset of the
+videos never shrinks the class list or shifts class indices.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ OPTIONAL_COLUMNS = ("label_ids", "dataset", "species", "species_group", "view", 
 LABEL_SEPARATOR = ";"
 SPLITS = ("train", "val", "test")
 MISSING_ATTR = "missing_videos"
+CLASSES_ATTR = "classes"
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +55,11 @@ def split_labels(text: str) -> list[str]:
 
 
 def validate(
-    manifest: pd.DataFrame, source: str, allow_missing: bool = False, allow_unlabelled: bool = False
+    manifest: pd.DataFrame,
+    source: str,
+    allow_missing: bool = False,
+    allow_unlabelled: bool = False,
+    check_videos: bool = True,
 ) -> pd.DataFrame:
     """Check a manifest and return it sorted by video_id; errors name the offending ids.
 
@@ -59,12 +70,15 @@ def validate(
             dropped rows (video_id, path) are listed in the result's `attrs["missing_videos"]`.
         allow_unlabelled: accept rows without labels (multi-label datasets where "no action"
             is a valid, all-zero target, e.g. Charades-Ego).
+        check_videos: False: annotations only, no video file is looked at (every row is kept;
+            to plan and count a protocol before the videos are downloaded).
     Raises:
         ManifestError: no rows, repeated ids, unlabelled rows, unknown splits, label names holding `;`
-            or not matching their ids, or missing video files (without `allow_missing`).
+            or not matching their ids, missing video files (without `allow_missing`), or no row
+            left once the missing ones are dropped.
     """
     if manifest.empty or any(c not in manifest.columns for c in MANIFEST_COLUMNS):
-        raise ManifestError(f"Expected at least one video in {source}, but got none. Check the annotation path.")
+        raise ManifestError(f"Expected at least one video listed in {source}, but the annotations list none. Check the annotation path.")
     duplicated = sorted(manifest.loc[manifest.video_id.duplicated(), "video_id"].unique())
     if duplicated:
         raise ManifestError(f"Expected unique video ids in {source}, but got repeats: {duplicated[:10]}.")
@@ -78,7 +92,17 @@ def validate(
     if "label_ids" in manifest.columns:
         class_names(manifest)  # raises if a name and an id disagree
     # A frame folder is a video too, so a path only has to exist.
-    missing = manifest.path.map(lambda p: not Path(p).exists()).astype(bool)
+    if check_videos:
+        missing = manifest.path.map(lambda p: not Path(p).exists()).astype(bool)
+    else:
+        missing = pd.Series(False, index=manifest.index)
+    if missing.all():
+        folders = sorted({str(Path(p).parent) for p in manifest.path})
+        raise ManifestError(
+            f"Expected at least one video file of {source} to exist, but all {len(manifest)} are missing "
+            f"(e.g. {manifest.path.iloc[0]!r}; folders {folders[:3]}). Fix the videos path, or build the manifest "
+            f"from the annotations alone (--annotations-only) to plan before the download."
+        )
     if missing.any() and not allow_missing:
         names = sorted(manifest.loc[missing, "video_id"])
         raise ManifestError(
@@ -86,27 +110,47 @@ def validate(
             f"{names[:10]}. Fix the videos path, or pass --allow-missing to drop them."
         )
     dropped = manifest.loc[missing, ["video_id", "path"]].sort_values("video_id")
-    if len(dropped):
-        log.warning("dropped %d rows of %s whose video file is missing: %s", len(dropped), source, list(dropped.video_id[:10]))
     result = manifest.loc[~missing].sort_values("video_id").reset_index(drop=True)
     result.attrs[MISSING_ATTR] = dropped.to_dict("records")
     return result
 
 
+def classes_path(path: str | Path) -> Path:
+    """The class list beside a manifest: `m.csv` -> `m.classes.csv`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.classes.csv")
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a canonical manifest written by `write_manifest` (every column as text)."""
+    """Read a canonical manifest written by `write_manifest` (every column as text), with its
+    class list (`attrs["classes"]`) when `<name>.classes.csv` is beside it."""
     manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
     absent = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if absent:
         raise ManifestError(f"Expected manifest {str(path)!r} to have columns {absent}, but it does not.")
+    classes = classes_path(path)
+    if classes.is_file():
+        table = pd.read_csv(classes, dtype=str, keep_default_na=False)
+        ids = [int(i) for i in table.label_id] if "label_id" in table.columns else []
+        if list(table.columns) != ["label_id", "label"] or ids != list(range(len(table))):
+            raise ManifestError(
+                f"Expected class list {str(classes)!r} to have columns label_id, label with ids 0..n-1 in order, "
+                f"but got columns {list(table.columns)}. Rebuild the manifest."
+            )
+        manifest.attrs[CLASSES_ATTR] = table.label.tolist()
     return manifest
 
 
 def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
-    """Write the required columns, then whichever optional columns the manifest has."""
+    """Write the required columns, then whichever optional columns the manifest has, and the
+    class list (`attrs["classes"]`, if any) as `<name>.classes.csv` beside it."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     columns = list(MANIFEST_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in manifest.columns]
     manifest.loc[:, columns].to_csv(path, index=False)
+    classes = manifest.attrs.get(CLASSES_ATTR)
+    if classes:
+        table = pd.DataFrame({"label_id": range(len(classes)), "label": classes})
+        table.to_csv(classes_path(path), index=False)
 
 
 def write_missing(manifest: pd.DataFrame, path: str | Path) -> None:
@@ -117,14 +161,31 @@ def write_missing(manifest: pd.DataFrame, path: str | Path) -> None:
 
 
 def class_names(manifest: pd.DataFrame) -> list[str]:
-    """The class names over the whole manifest, in class-id order when `label_ids` is filled.
+    """The dataset's class names in class-id order.
 
-    Without ids (or with an empty `label_ids` column) the names are sorted alphabetically.
+    The adapter's class list (`attrs["classes"]`, from the class file / sheet) when there is
+    one; its ids and names must agree with every row. Else the classes the rows name: in
+    class-id order when `label_ids` is filled, sorted alphabetically without ids.
 
     Raises:
         ManifestError: a row's names and ids differ in number, or one id carries two names
-            (or one name two ids).
+            (or one name two ids), or a row's class is not in the class list.
     """
+    listed = manifest.attrs.get(CLASSES_ATTR)
+    if listed:
+        index = {name: i for i, name in enumerate(listed)}
+        has_ids = "label_ids" in manifest.columns
+        for row in manifest.itertuples(index=False):
+            names = split_labels(row.labels)
+            numbers = split_labels(row.label_ids) if has_ids else [str(index.get(n, "?")) for n in names]
+            for name, number in zip(names, numbers, strict=False):
+                if str(index.get(name)) != number or len(names) != len(numbers):
+                    raise ManifestError(
+                        f"Expected class {name!r} (id {number}) of video {row.video_id} to be class {number} of "
+                        f"the dataset's {len(listed)} classes, but the class list gives it "
+                        + (f"id {index[name]}." if name in index else "no id (it is not in the list).")
+                    )
+        return list(listed)
     if "label_ids" not in manifest.columns or not (manifest.label_ids != "").any():
         return sorted({name for labels in manifest.labels for name in split_labels(labels)})
     by_id: dict[int, str] = {}
@@ -154,3 +215,38 @@ def shard_ids(manifest: pd.DataFrame, shard: int, shard_size: int) -> list[str]:
 
 def num_shards(manifest: pd.DataFrame, shard_size: int) -> int:
     return max(1, -(-len(manifest) // shard_size))
+
+
+def summarize(manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Counts of a manifest, from its rows alone (no video file is looked at).
+
+    Returns:
+        {"split": videos per split, "domain": videos per domain x split, "class": videos per
+        class x split, every class of the class list in id order (0 for a class no row has)}.
+        Split columns: train / val / test / none (an empty split), those present.
+    """
+    splits = manifest.split.replace("", "none")
+    order = [s for s in (*SPLITS, "none") if (splits == s).any()]
+    per_split = splits.value_counts().reindex(order).rename("videos").to_frame()
+    per_domain = pd.crosstab(manifest.domain.replace("", "(none)"), splits).reindex(columns=order)
+    per_domain["all"] = per_domain.sum(axis=1)
+    exploded = pd.DataFrame({"class": manifest.labels.map(split_labels), "split": splits}).explode("class").dropna()
+    per_class = pd.crosstab(exploded["class"], exploded.split).reindex(
+        index=class_names(manifest), columns=order, fill_value=0
+    ).fillna(0).astype(int)
+    per_class["all"] = per_class.sum(axis=1)
+    return {"split": per_split, "domain": per_domain, "class": per_class}
+
+
+def format_summary(manifest: pd.DataFrame, source: str) -> str:
+    """The `summarize` counts as plain text tables (for the console or a file)."""
+    tables = summarize(manifest)
+    classes = tables["class"]
+    lines = [
+        f"{source}: {len(manifest)} videos, {len(classes)} classes ({int((classes['all'] == 0).sum())} without a video), "
+        f"{len(tables['domain'])} domains",
+        "", "videos per split:", tables["split"].to_string(),
+        "", "videos per domain and split:", tables["domain"].to_string(),
+        "", "videos per class and split (a multi-label video counts once per class):", classes.to_string(),
+    ]
+    return "\n".join(lines) + "\n"

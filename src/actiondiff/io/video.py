@@ -3,9 +3,12 @@
 A "video" is a media file FFmpeg can read (any container and codec) or a folder of JPEG/PNG
 frames. Frames are sampled (target-fps resampling, then offset and stride, up to
 `max_seconds`) and resized as they are decoded, and windows are yielded one at a time, so
-memory does not grow with video length. Frames are indexed in decode order (container
-timestamps can be non-monotonic or gapped); each kept frame's source index and timestamp are
-recorded so features can be traced back to the video.
+memory does not grow with video length. Frames are indexed in decode order (decoder output
+order), and their timestamps follow that order: the k-th decoded frame gets the k-th smallest
+presentation time (gaps are kept). Raw pts can be out of that order or offset: AVI stores no
+presentation times, so FFmpeg's pts there count chunks in decode order, and with B-frames
+(MPEG-4 part 2) they are shuffled or shifted by the decoder's delay. Each kept frame's source
+index and timestamp are recorded so features can be traced back to the video.
 
 Bad input raises a subclass of `VideoError` naming the video and the reason. A video that
 decodes only partly (a truncated file, a corrupt packet, an unreadable image in a folder)
@@ -15,8 +18,10 @@ finished; the extraction job records it in the failure manifest with kind "warni
 
 from __future__ import annotations
 
+import heapq
 import re
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 NON_VIDEO_FORMATS = ("tty",)
 # Consecutive undecodable packets after which a stream is given up as garbage.
 MAX_BAD_PACKETS = 50
+# Decoded frames held back so that out-of-order pts can be sorted into decode order: more than
+# the B-frame depth of MPEG-4 part 2 (1-2) and of common H.264 encodes (3); bounded memory.
+REORDER_FRAMES = 4
+# Demuxers whose pts count frames in decode order rather than give presentation times.
+FRAME_COUNTING_FORMATS = ("avi",)
 
 
 class VideoError(RuntimeError):
@@ -191,6 +201,11 @@ class _ContainerSource:
                 f"Expected a video file, but FFmpeg reads it as {self.container.format.name!r} "
                 f"(text rendered as video) ({self.path})."
             )
+        if self.container.format.name.endswith("_pipe") or self.container.format.name == "image2":
+            # an image (e.g. a PNG renamed .mp4): it decodes, as a one-frame "video"
+            self.problems.append(
+                f"FFmpeg reads it as a single image ({self.container.format.name}), not a video: one frame"
+            )
         if not self.container.streams.video:
             kinds = sorted({s.type for s in self.container.streams}) or ["none"]
             raise NoVideoStreamError(
@@ -207,10 +222,41 @@ class _ContainerSource:
         self.declared = int(self.stream.frames or 0)  # 0: the container does not say
         self.bad_packets, self.first_bad = 0, ""
 
+    def _stamp(self, frame: av.VideoFrame) -> tuple[int, float]:
+        """Sort key (0, ms), or (1, NaN) without a pts: a frame's presentation time.
+
+        A frame-counting demuxer (AVI) is shifted so that the first decoded frame sits at the
+        stream's start (its count is off by the decoder's delay with B-frames).
+        """
+        if frame.pts is None or not self.time_base:
+            return 1, np.nan
+        if self.shift is None:
+            counting = self.container.format.name in FRAME_COUNTING_FORMATS
+            self.shift = frame.pts - (self.stream.start_time or 0) if counting else 0
+        # exact rational arithmetic, rounded once: pts 2042 at 1/1000 s is 2042.0 ms
+        return 0, float((frame.pts - self.shift) * self.time_base * 1000)
+
     def frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
-        """Yield (timestamp_ms or NaN, frame) in decoder output order; problems are collected."""
+        """Yield (timestamp_ms or NaN, frame) in decoder output order; problems are collected.
+
+        Frames are held back `REORDER_FRAMES` at a time, so that each leaves with the smallest
+        presentation time not yet given out: times increase with the decode order.
+        """
+        held: deque[av.VideoFrame] = deque()
+        times: list[tuple[int, float]] = []  # a heap
+        for frame in self._decoded():
+            held.append(frame)
+            heapq.heappush(times, self._stamp(frame))
+            if len(held) > REORDER_FRAMES:
+                yield heapq.heappop(times)[1], held.popleft()
+        while held:
+            yield heapq.heappop(times)[1], held.popleft()
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames in decoder output order; problems are collected."""
         packets = self.container.demux(self.stream)
         bad_in_a_row, decoded = 0, 0
+        self.shift = None
         while True:
             try:
                 packet = next(packets)
@@ -232,9 +278,7 @@ class _ContainerSource:
             bad_in_a_row = 0
             for frame in frames:
                 decoded += 1
-                # exact rational arithmetic, rounded once: pts 2042 at 1/1000 s is 2042.0 ms
-                stamp = float(frame.pts * self.time_base * 1000) if frame.pts is not None and self.time_base else np.nan
-                yield stamp, frame
+                yield frame
 
     def finished(self, decoded: int, reached_end: bool) -> None:
         """Summarise skipped packets; once read to the end, note a shortfall of declared frames."""

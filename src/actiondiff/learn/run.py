@@ -30,6 +30,7 @@ from actiondiff.learn.train import (
     load_checkpoint,
     predict,
     save_checkpoint,
+    selected_epoch,
     train_head,
     with_seed,
 )
@@ -94,10 +95,10 @@ def train_seeds(
     sets = load_sets(store, manifest, tap, protocol)
     out_dir = Path(out_dir)
     train, val = sets["train"], sets["val"]
-    if not train["sequences"] or not val["sequences"]:
+    if not train["sequences"]:
         raise ValueError(
-            f"Expected training and validation videos with features in {store_path}, but got "
-            f"{len(train['sequences'])} and {len(val['sequences'])}. Check the protocol and the extraction."
+            f"Expected training videos with features in {store_path}, but got none "
+            f"({len(sets['excluded'])} of the protocol's videos have no features). Check the protocol and the extraction."
         )
     paths, histories = [], []
     for seed in seeds:
@@ -106,6 +107,7 @@ def train_seeds(
             (train["sequences"], train["targets"]), (val["sequences"], val["targets"]), head, seeded, device=device
         )
         path = out_dir / f"seed{seed}.safetensors"
+        epoch, selection = selected_epoch(history)
         info = checkpoint_info(
             head,
             seeded,
@@ -118,7 +120,9 @@ def train_seeds(
             protocol=protocol.name,
             num_train_videos=len(train["video_id"]),
             num_val_videos=len(val["video_id"]),
-            best_val_score=max(row["val_score"] for row in history),
+            best_val_score=max(row["val_score"] for row in history) if selection == "best_val" else None,
+            epoch_selection=selection,
+            selected_epoch=epoch,
             excluded_videos=sets["excluded"],
         )
         save_checkpoint(model, path, info)
@@ -149,10 +153,11 @@ def evaluate_models(
         raise ValueError("Expected at least one checkpoint to evaluate, but got none.")
     store = FeatureStore(store_path)
     features_by_tap: dict[str, dict[str, np.ndarray]] = {}
-    per_seed, domain_rows, class_tables, confusion = [], [], [], None
+    per_seed, domain_rows, class_tables, confusion, selections = [], [], [], None, set()
     for path in checkpoints:
         model, info = load_checkpoint(path, expected_hash=store.attrs["settings_hash"])
         head = from_dict(HeadSettings, info["head"], f"checkpoint {path}")
+        selections.add(info.get("epoch_selection", "best_val"))  # older checkpoints: best on validation
         if info["tap"] not in features_by_tap:
             features_by_tap[info["tap"]] = store.features(info["tap"])
         sets = load_sets(store, manifest, info["tap"], protocol, features_by_tap[info["tap"]])
@@ -196,6 +201,7 @@ def evaluate_models(
         "excluded_videos": sets["excluded"],
         "tap": info["tap"],
         "settings_hash": info["settings_hash"],
+        "epoch_selection": "+".join(sorted(selections)),
     }
 
 
@@ -256,12 +262,14 @@ def evaluate_run(store_path: str | Path, manifest: pd.DataFrame, protocol: Proto
     """Out-of-domain (test) and in-domain (val) evaluation of one run, with its baseline.
 
     Returns the `actiondiff.learn.run.evaluate_models` result (out-of-domain, as the results
-    table shows it) plus `in_domain`, `baseline` (most frequent class), `class_counts` per
+    table shows it, and `epoch_selection`: "last" without a validation set, else "best_val")
+    plus `in_domain` (None without a validation set), `baseline` (most frequent class), `class_counts` per
     domain, `protocol` (with its metrics, headline first) and `run` (experiment, variant...).
     """
     result = evaluate_models(store_path, manifest, protocol, checkpoints)
-    result["in_domain"] = role_metrics(store_path, manifest, protocol, checkpoints, "val")
     sets = load_sets(FeatureStore(store_path), manifest, result["tap"], protocol)
+    # In-domain: held-out clips of the training domains; none without a validation set.
+    result["in_domain"] = role_metrics(store_path, manifest, protocol, checkpoints, "val") if sets["val"]["video_id"] else None
     train = np.concatenate([sets["train"]["targets"], sets["val"]["targets"]])
     result["baseline"] = most_frequent_class(train, sets["test"]["targets"], sets["test"]["domain"])
     result["class_counts"] = domain_class_counts(manifest, protocol, result["classes"])

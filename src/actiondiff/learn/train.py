@@ -182,7 +182,9 @@ def train_head(
     settings: TrainSettings,
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Train a head; keep the weights of the epoch with the best validation score.
+    """Train a head; keep the weights of the epoch with the best validation score, or those of
+    the last epoch when there is no validation set (`val` empty: the paper's protocols train on
+    the whole training side).
 
     Deterministic on the CPU for a given seed (initialisation, shuffling, dropout and mixup
     all draw from generators seeded by `settings.seed`).
@@ -191,12 +193,12 @@ def train_head(
             multi-hot); the validation set comes from the training side.
         device: "cpu", "cuda", ... where the head runs.
     Returns:
-        (model with the best validation weights, in eval mode on the CPU, per-epoch history
-        of {"epoch", "loss", "val_score" (%)}).
+        (model with the best validation (else the last) weights, in eval mode on the CPU,
+        per-epoch history of {"epoch", "loss", "val_score" (%, None without validation)}).
     """
     sequences, targets = train
-    if not sequences or not val[0]:
-        raise ValueError(f"Expected training and validation videos, but got {len(sequences)} and {len(val[0])}.")
+    if not sequences:
+        raise ValueError(f"Expected training videos, but got {len(sequences)} (and {len(val[0])} validation videos).")
     device = torch.device(device)
     torch.manual_seed(settings.seed)  # initialisation and dropout
     generator = torch.Generator().manual_seed(settings.seed)  # shuffling and mixup partners
@@ -215,6 +217,10 @@ def train_head(
             model, optimizer, (fitted, targets), head, settings, step=step, total_steps=total,
             warmup_steps=warmup, generator=generator, rng=rng, device=device,
         )
+        if not val_fitted:  # no validation set: the last epoch is kept
+            history.append({"epoch": epoch + 1, "loss": loss, "val_score": None})
+            log.info("seed %d epoch %d/%d loss %.4f", settings.seed, epoch + 1, settings.epochs, loss)
+            continue
         probs = predict(model, val_fitted, head, settings.multilabel, device=device)
         score = validation_score(probs, val[1], settings.multilabel)
         history.append({"epoch": epoch + 1, "loss": loss, "val_score": 100.0 * score})
@@ -223,8 +229,18 @@ def train_head(
         if score > best:
             best, best_state = score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     model = model.cpu()
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def selected_epoch(history: list[dict[str, Any]]) -> tuple[int, str]:
+    """(epoch whose weights `train_head` kept, how it was chosen: "best_val" | "last")."""
+    scored = [row for row in history if row["val_score"] is not None]
+    if not scored:
+        return history[-1]["epoch"], "last"
+    best = max(row["val_score"] for row in scored)
+    return next(row["epoch"] for row in scored if row["val_score"] == best), "best_val"
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, info: dict[str, Any]) -> None:

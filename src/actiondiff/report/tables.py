@@ -61,6 +61,25 @@ def _run_columns(evaluation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The authors' released training code reports the maximum test score over epochs (no validation set).
+PAPER_EPOCH = "best epoch on test (authors' code)"
+EPOCH_SELECTION = {
+    "last": "last epoch (no validation set)",
+    "best_val": "best epoch on validation",
+}
+
+
+def epoch_label(evaluation: dict[str, Any]) -> str:
+    """How the evaluated heads' epoch was chosen, in words (older evaluations: best on validation)."""
+    return " + ".join(EPOCH_SELECTION.get(k, k) for k in evaluation.get("epoch_selection", "best_val").split("+"))
+
+
+def in_domain_mean(evaluation: dict[str, Any], metric: str) -> float:
+    """The in-domain (validation clips) mean of `metric`; NaN when the run had no validation set."""
+    inside = evaluation.get("in_domain")
+    return float(inside["metrics"][metric]["mean"]) if inside else float("nan")
+
+
 def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
     """Tables 1-3: the runs of one protocol, its most-frequent-class row and the paper's rows.
 
@@ -70,7 +89,9 @@ def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
 
     Columns: source, experiment, feature columns, and per metric of the protocol (headline
     first) its mean and std over seeds on the test (out-of-domain) videos, the headline's
-    in-domain mean, and the headline's gain over the most-frequent-class baseline.
+    in-domain mean (empty without a validation set), the headline's gain over the
+    most-frequent-class baseline, and `epoch` (how the head's epoch was chosen: the last one
+    when the protocol trains on its whole training side, else the best on validation).
 
     Raises:
         ValueError: the evaluations mix protocols.
@@ -87,21 +108,24 @@ def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
         for metric in metrics:
             row[metric_column(metric)] = evaluation["metrics"][metric]["mean"]
             row[metric_column(metric, "std")] = evaluation["metrics"][metric]["std"]
-        row[metric_column(headline, "in-domain mean")] = evaluation["in_domain"]["metrics"][headline]["mean"]
+        row[metric_column(headline, "in-domain mean")] = in_domain_mean(evaluation, headline)
         row[f"{headline} gain over most frequent class"] = (
             evaluation["metrics"][headline]["mean"] - evaluation["baseline"]["metrics"][headline]
         )
         row["seeds"] = len(evaluation["per_seed"])
         row["test_videos"] = evaluation["num_test_videos"]
+        # videos of the protocol without features (failed extraction; the store's failures.csv)
+        row["excluded_videos"] = len(evaluation.get("excluded_videos", []))
+        row["epoch"] = epoch_label(evaluation)
         rows.append(row)
     baseline = {"source": BASELINE, "experiment": "most frequent class"}
     baseline.update({metric_column(m): evaluations[0]["baseline"]["metrics"][m] for m in metrics})
     rows.append(baseline)
     for method, metric, value in REFERENCE_RESULTS.get(protocol["name"], []):
         rows.append({"source": PAPER, "experiment": method, "backbone": REFERENCE_BACKBONES[method],
-                     metric_column(metric): value})
+                     metric_column(metric): value, "epoch": PAPER_EPOCH})
     frame = pd.DataFrame(rows)
-    numeric = frame.select_dtypes("number").columns.difference(["seeds", "test_videos"])
+    numeric = frame.select_dtypes("number").columns.difference(["seeds", "test_videos", "excluded_videos"])
     frame[numeric] = frame[numeric].round(2)
     return frame
 
@@ -118,8 +142,9 @@ def ablation_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
             "metric": METRIC_LABELS[headline],
             "out-of-domain mean": round(evaluation["metrics"][headline]["mean"], 2),
             "out-of-domain std": round(evaluation["metrics"][headline]["std"], 2),
-            "in-domain mean": round(evaluation["in_domain"]["metrics"][headline]["mean"], 2),
+            "in-domain mean": round(in_domain_mean(evaluation, headline), 2),
             "most frequent class": round(evaluation["baseline"]["metrics"][headline], 2),
+            "epoch": epoch_label(evaluation),
         })
     return pd.DataFrame(rows)
 
@@ -151,7 +176,7 @@ def grid_frame(evaluations: list[dict[str, Any]], metric: str) -> pd.DataFrame:
         rows.append({
             "layer": layer,
             "timestep_index": timestep,
-            "in_domain": evaluation["in_domain"]["metrics"][metric]["mean"],
+            "in_domain": in_domain_mean(evaluation, metric),
             "out_of_domain": evaluation["metrics"][metric]["mean"],
             "out_of_domain_std": evaluation["metrics"][metric]["std"],
         })
@@ -208,7 +233,8 @@ def domain_matrices(evaluations: list[dict[str, Any]]) -> dict[str, pd.DataFrame
     for evaluation in evaluations:
         (source,) = evaluation["protocol"]["train_domains"]
         out = pd.DataFrame(evaluation["per_domain"]).groupby("domain")["top1_accuracy"].mean()
-        inside = pd.DataFrame(evaluation["in_domain"]["per_domain"]).groupby("domain")["top1_accuracy"].mean()
+        inside_rows = (evaluation.get("in_domain") or {}).get("per_domain") or [{"domain": source, "top1_accuracy": np.nan}]
+        inside = pd.DataFrame(inside_rows).groupby("domain")["top1_accuracy"].mean()
         for target in domains:
             if target == source:
                 accuracy.loc[source, target] = inside.get(source, np.nan)

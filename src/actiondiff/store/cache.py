@@ -6,8 +6,11 @@ Layout of one cache (one dataset x one settings hash):
     {root}/videos/{id}.npz            features of one video (committed by rename)
     {root}/videos/{id}.done           completion marker: settings hash + checksum of the npz
     {root}/failures/{id}.json         why a video failed (removed when it later succeeds)
+    {root}/shards/{i}.json            what the extraction job of shard i did (the workflow's output)
 A video counts as done only when its marker exists and names this cache's hash, so a job
-killed at any moment leaves either a committed video or nothing that counts.
+killed at any moment leaves either a committed video or nothing that counts. A manifest video
+is *accounted for* when it is committed intact or recorded as failed; `unaccounted` names the
+others (features damaged, removed by hand, or never extracted), which nothing may pack over.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from urllib.parse import quote
 
 import numpy as np
 
-from actiondiff.store.records import VerifyReport, VideoFeatures, atomic_write
+from actiondiff.store.records import (
+    VerifyReport,
+    VideoFeatures,
+    atomic_write,
+    remove_stale_temporaries,
+)
 
 
 def safe_name(video_id: str) -> str:
@@ -86,7 +94,8 @@ class FeatureCache:
         if hashlib.sha256(payload).hexdigest() != record["sha256"]:
             raise ValueError(
                 f"Expected the features of video {video_id!r} ({data}) to match their checksum, but "
-                f"they do not: the file is damaged. Delete it and its .done marker and rerun extraction."
+                f"they do not: the file is damaged. `snakemake --forcerun pack_store` sets damaged videos "
+                f"aside (verify_features) and the run after re-extracts exactly them (README, Resuming)."
             )
         with np.load(io.BytesIO(payload)) as arrays:
             return VideoFeatures(
@@ -107,6 +116,53 @@ class FeatureCache:
             return json.loads((self.root / "weights.json").read_text())
         except (OSError, ValueError):
             return None
+
+    def unaccounted(self, video_ids: list[str], check_data: bool = False) -> dict[str, str]:
+        """{video_id: why} for the videos that are neither committed nor recorded as failed.
+
+        Args:
+            check_data: also read each committed video and check it against its checksum
+                (reads the whole cache); without it only the markers are read.
+        """
+        problems = {}
+        for video_id in video_ids:
+            if self.is_committed(video_id):
+                if check_data:
+                    try:
+                        self.load(video_id)
+                    except ValueError:
+                        problems[video_id] = "its features do not match their checksum (damaged)"
+                    except OSError as error:
+                        problems[video_id] = f"its features are unreadable ({error!r:.200})"
+                continue
+            failure = self.failure(video_id)
+            if failure is not None and failure.get("kind") != "warning":
+                continue  # failed, and recorded why
+            # (a warning is recorded after the commit: without the commit it lost its features)
+            aside = self._paths(video_id)[0].with_suffix(".npz.damaged")
+            if aside.exists():
+                problems[video_id] = f"its features were damaged and set aside as {aside}"
+            else:
+                problems[video_id] = "neither committed nor recorded as failed (features removed, or never extracted)"
+        return problems
+
+    def set_aside(self, video_id: str) -> Path | None:
+        """Uncommit a video: remove its marker, then rename its data to `{id}.npz.damaged`.
+
+        Returns the set-aside file (None if there was no data). The next extraction redoes it.
+        """
+        data, marker = self._paths(video_id)
+        marker.unlink(missing_ok=True)
+        if not data.exists():
+            return None
+        aside = data.with_name(data.name + ".damaged")
+        data.replace(aside)
+        return aside
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Remove temporary files killed writers left in this cache (rule: `records.remove_stale_temporaries`)."""
+        folders = (self.root, self.videos, self.failures, self.root / "shards")
+        return [path for folder in folders for path in remove_stale_temporaries(folder)]
 
     def failure_path(self, video_id: str) -> Path:
         return self.failures / f"{safe_name(video_id)}.json"

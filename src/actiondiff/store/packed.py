@@ -27,7 +27,7 @@ from zarr.codecs import BloscCodec
 
 from actiondiff import __version__
 from actiondiff.store.cache import FeatureCache
-from actiondiff.store.records import VerifyReport
+from actiondiff.store.records import VerifyReport, temporary_path
 
 # Byte-shuffle: on feature-like float16 data (benchmarks/bench_store.py, BENCHMARKS.md "Store")
 # it compresses to a ratio of 1.16 against bit-shuffle's 1.04, with the same read time.
@@ -79,7 +79,7 @@ def pack_store(
     taps = sorted(videos[0].features)
     lengths = np.asarray([v.frame_index.shape[0] for v in videos], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     for tap in taps:

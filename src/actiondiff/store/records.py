@@ -8,6 +8,10 @@ store is written (a killed writer leaves the old file or the new one, never half
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,9 +55,58 @@ class VerifyReport:
         return [*out, f"{verdict} ({self.checked} videos checked)"]
 
 
+# `.NAME.tmp-<host>-<pid>`, or `.NAME.tmp-<pid>` as written before the host was recorded.
+TEMPORARY = re.compile(r"^\..+\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)$")
+# A temporary file is renamed within seconds of its creation; one a day old has no writer left.
+STALE_AFTER_S = 24 * 3600
+
+
+def temporary_path(path: Path) -> Path:
+    """The name a writer on this machine gives `path` until it renames it into place."""
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
+def _running_here(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, now: float | None = None) -> list[Path]:
+    """Remove the temporary files (or folders) that killed writers left in `folder`.
+
+    The rule: `.NAME.tmp-<host>-<pid>` is stale when <host> is this machine and no process
+    <pid> runs here; any other temporary (another machine's, or the older `.NAME.tmp-<pid>`
+    form) is stale once it is `STALE_AFTER_S` (a day) old, because a writer on another node of
+    a shared file system may still be running. Returns the paths removed, sorted.
+    """
+    now = time.time() if now is None else now
+    host, removed = socket.gethostname(), []
+    for path in sorted(folder.glob(".*.tmp-*")) if folder.is_dir() else []:
+        match = TEMPORARY.match(path.name)
+        if not match:
+            continue
+        try:
+            age = now - path.lstat().st_mtime
+        except FileNotFoundError:  # renamed by its writer meanwhile
+            continue
+        here = match["host"] == host
+        if (here and not _running_here(int(match["pid"]))) or (not here and age > STALE_AFTER_S):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write bytes to `path` through a temporary name, fsync, then rename (atomic on POSIX)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()

@@ -118,6 +118,13 @@ def make_tiny_weights(out_dir: str | Path, seed: int = 0, backbones: tuple[str, 
     return paths
 
 
+def _demo_frames(frames_per_clip: int = 8, size: int = 64) -> torch.Tensor:
+    """[n, 3, size, size] in [-1, 1]: one seeded clip of each demo (domain, action)."""
+    rng = np.random.default_rng(0)
+    clips = [demo_data.render_clip(d, a, frames_per_clip, size, rng) for d in demo_data.DOMAINS for a in demo_data.ACTIONS]
+    return torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
 def unit_variance_scale(vae: torch.nn.Module, frames_per_clip: int = 8, size: int = 64) -> float:
     """The VAE scaling factor that gives its latents unit variance on the demo's frames.
 
@@ -126,12 +133,24 @@ def unit_variance_scale(vae: torch.nn.Module, frames_per_clip: int = 8, size: in
     factor its frames would reach the UNet 30 times weaker than the conditioning latent, so
     the per-frame (motion) signal would drown. Rounded to 4 significant digits.
     """
-    rng = np.random.default_rng(0)
-    clips = [demo_data.render_clip(d, a, frames_per_clip, size, rng) for d in demo_data.DOMAINS for a in demo_data.ACTIONS]
-    frames = torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     with torch.no_grad():
-        mean, _ = vae.quant_conv(vae.encoder(frames)).chunk(2, dim=1)
+        mean, _ = vae.quant_conv(vae.encoder(_demo_frames(frames_per_clip, size))).chunk(2, dim=1)
     return float(f"{1.0 / mean.std().item():.4g}")
+
+
+def narrow_posterior(vae: torch.nn.Module, relative_std: float = 0.1) -> None:
+    """Give a random VAE a narrow posterior, as trained ones have (their KL weight is tiny).
+
+    A random init's log-variance is ~0 (posterior std ~1, five times its latents' std), so a
+    posterior sample, the authors' first-stage latent, would be mostly noise. Here the
+    log-variance half of `quant_conv` outputs a constant: std = `relative_std` x the std of
+    the posterior means on the demo's frames.
+    """
+    with torch.no_grad():
+        mean, _ = vae.quant_conv(vae.encoder(_demo_frames())).chunk(2, dim=1)
+        latent = vae.config.latent_channels
+        vae.quant_conv.weight[latent:] = 0.0
+        vae.quant_conv.bias[latent:] = 2.0 * float(np.log(relative_std * mean.std().item()))
 
 
 def _make_tiny_svd(out: Path, seed: int) -> dict[str, Path]:
@@ -142,6 +161,7 @@ def _make_tiny_svd(out: Path, seed: int) -> dict[str, Path]:
     svd_dir = out / "tiny-svd"
     UNetSpatioTemporalConditionModel(**TINY_UNET_CONFIG).save_pretrained(svd_dir / "unet")
     vae = AutoencoderKLTemporalDecoder(**TINY_VAE_CONFIG)
+    narrow_posterior(vae)
     vae.register_to_config(scaling_factor=unit_variance_scale(vae))
     vae.save_pretrained(svd_dir / "vae")
     clip_dir = out / "tiny-clip"

@@ -36,6 +36,7 @@ class ManifestRequest:
     folder_levels: str = "label"
     split_number: int = 1
     allow_missing: bool = False
+    check_videos: bool = True  # False: annotations only, no video file looked at
 
 
 _ANNOTATIONS = {
@@ -65,17 +66,18 @@ def build_manifest(request: ManifestRequest) -> pd.DataFrame:
             f"Expected {wanted_annotations or 'no'} --annotations path(s) ({_ANNOTATIONS[name]}) and "
             f"{_VIDEOS.get(name, 1)} --videos folder(s) for dataset {name!r}, but got {annotations} and {videos}."
         )
-    missing = request.allow_missing
+    missing, check = request.allow_missing, request.check_videos
     if name == "animal_kingdom":
-        return read_animal_kingdom(annotations[0], videos[0], missing)
+        return read_animal_kingdom(annotations[0], videos[0], missing, check_videos=check)
     if name == "charades_ego":
-        return read_charades_ego(annotations[0], videos[0], missing)
+        return read_charades_ego(annotations[0], videos[0], missing, check_videos=check)
     if name == "ucf101":
-        return read_ucf101(annotations[0], videos[0], request.split_number, missing)
+        return read_ucf101(annotations[0], videos[0], request.split_number, missing, check_videos=check)
     if name == "hmdb51":
-        return read_hmdb51(annotations[0], videos[0], request.split_number, missing)
+        return read_hmdb51(annotations[0], videos[0], request.split_number, missing, check_videos=check)
     if name == "ucf_hmdb":
-        return read_ucf_hmdb(annotations[0], annotations[1], videos[0], videos[1], missing)
+        return read_ucf_hmdb(annotations[0], annotations[1], videos[0], videos[1], missing,
+                             split_number=request.split_number, check_videos=check)
     if annotations:
-        return read_custom(annotations[0], videos[0], request.columns, missing)
-    return read_folders(videos[0], request.folder_levels, missing)
+        return read_custom(annotations[0], videos[0], request.columns, missing, check_videos=check)
+    return read_folders(videos[0], request.folder_levels, missing, check_videos=check)

@@ -2,20 +2,34 @@
 
 Sheets read by name: `AR` (one row per clip: video_id, type, labels, list_animal_action),
 `Action` (Label -> action name) and `Animal` (species -> Sub-Class, the species group of the
-cross-species protocols). Quirks handled (reference/DATASETS.md): every cell stored as text,
-float labels (`63.0`) and the `Yawning` row's empty Label (id 139, the one id left), double
-encoded `list_animal_action` cells (parsed twice), empty lists, species in any case, the two
-species aliases. Label ids come from `labels`, never from the names in `list_animal_action`.
+cross-species protocols). Quirks of the published file (sutdcv/Animal-Kingdom @ 23320fb3,
+`Animal_Kingdom/action_recognition/AR_metadata.xlsx`; reference/DATASETS.md) handled: integer
+Labels (text `63` or float `63.0` accepted too), the `Yawning` row's Label is the error formula
+`=#N/A` (pandas reads NaN; it takes id 139, the one id left), `labels` stored as text,
+double-encoded `list_animal_action` cells (a list of one or SEVERAL strings, each the text of a
+list of pairs: parsed again and concatenated), the empty list `[]`, species in any case, the two
+species aliases. Label ids come from `labels`, never from the names in `list_animal_action`; the
+class list is the `Action` sheet's 140 names, whichever ids the clips use.
 """
 
 from __future__ import annotations
 
 import ast
+import math
+import zipfile
 from pathlib import Path
 
 import pandas as pd
+from openpyxl import load_workbook
+from openpyxl.utils.exceptions import InvalidFileException
 
-from actiondiff.io.manifest import join_labels, raise_problems, validate
+from actiondiff.io.manifest import (
+    CLASSES_ATTR,
+    ManifestError,
+    join_labels,
+    raise_problems,
+    validate,
+)
 
 METADATA_FILE = "AR_metadata.xlsx"
 SHEETS = ("AR", "Action", "Animal")
@@ -40,6 +54,17 @@ def _key(text: str) -> str:
     return " ".join(str(text).split()).lower()
 
 
+# What an error cell (`=#N/A`, as the published Yawning Label) or an empty cell reads as.
+_NO_LABEL = ("", "#N/A", "=#N/A", "nan")
+
+
+def _no_label(label: object) -> bool:
+    """True for an empty Label cell or an error cell (pandas reads `=#N/A` as a float NaN)."""
+    if label is None or (isinstance(label, float) and math.isnan(label)):
+        return True
+    return str(label).strip().upper() in {v.upper() for v in _NO_LABEL}
+
+
 def _integer(text: str) -> int:
     """`63`, `63.0` or ` 63 ` -> 63; ValueError for anything else."""
     value = float(str(text).strip())
@@ -49,7 +74,8 @@ def _integer(text: str) -> int:
 
 
 def read_action_names(sheet: pd.DataFrame, source: str) -> dict[int, str]:
-    """Sheet `Action` -> {action id: name}; one empty Label takes the one id left (Yawning, 139).
+    """Sheet `Action` -> {action id: name}; one empty or `#N/A` Label takes the one id left
+    (Yawning, 139, in the published file).
 
     Raises:
         ManifestError: absent columns, unreadable or repeated ids, more than one empty Label.
@@ -61,7 +87,7 @@ def read_action_names(sheet: pd.DataFrame, source: str) -> dict[int, str]:
         name = " ".join(str(name).split())
         if not name:
             continue
-        if not str(label).strip():
+        if _no_label(label):
             unnumbered.append(name)
             continue
         try:
@@ -106,16 +132,19 @@ def read_species_groups(sheet: pd.DataFrame, source: str) -> dict[str, str]:
 def parse_animal_actions(text: str) -> list[tuple[str, str]]:
     """A `list_animal_action` cell -> [(species, action), ...]; double-encoded cells too.
 
-    `"[('Snake', 'Moving')]"` and `"['[(\"Russell\\'S Viper\", \\'Keeping still\\')]']"` (a
-    one-element list holding the string of the list) both parse; `[]` gives [].
+    `"[('Snake', 'Moving')]"` parses as is. A double-encoded cell is a list of strings, each the
+    text of a list of pairs (411 rows of the published file, those naming an `X'S` species: 277
+    hold one string, 134 hold 2 to 10); each string is parsed and the lists concatenated in
+    order. `[]` gives [].
 
     Raises:
         ValueError: the cell is not a list of (species, action) pairs.
     """
     try:
         value = ast.literal_eval(str(text).strip())
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-            value = ast.literal_eval(value[0])  # double-encoded: the string of the list
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            # double-encoded: [string of a list, string of a list, ...] -> one list
+            value = [pair for part in value for pair in _literal_list(part)]
     except (ValueError, SyntaxError) as error:
         raise ValueError(f"not a list of (species, action) pairs: {text!r}") from error
     if not isinstance(value, list) or not all(
@@ -125,26 +154,65 @@ def parse_animal_actions(text: str) -> list[tuple[str, str]]:
     return [(species, action) for species, action in value]
 
 
+def _literal_list(text: str) -> list:
+    value = ast.literal_eval(text)
+    if not isinstance(value, list):
+        raise ValueError(f"not a list: {text!r}")
+    return value
+
+
+def read_sheets(path: Path) -> dict[str, pd.DataFrame]:
+    """The sheets `AR`, `Action`, `Animal` of `AR_metadata.xlsx`, every cell as text (an
+    error cell as NaN), headers stripped.
+
+    Raises:
+        ManifestError: the file is missing, not an xlsx workbook (a CSV, a truncated download),
+            or lacks a sheet (e.g. `annotation/df_action.xlsx`, sheet `AR_count`, given instead).
+    """
+    expected = f"Expected `{path}` to be Animal Kingdom's {METADATA_FILE} (an xlsx workbook with sheets {list(SHEETS)})"
+    if not path.is_file():
+        raise ManifestError(f"{expected}, but it does not exist. Point --annotations at the file or its folder.")
+    try:
+        with path.open("rb") as handle:  # names the sheets without reading the cells
+            workbook = load_workbook(handle, read_only=True)
+            sheet_names = list(workbook.sheetnames)
+            workbook.close()
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as error:
+        raise ManifestError(
+            f"{expected}, but it cannot be read as one ({type(error).__name__}: {error}). A truncated download or "
+            f"a CSV export gives this: download the release's {METADATA_FILE} again."
+        ) from error
+    absent = [name for name in SHEETS if name not in sheet_names]
+    if absent:
+        hint = " (that is `annotation/df_action.xlsx`, the action counts)" if "AR_count" in sheet_names else ""
+        raise ManifestError(f"{expected}, but it has the sheets {sheet_names}{hint}: {absent} are absent.")
+    sheets = pd.read_excel(path, sheet_name=list(SHEETS), dtype=str, keep_default_na=False)
+    for sheet in sheets.values():
+        sheet.columns = [str(c).strip() for c in sheet.columns]
+    return sheets
+
+
 def read_animal_kingdom(
-    annotations: str | Path, videos_dir: str | Path, allow_missing: bool = False
+    annotations: str | Path, videos_dir: str | Path, allow_missing: bool = False, check_videos: bool = True
 ) -> pd.DataFrame:
     """`AR_metadata.xlsx` (or the folder holding it) + `video/` -> the canonical manifest.
 
     Columns: video_id, path (`<videos_dir>/<video_id>.mp4`), labels (action names),
-    label_ids (0-139), domain (= species_group), split (the `type` column: train / test),
-    species and species_group (`;`-joined, lower-cased, in order of first mention).
+    label_ids (0-139), domain (the species group of the clip's first (species, action) pair,
+    the group the unseen-species protocol uses), split (the `type` column: train / test),
+    species and species_group (`;`-joined, lower-cased, in order of first mention). The class
+    list (`attrs["classes"]`) is the 140 names of sheet `Action` in id order.
 
     Raises:
-        ManifestError: naming every unreadable row (bad type, labels or list_animal_action),
-            unknown label id and unknown species; missing videos unless `allow_missing`.
+        ManifestError: an unreadable workbook; naming every unreadable row (bad type, labels or
+            list_animal_action), unknown label id and unknown species; missing videos unless
+            `allow_missing` (or `check_videos=False`: annotations only, no file is looked at).
     """
     path = Path(annotations)
     if path.is_dir():
         path = path / METADATA_FILE
     source = str(path)
-    sheets = pd.read_excel(path, sheet_name=list(SHEETS), dtype=str, keep_default_na=False)
-    for sheet in sheets.values():
-        sheet.columns = [str(c).strip() for c in sheet.columns]
+    sheets = read_sheets(path)
     actions = read_action_names(sheets["Action"], source)
     groups = read_species_groups(sheets["Animal"], source)
     clips = sheets["AR"]
@@ -185,7 +253,7 @@ def read_animal_kingdom(
                 "path": str((Path(videos_dir) / f"{video_id}.mp4").resolve()),
                 "labels": join_labels([actions[i] for i in ids]),
                 "label_ids": join_labels(ids),
-                "domain": join_labels(clip_groups),
+                "domain": clip_groups[0] if clip_groups else "",
                 "split": split,
                 "dataset": "animal_kingdom",
                 "species": join_labels(species),
@@ -197,7 +265,9 @@ def read_animal_kingdom(
         for name, video_id in sorted(unknown_species.items())
     ]
     raise_problems(problems, source)
-    return validate(pd.DataFrame(rows), source, allow_missing)
+    manifest = validate(pd.DataFrame(rows), source, allow_missing, check_videos=check_videos)
+    manifest.attrs[CLASSES_ATTR] = [actions[i] for i in sorted(actions)]
+    return manifest
 
 
 def _require_columns(table: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:

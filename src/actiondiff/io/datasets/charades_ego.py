@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from actiondiff.io.manifest import ManifestError, join_labels, raise_problems, validate
+from actiondiff.io.manifest import (
+    CLASSES_ATTR,
+    ManifestError,
+    join_labels,
+    raise_problems,
+    validate,
+)
 
 CLASSES_FILE = "Charades_v1_classes.txt"
 COLUMNS = ("id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
@@ -69,6 +75,12 @@ def parse_actions(text: str) -> list[str]:
     return list(dict.fromkeys(codes))
 
 
+def view_files(split: str, view: str) -> tuple[str, str]:
+    """The files that can hold the `split` rows of one view: its `_only<view>` file, then the
+    combined file (`train`, `3rd` -> CharadesEgo_v1_train_only3rd.csv, CharadesEgo_v1_train.csv)."""
+    return f"CharadesEgo_v1_{split}_only{view}.csv", f"CharadesEgo_v1_{split}.csv"
+
+
 def annotation_files(folder: Path) -> list[tuple[Path, str, str | None]]:
     """The annotation CSVs present in `folder`: (path, split, view from the file name or None)."""
     found = []
@@ -93,13 +105,16 @@ def _row_view(video_id: str, egocentric: str, file_view: str | None) -> tuple[st
     return views.pop(), ""
 
 
-def read_charades_ego(annotations: str | Path, videos_dir: str | Path, allow_missing: bool = False) -> pd.DataFrame:
+def read_charades_ego(
+    annotations: str | Path, videos_dir: str | Path, allow_missing: bool = False, check_videos: bool = True
+) -> pd.DataFrame:
     """The Charades-Ego annotation folder + `CharadesEgo_v1/` -> the canonical manifest.
 
     Reads every `CharadesEgo_v1_{train,test}[_only1st|_only3rd].csv` present (a video listed
     in several of them must agree) and `Charades_v1_classes.txt` from `annotations`.
     Columns: video_id, path (`<videos_dir>/<id>.mp4`), labels (class names), label_ids (0-156),
-    domain (= view), split (train / test), view (1st / 3rd).
+    domain (= view), split (train / test), view (1st / 3rd). The class list (`attrs["classes"]`)
+    is the 157 names of the classes file, whichever classes the rows use.
 
     Raises:
         ManifestError: no annotation file, absent columns, rows with unreadable `actions`,
@@ -115,6 +130,11 @@ def read_charades_ego(annotations: str | Path, videos_dir: str | Path, allow_mis
         )
     classes = read_classes(folder / CLASSES_FILE)
     class_ids = {code: int(code[1:]) for code in classes}
+    if sorted(class_ids.values()) != list(range(len(classes))):
+        raise ManifestError(
+            f"Expected the codes of {folder / CLASSES_FILE} to be c000..c{len(classes) - 1:03d} (each once), "
+            f"but got {sorted(classes)[:3]}...{sorted(classes)[-3:]}."
+        )
     rows: dict[str, dict[str, str]] = {}
     problems = []
     for path, split, file_view in files:
@@ -152,4 +172,7 @@ def read_charades_ego(annotations: str | Path, videos_dir: str | Path, allow_mis
             if seen != row:
                 problems.append(f"{where}: differs from its row in another file ({seen['split']}, {seen['view']}, {seen['labels']!r})")
     raise_problems(problems, str(folder))
-    return validate(pd.DataFrame(list(rows.values())), str(folder), allow_missing, allow_unlabelled=True)
+    manifest = validate(pd.DataFrame(list(rows.values())), str(folder), allow_missing, allow_unlabelled=True,
+                        check_videos=check_videos)
+    manifest.attrs[CLASSES_ATTR] = [classes[code] for code in sorted(classes, key=lambda c: class_ids[c])]
+    return manifest

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from actiondiff.io.manifest import (
+    CLASSES_ATTR,
     LABEL_SEPARATOR,
     ManifestError,
     join_labels,
@@ -35,7 +36,11 @@ class CustomColumns:
 
 
 def read_custom(
-    labels_file: str | Path, videos_dir: str | Path, columns: CustomColumns, allow_missing: bool = False
+    labels_file: str | Path,
+    videos_dir: str | Path,
+    columns: CustomColumns,
+    allow_missing: bool = False,
+    check_videos: bool = True,
 ) -> pd.DataFrame:
     """A user's folder of videos plus a CSV/TSV label table -> the canonical manifest.
 
@@ -74,10 +79,11 @@ def read_custom(
             "split": column(columns.split).str.lower(),
         }
     )
-    return validate(_with_label_ids(manifest), str(labels_file), allow_missing)
+    return _with_classes(validate(_with_label_ids(manifest), str(labels_file), allow_missing, check_videos=check_videos),
+                         manifest)
 
 
-def read_folders(videos_dir: str | Path, levels: str = "label", allow_missing: bool = False) -> pd.DataFrame:
+def read_folders(videos_dir: str | Path, levels: str = "label", allow_missing: bool = False, check_videos: bool = True) -> pd.DataFrame:
     """Videos sorted into sub-folders (no label table) -> the canonical manifest.
 
     Args:
@@ -117,7 +123,8 @@ def read_folders(videos_dir: str | Path, levels: str = "label", allow_missing: b
         )
     if problems:
         raise ManifestError(f"Expected every video under {str(root)!r} at the depth of {levels!r}, but: {problems[:10]}")
-    return validate(_with_label_ids(pd.DataFrame(rows)), str(root), allow_missing)
+    manifest = pd.DataFrame(rows)
+    return _with_classes(validate(_with_label_ids(manifest), str(root), allow_missing, check_videos=check_videos), manifest)
 
 
 def _normalise_labels(text: str) -> str:
@@ -131,4 +138,10 @@ def _with_label_ids(manifest: pd.DataFrame) -> pd.DataFrame:
     manifest = manifest.copy()
     manifest["label_ids"] = manifest.labels.map(lambda text: join_labels(index[n] for n in split_labels(text)))
     manifest["dataset"] = "custom"
+    return manifest
+
+
+def _with_classes(manifest: pd.DataFrame, listed: pd.DataFrame) -> pd.DataFrame:
+    """Record the class list of every listed row (before missing videos were dropped)."""
+    manifest.attrs[CLASSES_ATTR] = sorted({name for labels in listed.labels for name in split_labels(labels)})
     return manifest

@@ -5,7 +5,11 @@ UCF101 (`ucfTrainTestlist/`, CRLF): `classInd.txt` (`1 ApplyEyeMakeup`, 1-based)
 number: the class is the folder). The folder, not the file name, names the class
 (`HandstandPushups/v_HandStandPushups_...`). HMDB51 (`testTrainMulti_7030_splits/`, LF):
 `<class>_test_split<N>.txt` with lines `name.avi <0|1|2> ` (1 train, 2 test, 0 unused; a
-trailing space); names keep `& ( ) [ ] ! # +` as they are on disk.
+trailing space); names keep `& ( ) [ ] ! # + ; ~ @` as they are on disk. HMDB51 class ids follow
+the sorted class names (`climb` 5, `climb_stairs` 6; sorting the file names would swap
+climb/climb_stairs, kick/kick_ball and sword/sword_exercise, as `_` sorts before letters).
+Checked on the published lists (yjxiong/temporal-segment-networks @ 2c5e5e7c,
+`data/ucf101_splits/`, `data/hmdb51_splits/`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from actiondiff.io.manifest import ManifestError, raise_problems, validate
+from actiondiff.io.manifest import CLASSES_ATTR, ManifestError, raise_problems, validate
 
 SHARED_CLASSES = ("climb", "fencing", "golf", "kick_ball", "pullup", "punch", "pushup",
                   "ride_bike", "ride_horse", "shoot_ball", "shoot_bow", "walk")
@@ -96,7 +100,8 @@ def hmdb_split_table(split_dir: str | Path, split_number: int = 1) -> pd.DataFra
     files = sorted(p for p in folder.iterdir() if p.name.endswith(suffix))
     if not files:
         raise ManifestError(f"Expected HMDB51 files `<class>{suffix}` in {str(folder)!r}, but found none.")
-    classes = {path.name[: -len(suffix)]: i for i, path in enumerate(files)}
+    # Ids by sorted class names: sorted file names put `climb_stairs_test...` before `climb_test...`.
+    classes = {name: i for i, name in enumerate(sorted(path.name[: -len(suffix)] for path in files))}
     rows, problems = [], []
     for path in files:
         class_name = path.name[: -len(suffix)]
@@ -130,16 +135,29 @@ def _manifest(table: pd.DataFrame, videos_dir: str | Path, dataset: str) -> pd.D
     )
 
 
-def read_ucf101(list_dir: str | Path, videos_dir: str | Path, split_number: int = 1, allow_missing: bool = False) -> pd.DataFrame:
-    """UCF101 (101 classes) of one official split: `UCF-101/<Class>/<file>.avi` videos."""
-    manifest = _manifest(ucf_split_table(list_dir, split_number), videos_dir, "ucf101")
-    return validate(manifest, str(list_dir), allow_missing)
+def _class_list(table: pd.DataFrame) -> list[str]:
+    """Class names in class-id order, from every listed row (before missing videos are dropped)."""
+    pairs = dict(zip(table.class_id, table["class"], strict=True))
+    return [pairs[i] for i in sorted(pairs)]
 
 
-def read_hmdb51(split_dir: str | Path, videos_dir: str | Path, split_number: int = 1, allow_missing: bool = False) -> pd.DataFrame:
+def read_ucf101(list_dir: str | Path, videos_dir: str | Path, split_number: int = 1, allow_missing: bool = False,
+                check_videos: bool = True) -> pd.DataFrame:
+    """UCF101 (101 classes of classInd.txt) of one official split: `UCF-101/<Class>/<file>.avi` videos."""
+    table = ucf_split_table(list_dir, split_number)
+    manifest = validate(_manifest(table, videos_dir, "ucf101"), str(list_dir), allow_missing, check_videos=check_videos)
+    manifest.attrs[CLASSES_ATTR] = [c for c, _ in sorted(read_ucf_classes(Path(list_dir) / "classInd.txt").items(),
+                                                          key=lambda item: item[1])]
+    return manifest
+
+
+def read_hmdb51(split_dir: str | Path, videos_dir: str | Path, split_number: int = 1, allow_missing: bool = False,
+                check_videos: bool = True) -> pd.DataFrame:
     """HMDB51 (51 classes) of one official split; unused clips (code 0) get an empty split."""
-    manifest = _manifest(hmdb_split_table(split_dir, split_number), videos_dir, "hmdb51")
-    return validate(manifest, str(split_dir), allow_missing)
+    table = hmdb_split_table(split_dir, split_number)
+    manifest = validate(_manifest(table, videos_dir, "hmdb51"), str(split_dir), allow_missing, check_videos=check_videos)
+    manifest.attrs[CLASSES_ATTR] = _class_list(table)
+    return manifest
 
 
 def read_ucf_hmdb(
@@ -148,18 +166,22 @@ def read_ucf_hmdb(
     ucf_videos: str | Path,
     hmdb_videos: str | Path,
     allow_missing: bool = False,
+    split_number: int = 1,
+    check_videos: bool = True,
 ) -> pd.DataFrame:
     """UCF-HMDB (full): the 12 shared classes of both datasets in one manifest.
 
-    UCF: split-1 trainlist clips of the 15 mapped classes -> train, testlist clips -> val.
-    HMDB: split-1 code 1 clips of the 12 classes -> train, code 2 -> val (code 0 dropped).
+    UCF: trainlist clips of the 15 mapped classes -> train, testlist clips -> val.
+    HMDB: code 1 clips of the 12 classes -> train, code 2 -> val (code 0 dropped).
+    Both of official split `split_number` (TA3N's lists are split 1: UCF 1,438 / 571, HMDB
+    840 / 360; split 2: UCF 1,457 / 552, split 3: 1,453 / 556; HMDB 840 / 360 in each).
     Columns: labels (shared class name), label_ids (0-11), source_class (the dataset's own
     class), source and domain (ucf101 / hmdb51), dataset (ucf_hmdb).
     """
     parts = []
     for source, table, mapping, videos in (
-        ("ucf101", ucf_split_table(ucf_lists, 1), UCF_TO_SHARED, ucf_videos),
-        ("hmdb51", hmdb_split_table(hmdb_splits, 1), HMDB_TO_SHARED, hmdb_videos),
+        ("ucf101", ucf_split_table(ucf_lists, split_number), UCF_TO_SHARED, ucf_videos),
+        ("hmdb51", hmdb_split_table(hmdb_splits, split_number), HMDB_TO_SHARED, hmdb_videos),
     ):
         absent = sorted(set(mapping) - set(table["class"]))
         if absent:
@@ -173,4 +195,6 @@ def read_ucf_hmdb(
         manifest["dataset"] = "ucf_hmdb"
         parts.append(manifest)
     manifest = pd.concat(parts, ignore_index=True)
-    return validate(manifest, f"{ucf_lists} + {hmdb_splits}", allow_missing)
+    manifest = validate(manifest, f"{ucf_lists} + {hmdb_splits}", allow_missing, check_videos=check_videos)
+    manifest.attrs[CLASSES_ATTR] = list(SHARED_CLASSES)
+    return manifest
