@@ -229,8 +229,9 @@ def cmd_store_info(args: argparse.Namespace) -> int:
     print(f"frames    {info['frames']}")
     print(f"layers    {info['layers']}   timesteps {info['timestep_indices']}")
     for tap, tap_info in info["taps"].items():
-        print(f"  {tap}  {tap_info['channels']} channels, {tap_info['chunk_rows']} rows/chunk, {tap_info['bytes']:,} bytes")
-    print(f"size      {info['size_bytes']:,} bytes on disk")
+        print(f"  {tap}  {tap_info['channels']} channels (columns {tap_info['columns'][0]}:{tap_info['columns'][1]})")
+    print(f"features  inner chunks {info['chunk']}, shards {info['shard']} (rows x columns)")
+    print(f"size      {info['size_bytes']:,} bytes on disk in {info['files']:,} files")
     print(f"ratio     {info['compression_ratio']:.2f} (raw float16 features / stored)")
     print("settings  " + json.dumps(info["settings"], sort_keys=True))
     return 0
