@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from actiondiff.learn.results import Evaluation
 from actiondiff.report.tables import (
     BASELINE,
     PAPER,
@@ -33,12 +34,18 @@ def evaluation(tap="L09_T20", protocol="custom", value=60.0, inside=80.0, baseli
                train_domains=(), per_domain=(), in_per_domain=(), baseline_per_domain=None, counts=None, head="transformer", window=25):
     metrics = ("micro_ap", "macro_ap_present") if protocol.startswith("charades") else ("top1_accuracy",)
     all_metrics = ("top1_accuracy", "micro_ap", "macro_ap_present", "macro_ap_all")
-    return {
+    return Evaluation.from_json({
         "tap": tap,
+        "settings_hash": "abc",
+        "classes": ["x", "y", "z"],
+        "per_class": [],
+        "confusion": [],
+        "excluded_videos": [],
         "metrics": {m: {"mean": value, "std": 2.0} for m in all_metrics},
         "in_domain": {"metrics": {m: {"mean": inside, "std": 1.0} for m in all_metrics},
-                      "per_domain": [{"seed": 0, "domain": d, "top1_accuracy": v} for d, v in in_per_domain]},
-        "baseline": {"metrics": dict.fromkeys(all_metrics, baseline), "per_domain": baseline_per_domain or {}},
+                      "per_domain": [{"seed": 0, "domain": d, "top1_accuracy": v} for d, v in in_per_domain],
+                      "num_videos": 6},
+        "baseline": {"class": "x", "metrics": dict.fromkeys(all_metrics, baseline), "per_domain": baseline_per_domain or {}},
         "per_domain": [{"seed": s, "domain": d, "top1_accuracy": v + s} for d, v in per_domain for s in (0, 2)],
         "per_seed": [{}, {}],
         "num_test_videos": 12,
@@ -48,7 +55,7 @@ def evaluation(tap="L09_T20", protocol="custom", value=60.0, inside=80.0, baseli
         "run": {"label": experiment, "variant": "main", "feature_set": "default", "head": head,
                 "conditioning": "middle_frame", "sdv2": False, "window": window,
                 "ablation": {"transformer": "", "linear": "head"}[head] or ("window" if window != 25 else "")},
-    }
+    })
 
 
 def test_results_table_rows_baseline_and_paper_rows():
@@ -136,7 +143,7 @@ def test_domain_matrices_by_hand(tmp_path):
 def test_constant_frequencies_give_nan_rho_not_an_error():
     evaluations = matrix_evaluations()
     for e in evaluations:
-        e["class_counts"] = {d: [3, 3, 3] for d in DOMAINS}
+        e.class_counts = {d: [3, 3, 3] for d in DOMAINS}
     matrices = domain_matrices(evaluations)
     assert matrices["frequency_correlation"].isna().all().all()
     rho = frequency_rho(matrices)
@@ -147,12 +154,12 @@ def test_results_table_one_row_per_backbone():
     evaluations = []
     for backbone, value in (("svd", 60.0), ("sdv2", 50.0), ("videomae", 40.0), ("vjepa2", 45.0), ("histogram", 30.0)):
         evaluations.append(evaluation(experiment=f"run_{backbone}", value=value))
-        evaluations[-1]["run"]["backbone"] = backbone
+        evaluations[-1].run["backbone"] = backbone
     frame = results_table(evaluations)
     runs = frame[frame.source == "this run"]
     assert runs.backbone.tolist() == ["SVD", "SDv2", "VideoMAE", "V-JEPA 2", "histogram"]
     assert runs[metric_column("top1_accuracy")].tolist() == [60.0, 50.0, 40.0, 45.0, 30.0]
-    del evaluations[0]["run"]["backbone"]  # evaluations written before backbones had names: SVD
+    del evaluations[0].run["backbone"]  # evaluations written before backbones had names: SVD
     assert results_table(evaluations[:1]).backbone.iloc[0] == "SVD"
 
 
