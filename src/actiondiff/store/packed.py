@@ -20,7 +20,7 @@ Why this layout (issue 17: 30,000 videos x 91 taps of the paper's grid):
   inner chunks and reading one tap decompresses only that tap's chunks (partial reads of the
   shard file through its index). The grid of 30,000 videos (~340 GB) is ~2,600 files, not the
   ~340,000 of 1 MiB chunk files or the 91 x shards of one sharded array per tap; a one-tap
-  store of 30,000 videos (5.4 GiB) is 43 files.
+  store of 30,000 videos (5.4 GiB) is 110 files (BENCHMARKS.md "Scale: pack and training").
 - Rows along frames, videos contiguous: a video is one row range, a subset of videos a few
   ranges, and pack appends rows in order, so it writes shard by shard.
 - Small arrays (ids, offsets, frame_index, timestamp_ms, checksums) are plain chunked arrays
