@@ -22,7 +22,6 @@ from actiondiff.settings import (
     ExtractSettings,
     WeightsSettings,
     from_dict,
-    to_dict,
 )
 from actiondiff.store.records import atomic_write, remove_stale_temporaries
 
@@ -344,8 +343,9 @@ def cmd_store_info(args: argparse.Namespace) -> int:
     print(f"frames    {info['frames']}")
     print(f"layers    {info['layers']}   timesteps {info['timestep_indices']}")
     for tap, tap_info in info["taps"].items():
-        print(f"  {tap}  {tap_info['channels']} channels, {tap_info['chunk_rows']} rows/chunk, {tap_info['bytes']:,} bytes")
-    print(f"size      {info['size_bytes']:,} bytes on disk")
+        print(f"  {tap}  {tap_info['channels']} channels (columns {tap_info['columns'][0]}:{tap_info['columns'][1]})")
+    print(f"features  inner chunks {info['chunk']}, shards {info['shard']} (rows x columns)")
+    print(f"size      {info['size_bytes']:,} bytes on disk in {info['files']:,} files")
     print(f"ratio     {info['compression_ratio']:.2f} (raw float16 features / stored)")
     print("settings  " + json.dumps(info["settings"], sort_keys=True))
     return 0
@@ -404,25 +404,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from actiondiff.io.manifest import read_manifest
-    from actiondiff.learn.run import evaluate_models, write_json
+    from actiondiff.learn.run import evaluate_run, write_evaluation
 
     protocol = _experiment_settings(_load_settings(args))[0]
-    result = evaluate_models(args.store, read_manifest(args.manifest), protocol, args.models)
-    # The protocol's own metrics (headline first), so tables label what they show.
-    result["protocol"] = {**to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric}
-    # Videos without features (failed extraction, see the store's failures.csv) are excluded.
-    result["num_excluded_videos"] = len(result.get("excluded_videos", []))
-    write_json(result, args.out)
+    result = evaluate_run(args.store, read_manifest(args.manifest), protocol, args.models)
+    write_evaluation(result, args.out)
     name = protocol.headline_metric
-    value = result["metrics"][name]
-    baseline = result["baselines"]["most_frequent_class"]
+    value, baseline = result.metrics[name], result.baseline
+    # Videos without features (failed extraction, see the store's failures.csv) are excluded.
     print(
-        f"{name} on {result['num_test_videos']} test videos: {value['mean']:.1f} +- {value['std']:.1f} "
-        f"over {len(result['per_seed'])} seeds (most-frequent-class baseline "
-        f"{baseline['class']!r}: {baseline['metrics'][name]:.1f}); "
-        f"micro AP {result['metrics']['micro_ap']['mean']:.1f}, "
-        f"macro AP (classes with positives) {result['metrics']['macro_ap_present']['mean']:.1f}; "
-        f"{result['num_excluded_videos']} videos excluded (no features)"
+        f"{name} on {result.num_test_videos} test videos: {value.mean:.1f} +- {value.std:.1f} "
+        f"over {len(result.per_seed)} seeds (most-frequent-class baseline "
+        f"{baseline.class_name!r}: {baseline.metrics[name]:.1f}); "
+        f"micro AP {result.metrics['micro_ap'].mean:.1f}, "
+        f"macro AP (classes with positives) {result.metrics['macro_ap_present'].mean:.1f}; "
+        f"{len(result.excluded_videos)} videos excluded (no features)"
     )
     return 0
 
@@ -487,16 +483,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_run(args: argparse.Namespace) -> int:
     from actiondiff.io.manifest import read_manifest
-    from actiondiff.learn.run import evaluate_run, write_json
+    from actiondiff.learn.run import evaluate_run, write_evaluation
 
     values = _load_settings(args)
     protocol = _experiment_settings(values)[0]
     result = evaluate_run(args.store, read_manifest(args.manifest), protocol, args.models, values.get("run", {}))
-    write_json(result, args.out)
+    write_evaluation(result, args.out)
     name = protocol.headline_metric
-    inside = f"{result['in_domain']['metrics'][name]['mean']:.1f}" if result["in_domain"] else "none (no validation set)"
-    print(f"{name}: out-of-domain {result['metrics'][name]['mean']:.1f}, in-domain {inside}, "
-          f"most frequent class {result['baseline']['metrics'][name]:.1f}; epoch: {result['epoch_selection']}")
+    inside = f"{result.in_domain.metrics[name].mean:.1f}" if result.in_domain else "none (no validation set)"
+    print(f"{name}: out-of-domain {result.metrics[name].mean:.1f}, in-domain {inside}, "
+          f"most frequent class {result.baseline.metrics[name]:.1f}; epoch: {result.epoch_selection}")
     return 0
 
 
@@ -519,7 +515,7 @@ def cmd_plot_grid(args: argparse.Namespace) -> int:
     from actiondiff.report.tables import grid_frame, load_evaluations, plot_grid
 
     evaluations = load_evaluations(args.evaluations)
-    metric = args.metric or evaluations[0]["protocol"]["headline_metric"]
+    metric = args.metric or evaluations[0].protocol["headline_metric"]
     frame = grid_frame(evaluations, metric)
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.csv, index=False)

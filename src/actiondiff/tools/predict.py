@@ -223,11 +223,11 @@ def predict_store(
     store = FeatureStore(store_path)
     model, info = load_checkpoint(checkpoint, expected_hash=store.attrs["settings_hash"])
     head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
-    features = store.features(info["tap"])
-    ids = video_ids or list(features)
-    missing = sorted(set(ids) - set(features))
+    ids = video_ids or store.video_ids
+    missing = sorted(set(ids) - set(store.video_ids))
     if missing:
         raise ValueError(f"Expected videos {missing[:10]} to be in store {store_path}, but they are not.")
+    features = store.read(info["tap"], ids)  # that tap of those videos only, float16
     scores = predict(model, [features[v] for v in ids], head, info["train"]["multilabel"], device=settings.device)
     rows = []
     for video_id, row in zip(ids, scores, strict=True):
