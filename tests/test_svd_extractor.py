@@ -234,7 +234,8 @@ def test_cli_extract_ad_hoc_with_overrides(tiny_weights, videos, tmp_path):
     from actiondiff.cli import extraction_settings
 
     decode, extract, weights = extraction_settings(stored)
-    digest = settings_hash({"decode": stored["decode"], "extraction": stored["extraction"], "weights": stored["weights"]})
+    # the hash covers the weights' content (`weights_sha256`), not where they lie
+    digest = settings_hash({"decode": stored["decode"], "extraction": stored["extraction"], "weights_sha256": stored["weights_sha256"]})
     features = FeatureCache(out, digest).load("b")
     assert sorted(features.features) == ["L03_T05", "L03_T20", "L09_T05", "L09_T20"]
     assert features.features["L09_T20"].shape == (5, 64)

@@ -108,15 +108,29 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from actiondiff.features.backbones import backbone_class, feature_hash, feature_identity
+    from actiondiff.features.backbones import (
+        backbone_class,
+        feature_hash,
+        feature_identity,
+        weight_checksums,
+    )
+    from actiondiff.features.backbones.registry import weight_paths
     from actiondiff.features.job import run_extraction
+    from actiondiff.features.weight_files import WeightsError
     from actiondiff.io.manifest import read_manifest, shard_ids
     from actiondiff.store.cache import FeatureCache
 
     values = _with_extraction_overrides(_load_settings(args), args)
     decode, backbone, extract, weights = backbone_settings(values)
-    identity = feature_identity(decode, backbone, extract, weights)
-    cache = FeatureCache(Path(args.out), feature_hash(identity))
+    # The identity holds the weights' content (checksums cached by path, size and mtime).
+    identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
+    digest = feature_hash(identity)
+    if args.settings_hash and args.settings_hash != digest:
+        raise WeightsError(
+            f"Expected the extraction identity to hash to {args.settings_hash} (as the workflow planned it), but "
+            f"it hashes to {digest} now: the weights changed after Snakemake planned the run. Rerun snakemake."
+        )
+    cache = FeatureCache(Path(args.out), digest)
     cache.root.mkdir(parents=True, exist_ok=True)
     (cache.root / "settings.json").write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
     if args.manifest:
@@ -128,10 +142,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
         videos = [(Path(p).name if Path(p).is_dir() else Path(p).stem, p) for p in args.videos]
     device = args.device or values.get("device", "cpu")
     def load_backbone():
-        # The checksums of the weights are taken when they are loaded, so a store records the
-        # weights that produced its features, not those found at pack time.
+        # The checksums are taken when the weights are loaded (a file changed since the
+        # identity was computed is an error), so a store records the weights that produced
+        # its features, not those found at pack time.
         model = backbone_class(backbone).load(extract, decode, weights, device)
-        cache.record_weights(backbone_class(backbone).weight_files(weights))
+        loaded = weight_checksums(backbone, weights)
+        if loaded != identity["weights_sha256"]:
+            changed = sorted(r for r in {*loaded, *identity["weights_sha256"]} if loaded.get(r) != identity["weights_sha256"].get(r))
+            raise WeightsError(f"Expected the weight files to stay as they were while they were loaded, but {changed} changed. Rerun.")
+        cache.record_weights({path: loaded[role] for path, role in weight_paths(backbone, weights).items()})
         return model
 
     summary = run_extraction(videos, cache, load_backbone, strict=args.strict)
@@ -180,7 +199,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from actiondiff.features.backbones import backbone_class, feature_hash, parse_identity
+    from actiondiff.features.backbones import feature_hash, parse_identity
     from actiondiff.io.manifest import read_manifest
     from actiondiff.store.cache import FeatureCache
     from actiondiff.store.packed import pack_store
@@ -193,8 +212,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
     _, name, _, weights = parse_identity(identity, where)
     files = cache.recorded_weights()
     if files is None:  # a cache extracted before checksums were recorded at load time
+        from actiondiff.features.backbones import weight_file_checksums
+
         log.warning("%s records no weight checksums; taking them from the weights now", args.cache)
-        files = backbone_class(name).weight_files(weights)
+        files = weight_file_checksums(name, weights)
     attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": name, "files": files}}
     counts = pack_store(cache, list(manifest.video_id), args.out, attrs)
     failures = [f for v in manifest.video_id if (f := cache.failure(v))]
@@ -314,10 +335,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _weights_override(args: argparse.Namespace):
     """Substitute weight locations from --svd/--clip-arch/--clip-checkpoint (all or none)."""
-    given = [args.svd, args.clip_arch, args.clip_checkpoint]
-    if not any(given):
+    given = [args.svd, args.clip_arch, args.clip_checkpoint]  # --clip-checkpoint '': SVD's own image encoder
+    if all(g is None for g in given):
         return None
-    if not all(given):
+    if any(g is None for g in given):
         raise ValueError("Expected all of --svd, --clip-arch and --clip-checkpoint, or none, but got only some.")
     return WeightsSettings(svd=args.svd, clip_arch=args.clip_arch, clip_checkpoint=args.clip_checkpoint)
 
@@ -496,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=16, help="videos per shard")
     p.add_argument("--out", required=True, help="cache folder for these settings")
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
+    p.add_argument("--settings-hash", help="the hash the workflow planned (an error if the weights changed since)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad video")
     add_extraction_overrides(p)
     p.add_argument("--backbone", help="backbone name: svd | sdv2 | videomae | vjepa2 | an entry point (overrides config key `backbone`)")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from actiondiff.features import sigmas
 from actiondiff.features.unet_taps import modules_needed, tap_unet
-from actiondiff.features.weights import load_clip, load_svd
+from actiondiff.features.weights import WeightsError, load_clip, load_svd
 from actiondiff.features.windows import extract_windows
 from actiondiff.settings import (
     DecodeSettings,
@@ -62,8 +62,16 @@ class SVDExtractor:
     ) -> SVDExtractor:
         """Load the weights named in the config (strictly) and build the extractor."""
         dtype = getattr(torch, extract.dtype)
-        unet, vae = load_svd(weights.svd, dtype=dtype)
-        clip = load_clip(weights.clip_arch, weights.clip_checkpoint, dtype=dtype)
+        # Each module is loaded straight into the dtype it runs in: the UNet and CLIP in the
+        # run's, the VAE in `vae_dtype` (fp32 by default, as SVD's force_upcast asks).
+        unet, vae = load_svd(weights.svd, dtype=dtype, vae_dtype=getattr(torch, extract.vae_dtype))
+        if extract.conditioning == "action_text" and not weights.clip_checkpoint:
+            raise WeightsError(
+                "Expected `weights.clip_checkpoint` to be a full OpenCLIP checkpoint for `action_text` "
+                "conditioning (it needs the text tower), but it is empty: the SVD download's image "
+                "encoder has no text tower. Download laion/CLIP-ViT-H-14-laion2B-s32B-b79K (README, Getting the weights)."
+            )
+        clip = load_clip(weights.clip_arch, weights.clip_checkpoint, dtype=dtype, svd=weights.svd)
         return cls(unet, vae, clip, decode, extract, device)
 
     def _place_needed_modules(self) -> None:
@@ -73,7 +81,8 @@ class SVDExtractor:
         (unless `action_text` needs it) stay where they were loaded.
         """
         needed = modules_needed(self.unet, self.extract.deepest_layer)
-        needed += [self.vae.encoder, self.vae.quant_conv]
+        for module in (self.vae.encoder, self.vae.quant_conv):  # the VAE runs in its own dtype
+            module.to(self.device, getattr(torch, self.extract.vae_dtype))
         if self.extract.conditioning in ("middle_frame", "per_frame"):
             needed.append(self.clip.visual)
         elif self.extract.conditioning == "action_text":
@@ -129,8 +138,11 @@ class SVDExtractor:
     def _encode_vae(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """[n, 3, H, W] -> unscaled latents [n, 4, H/8, W/8], in chunks to bound memory."""
         chunks = []
+        vae_dtype = getattr(torch, self.extract.vae_dtype)
         for start in range(0, frames.shape[0], self.extract.vae_chunk):
-            moments = self.vae.quant_conv(self.vae.encoder(frames[start : start + self.extract.vae_chunk]))
+            # in `vae_dtype` (fp32 by default), the latents back in the run's dtype
+            chunk = frames[start : start + self.extract.vae_chunk].to(vae_dtype)
+            moments = self.vae.quant_conv(self.vae.encoder(chunk)).to(self.dtype)
             mean, logvar = moments.chunk(2, dim=1)
             if self.extract.latent == "sample":
                 noise = torch.randn(mean.shape, generator=generator).to(mean)

@@ -75,9 +75,28 @@ class Backbone(ABC):
         """Load the weights (strictly, offline) and build the backbone on `device`."""
 
     @classmethod
-    def weight_files(cls, weights: WeightsSettings) -> dict[str, str]:
-        """{weight file: SHA-256} of the files it loads, recorded in every store."""
-        return {}
+    def weight_files(cls, weights: WeightsSettings) -> dict[str, Path | dict]:
+        """{role: file} of exactly the files `load` reads (a built-in config may stand for a
+        file as a dict); their checksums are the weights' part of the feature identity.
+
+        Roles are location-independent names (`svd/unet/weights`), so a moved download keeps
+        its identity. The default: every file under each `weight_keys` path.
+
+        Raises:
+            WeightsError (`actiondiff.features.weight_files`): a file is missing.
+        """
+        from actiondiff.features.weight_files import WeightsError
+
+        files: dict[str, Path | dict] = {}
+        for key in cls.weight_keys:
+            path = Path(getattr(weights, key))
+            if path.is_file():
+                files[key] = path
+            elif path.is_dir():
+                files.update({f"{key}/{f.relative_to(path)}": f for f in sorted(path.rglob("*")) if f.is_file()})
+            else:
+                raise WeightsError(f"Expected `weights.{key}` {str(path)!r} to exist, but it does not.")
+        return files
 
     # ------------------------------------------------------------------ per loaded model
 
