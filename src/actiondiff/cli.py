@@ -343,6 +343,21 @@ def _weights_override(args: argparse.Namespace):
     return WeightsSettings(svd=args.svd, clip_arch=args.clip_arch, clip_checkpoint=args.clip_checkpoint)
 
 
+def cmd_weights_check(args: argparse.Namespace) -> int:
+    from actiondiff.features.weights import WeightsError, check_weights
+
+    failed = 0
+    for path in args.paths:
+        try:
+            lines = check_weights(path, clip_arch=args.clip_arch)
+        except WeightsError as error:
+            failed += 1
+            print(f"FAIL {path}: {error}")
+            continue
+        print("ok   " + "\n     ".join(lines))
+    return 1 if failed else 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from actiondiff.tools.predict import (
         PredictSettings,
@@ -522,6 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_extraction_overrides(p)
     p.add_argument("--backbone", help="backbone name: svd | sdv2 | videomae | vjepa2 | an entry point (overrides config key `backbone`)")
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
+
+    p = add("weights", None, "check downloaded weights against the architectures they load as", settings=False)
+    weights_sub = p.add_subparsers(dest="weights_command", required=True)
+    q = weights_sub.add_parser("check", help="every expected tensor present with its shape, on the meta device (no values read)")
+    q.set_defaults(func=cmd_weights_check)
+    q.add_argument("paths", nargs="+", help="SVD snapshot folder / hub id / svd_xt.safetensors / image_encoder/ / "
+                   "OpenCLIP checkpoint / VideoMAE (v2) or V-JEPA 2 folder")
+    q.add_argument("--clip-arch", default="ViT-H-14", help="OpenCLIP architecture of OpenCLIP-format weights (default ViT-H-14)")
 
     p = add("layers", cmd_layers, "the UNet layer map, read from the model built on the meta device")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")

@@ -7,9 +7,14 @@ from snakemake.utils import validate
 
 from actiondiff.plan import feature_sets, parse_experiments
 from actiondiff.io.manifest import num_shards, read_manifest
+from actiondiff.tools.tiny_weights import ensure_demo_weights
 
 
 validate(config, "../schemas/config.schema.yaml")
+
+# The feature hash names the weights' content, so the demo's tiny weights (seconds to build,
+# under `weights_dir`) are built before planning when missing; real weights are downloaded.
+ensure_demo_weights(config)
 
 # The settings objects check values, names and references (an unknown feature set, a tap the
 # feature set does not extract) and refuse unknown keys too, before any job runs.

@@ -174,6 +174,7 @@ def load_mapped(
     what: str,
     transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
     whole_file: bool = True,
+    values: bool = True,
 ) -> torch.nn.Module:
     """Fill a meta-built `model` from `tensors`, reading file tensor `names[k]` for model tensor k.
 
@@ -183,6 +184,7 @@ def load_mapped(
     Args:
         whole_file: every tensor of the file must be used (others are unexpected); False for
             a file shared by several models (the single file, whose rest `_log_unused` checks).
+        values: False: check names and shapes only (`actiondiff weights check`), the model stays on meta.
     """
     expected = expected_shapes(model)
     inverse = {v: k for k, v in names.items()}
@@ -194,6 +196,8 @@ def load_mapped(
     missing_in_file = {k: names[k] for k in expected if names[k] not in tensors.shapes}
     check_tensors(expected, found, str(tensors.path), what,
                   f" (file names of the missing: {list(missing_in_file.values())[:5]})" if missing_in_file else "")
+    if not values:
+        return model
     state = {}
     for key in expected:
         value = tensors.get(names[key], dtype)
@@ -213,6 +217,7 @@ def load_svd(
     dtype: torch.dtype = torch.float32,
     cache_dir: str | Path | None = None,
     vae_dtype: torch.dtype | None = None,
+    values: bool = True,
 ) -> tuple[Any, Any]:
     """Load the SVD UNet and VAE from any published layout (see `weight_files.svd_files`).
 
@@ -222,6 +227,7 @@ def load_svd(
         dtype: the UNet's dtype (the run's precision; the files' dtype does not matter).
         vae_dtype: the VAE's dtype (None: `dtype`). SVD's VAE asks for fp32 (`force_upcast`).
         cache_dir: Hugging Face cache for hub ids (None: the default).
+        values: False: check every tensor's name and shape only; the models stay on meta.
     Returns:
         (unet, vae), frozen, on the CPU. Only the VAE encoder is ever run.
     Raises:
@@ -237,20 +243,21 @@ def load_svd(
     if "svd_xt" in files:
         tensors = TensorFile(files["svd_xt"])
         unet_names = key_maps.unet_sgm_names(unet.state_dict(), unet.config.layers_per_block)
-        load_mapped(unet, tensors, unet_names, dtype, "UNetSpatioTemporalConditionModel (sgm names)", whole_file=False)
+        load_mapped(unet, tensors, unet_names, dtype, "UNetSpatioTemporalConditionModel (sgm names)", whole_file=False, values=values)
 
         def squeeze(key: str, value: torch.Tensor) -> torch.Tensor:
             # sgm's VAE attention projections are 1x1 convolutions: [c, c, 1, 1] -> [c, c]
             return value.flatten(1) if key_maps.is_vae_1x1_projection(key) and value.dim() == 4 else value
 
         vae_names = key_maps.vae_sgm_names(vae.state_dict())
-        load_mapped(vae, tensors, vae_names, vae_dtype, "AutoencoderKLTemporalDecoder (sgm names)", squeeze, whole_file=False)
+        load_mapped(vae, tensors, vae_names, vae_dtype, "AutoencoderKLTemporalDecoder (sgm names)", squeeze, whole_file=False,
+                    values=values)
         _log_unused(tensors, {*unet_names.values(), *vae_names.values()})
     else:
         for model, part, part_dtype in ((unet, "unet", dtype), (vae, "vae", vae_dtype)):
             tensors = TensorFile(files[f"{part}/weights"])
             names = {k: k for k in model.state_dict()}
-            load_mapped(model, tensors, names, part_dtype, f"{type(model).__name__}. Is this an SVD-XT snapshot?")
+            load_mapped(model, tensors, names, part_dtype, f"{type(model).__name__}. Is this an SVD-XT snapshot?", values=values)
     log.info("loaded SVD UNet (%s) and VAE (%s) from %s", dtype, vae_dtype, source)
     return _frozen(unet), _frozen(vae)
 
@@ -372,8 +379,9 @@ def load_clip(
     dtype: torch.dtype = torch.float32,
     cache_dir: str | Path | None = None,
     svd: str | Path | None = None,
+    values: bool = True,
 ) -> torch.nn.Module:
-    """OpenCLIP for SVD's conditioning, loaded strictly.
+    """OpenCLIP for SVD's conditioning, loaded strictly (`values` False: names and shapes only).
 
     Args:
         arch: OpenCLIP model name, JSON config file or `hf-hub:<repo>` (for OpenCLIP-format
@@ -392,7 +400,9 @@ def load_clip(
         model = _meta_clip(config)
         tensors = TensorFile(files["checkpoint"])
         expected = [k for k in model.state_dict() if k != "attn_mask"]
-        load_mapped_partial(model, tensors, {k: k for k in expected}, dtype, f"OpenCLIP architecture {str(arch)!r}")
+        load_mapped_partial(model, tensors, {k: k for k in expected}, dtype, f"OpenCLIP architecture {str(arch)!r}", values)
+        if not values:
+            return model
         model.attn_mask = _causal_mask(model.context_length)
         return _frozen(model)
     if "svd_xt" in files:
@@ -400,7 +410,7 @@ def load_clip(
         tensors = TensorFile(files["svd_xt"])
         names = {k: f"{key_maps.SGM_CLIP_PREFIX}visual.{k}" for k in visual.state_dict()}
         load_mapped(visual, tensors, names, dtype, f"OpenCLIP {arch or SVD_XT_CLIP_ARCH} visual tower (the single file's conditioner)",
-                    whole_file=False)
+                    whole_file=False, values=values)
         return _frozen(VisualCLIP(visual))
     config = vision_config_from_hf(files["image_encoder/config.json"])
     visual = _visual_tower(config)
@@ -415,13 +425,15 @@ def load_clip(
         ) from error
     check_tensors(expected_shapes(visual), {k.removeprefix("visual."): tuple(v.shape) for k, v in mapped.items()},
                   str(tensors.path), "OpenCLIP's visual tower (CLIPVisionModelWithProjection names)")
+    if not values:
+        return VisualCLIP(visual)
     state = key_maps.hf_vision_to_openclip({k: tensors.get(k, dtype) for k in tensors.shapes})
     assign(visual, {k.removeprefix("visual."): v for k, v in state.items()})
     return _frozen(VisualCLIP(visual))
 
 
 def load_mapped_partial(
-    model: torch.nn.Module, tensors: TensorFile, names: dict[str, str], dtype: torch.dtype, what: str
+    model: torch.nn.Module, tensors: TensorFile, names: dict[str, str], dtype: torch.dtype, what: str, values: bool = True
 ) -> torch.nn.Module:
     """`load_mapped` for a model with non-persistent buffers in its state dict (OpenCLIP's attn_mask):
     the tensors `names` lists are checked and assigned; the caller sets the rest."""
@@ -430,6 +442,8 @@ def load_mapped_partial(
     found = {k: tensors.shapes[v] for k, v in names.items() if v in tensors.shapes}
     found.update({n: s for n, s in tensors.shapes.items() if n not in set(names.values())})
     check_tensors(expected, found, str(tensors.path), what)
+    if not values:
+        return model
     state = {k: tensors.get(v, dtype) for k, v in names.items()}
     model.load_state_dict(state, strict=False, assign=True)  # keys checked above; buffers set by the caller
     return model
@@ -490,3 +504,119 @@ def load_transformers_model(
         groups = sorted({next(p for p in heads if k.startswith(p)) for k in dropped})
         log.info("dropped %d head tensors of %s not in %s: %s", len(dropped), where, cls.__name__, ", ".join(f"{g}*" for g in groups))
     return _frozen(model), root
+
+
+def check_transformers_model(cls: Any, source: str | Path, key: str) -> torch.nn.Module:
+    """Names and shapes of a transformers checkpoint against `cls` built from its config on meta
+    (the same rules as `load_transformers_model`: heads dropped, VideoMAE v2 converted).
+
+    Raises:
+        WeightsError: what is missing, unexpected or mis-shaped, naming the files.
+    """
+    files = transformers_files(source, key)
+    config_values = json.loads(files["config.json"].read_text())
+    if str(config_values.get("model_type", "")).startswith("VideoMAEv2"):
+        from actiondiff.features.backbones.videomae_v2 import load_videomae_v2
+
+        return load_videomae_v2(files, torch.float32, key, values=False)
+    config = cls.config_class.from_pretrained(str(files["config.json"].parent))
+    model = build_on_meta(lambda: cls(config))
+    weights = [TensorFile(p) for name, p in files.items() if name not in ("config.json", "preprocessor_config.json", "video_preprocessor_config.json")]
+    heads = KNOWN_HEAD_PREFIXES.get(cls.__name__, ())
+    prefix = f"{cls.base_model_prefix}."
+    found = {}
+    for tensors in weights:
+        for name, shape in tensors.shapes.items():
+            name = name.removeprefix(prefix)
+            # the 2022 VideoMAE uploads' names, which transformers renames on load
+            name = name.replace("attention.attention.q_bias", "attention.attention.query.bias").replace(
+                "attention.attention.v_bias", "attention.attention.value.bias")
+            if not name.startswith(heads):
+                found[name] = shape
+    check_tensors(expected_shapes(model), found, ", ".join(str(t.path) for t in weights), cls.__name__)
+    return model
+
+
+def _published(files: dict[str, Any], part: str, published: dict[str, Any]) -> str:
+    config = _config(files[f"{part}/config.json"])
+    same = all(_plain(config.get(k)) == _plain(v) for k, v in published.items())
+    return "SVD-XT's published config" if same else "a config other than SVD-XT's"
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def _count(model: torch.nn.Module) -> str:
+    return f"{len(model.state_dict())} tensors, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
+
+
+def check_weights(path: str | Path, clip_arch: str = SVD_XT_CLIP_ARCH) -> list[str]:
+    """Validate a download against the architectures it will be loaded as, on the meta device.
+
+    Every expected tensor must be there with its shape (no values are read). Recognised: an
+    SVD-XT snapshot folder or hub id (unet/, vae/, image_encoder/ when present), the single
+    file `svd_xt.safetensors`, a `image_encoder/` folder, an OpenCLIP checkpoint (with
+    `clip_arch`), and VideoMAE / VideoMAE v2 / V-JEPA 2 checkpoint folders.
+    Returns:
+        report lines: the layout, what each model would load from which file.
+    Raises:
+        WeightsError: what is missing, unexpected or mis-shaped, naming the file.
+    """
+    from actiondiff.features.weight_files import (
+        SVD_XT_UNET_CONFIG,
+        SVD_XT_VAE_CONFIG,
+        looks_like_hub_id,
+        pick_file,
+    )
+
+    source = Path(path)
+    if not source.exists() and not looks_like_hub_id(str(path)):
+        raise WeightsError(f"Expected {str(path)!r} to be a weights folder, file or cached hub id, but it does not exist.")
+    root = resolve_snapshot(path, key="svd") if source.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt") or not source.is_file() else source
+    lines = []
+    if root.is_file():
+        names = TensorFile(root).shapes
+        if any(n.startswith(key_maps.SGM_UNET_PREFIX) for n in names):
+            files = svd_files(root)
+            unet, vae = load_svd(root, values=False)
+            visual = load_clip(clip_arch, "", svd=root, values=False).visual
+            lines.append(f"{root}: SVD single file (sgm names), {len(names)} tensors")
+            lines.append(f"  unet: {_count(unet)} ({_published(files, 'unet', SVD_XT_UNET_CONFIG)})")
+            lines.append(f"  vae: {_count(vae)} (encoder + quant_conv from the conditioner, decoder from first_stage_model)")
+            lines.append(f"  conditioning: OpenCLIP {clip_arch} visual tower, {_count(visual)}; no text tower (action_text needs an OpenCLIP checkpoint)")
+            return lines
+        if any(n.startswith("vision_model.") for n in names):
+            raise WeightsError(f"Expected {root} in its image_encoder/ folder (with config.json), but it is a lone file: check the folder.")
+        model = load_clip(clip_arch, root, values=False)
+        return [f"{root}: OpenCLIP checkpoint ({clip_arch}), {_count(model)}: conditioning on frames and action_text"]
+    if (root / "unet").is_dir() or (root / "vae").is_dir():
+        files = svd_files(root)
+        unet, vae = load_svd(root, values=False)
+        lines.append(f"{root}: SVD diffusers snapshot")
+        for part, model, published in (("unet", unet, SVD_XT_UNET_CONFIG), ("vae", vae, SVD_XT_VAE_CONFIG)):
+            lines.append(f"  {part}: {_count(model)} from {files[f'{part}/weights'].name} ({_published(files, part, published)})")
+        if (root / "image_encoder").is_dir():
+            visual = load_clip(clip_arch, "", svd=root, values=False).visual
+            weights = pick_file(root / "image_encoder", ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin"), "the image encoder weights")
+            lines.append(f"  image_encoder: OpenCLIP visual tower, {_count(visual)} from {weights.name} (conditioning with clip_checkpoint: '')")
+        else:
+            lines.append("  image_encoder: absent (set weights.clip_checkpoint to an OpenCLIP checkpoint)")
+        return lines
+    config = root / "config.json"
+    if not config.is_file():
+        raise WeightsError(f"Expected {root} to hold unet/ and vae/ (SVD) or config.json (a checkpoint folder), but it has {sorted(p.name for p in root.iterdir())}.")
+    model_type = str(json.loads(config.read_text()).get("model_type", ""))
+    if model_type == "clip_vision_model":
+        visual = load_clip(clip_arch, "", svd=root.parent, values=False).visual if root.name == "image_encoder" else None
+        if visual is None:
+            raise WeightsError(f"Expected the CLIP vision checkpoint {root} to be the image_encoder/ folder of an SVD snapshot.")
+        return [f"{root}: transformers CLIPVisionModelWithProjection, as OpenCLIP's visual tower: {_count(visual)}"]
+    import transformers
+
+    classes = {"videomae": "VideoMAEModel", "vjepa2": "VJEPA2Model"}
+    name = "videomae" if model_type.startswith("VideoMAEv2") else model_type
+    if name not in classes:
+        raise WeightsError(f"Expected {config} to be of model_type videomae, VideoMAEv2_* or vjepa2, but got {model_type!r}.")
+    model = check_transformers_model(getattr(transformers, classes[name]), root, name)
+    return [f"{root}: {model_type} checkpoint, loads as {classes[name]} (`weights.{name}`): {_count(model)}"]

@@ -94,8 +94,9 @@ def v2_to_videomae(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tens
     return out, dropped
 
 
-def load_videomae_v2(files: dict[str, Path], dtype: torch.dtype, key: str) -> torch.nn.Module:
-    """A `VideoMAEModel` from a VideoMAE v2 hub folder (`transformers_files`), strictly.
+def load_videomae_v2(files: dict[str, Path], dtype: torch.dtype, key: str, values: bool = True) -> torch.nn.Module:
+    """A `VideoMAEModel` from a VideoMAE v2 hub folder (`transformers_files`), strictly
+    (`values` False: names and shapes checked, the model left on meta).
 
     Raises:
         WeightsError: a variant it cannot express, unknown / missing tensors or shapes, naming the file.
@@ -125,6 +126,8 @@ def load_videomae_v2(files: dict[str, Path], dtype: torch.dtype, key: str) -> to
     except KeyError as error:
         raise WeightsError(f"Expected the weights in {where} (`weights.{key}`) to be VideoMAE v2's, but got tensor {error}.") from error
     check_tensors(expected_shapes(model), {k: tuple(v.shape) for k, v in mapped.items()}, where, "VideoMAEModel (from VideoMAE v2 names)")
+    if not values:
+        return model
     state, _ = v2_to_videomae({n: t.get(n, dtype) for t in weights for n in t.shapes})
     model = assign(model, state)
     # The sinusoid position table is not a saved tensor: transformers builds it at init, on meta here.
