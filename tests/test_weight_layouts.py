@@ -323,3 +323,56 @@ def test_weights_check_reports_each_layout_and_names_what_is_wrong(layouts, tiny
     assert "conv_out.weight: [4, 32, 1, 1] in the file, [4, 32, 3, 3] expected" in out
     assert "1 missing keys: ['conv_out.bias']" in out and "file names of the missing: ['model.diffusion_model.out.2.bias']" in out
     assert out.count("FAIL") == 2 and "ok   " in out
+
+
+# --- replacing the weights at the same path, as a user would (plan, extract, pack) -------------
+
+
+def test_replaced_weights_re_extract_under_a_new_identity_and_the_store_records_them(tiny_weights, tmp_path, capsys):
+    import pandas as pd
+    from test_svd_extractor import write_video
+
+    from actiondiff.features.weight_files import file_sha256
+    from actiondiff.io.manifest import write_manifest
+    from actiondiff.plan import feature_sets
+    from actiondiff.store.packed import FeatureStore, store_info
+
+    shutil.copytree(Path(tiny_weights["svd"]).parent, tmp_path / "weights")
+    svd = tmp_path / "weights" / "tiny-svd"
+    config = {
+        "decode": {"height": 32, "width": 32, "window": 2, "stride": 4},
+        "extraction": {"layers": [2], "timestep_indices": [20]},
+        "weights": {"svd": str(svd), "clip_arch": str(tmp_path / "weights/tiny-clip/open_clip_config.json"),
+                    "clip_checkpoint": "", "checksum_cache": str(tmp_path / "results/weights.sha256.json")},
+    }
+    video = write_video(tmp_path / "a.mp4", 8, seed=0)
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(pd.DataFrame([{"video_id": "a", "path": str(video), "labels": "x", "domain": "d", "split": "train"}]), manifest)
+
+    def run() -> tuple[str, dict]:
+        digest = feature_sets(config)["default"].settings_hash  # as the workflow plans the paths
+        cache, store = tmp_path / "results/features" / digest, tmp_path / "results/stores" / f"{digest}.zarr"
+        assert main(["extract-features", "--manifest", str(manifest), "--out", str(cache), "--settings-hash", digest,
+                     "--settings", json.dumps(config)]) == 0
+        assert main(["pack-store", "--cache", str(cache), "--manifest", str(manifest), "--out", str(store)]) == 0
+        return digest, store_info(store)
+
+    first, info = run()
+    assert "1 ok (1 extracted, 0 already committed" in capsys.readouterr().out
+    assert info["settings_hash"] == first
+    # replace the UNet at the same path (another seed): a new identity, the video extracted again
+    unet = svd / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(unet))
+    state["conv_in.weight"] = torch.randn(state["conv_in.weight"].shape, generator=torch.Generator().manual_seed(5))
+    save_file(state, str(unet))
+    second, info = run()
+    assert second != first
+    assert "1 ok (1 extracted, 0 already committed" in capsys.readouterr().out
+    recorded = FeatureStore(tmp_path / "results/stores" / f"{second}.zarr").attrs["backbone"]["files"]
+    assert recorded[str(unet)] == file_sha256(unet)  # the store records the weights that produced its features
+    assert info["settings"]["weights_sha256"]["svd/unet/weights"] == file_sha256(unet)
+    # the job refuses to extract when the weights changed after planning
+    save_file({**state, "conv_in.bias": state["conv_in.bias"] + 1}, str(unet))
+    cache = tmp_path / "results/features" / second
+    assert main(["extract-features", "--manifest", str(manifest), "--out", str(cache), "--settings-hash", second,
+                 "--settings", json.dumps(config)]) == 2
