@@ -6,7 +6,8 @@
    layout, under `--dir` (about 3.25 GB; check `df -h` first); the files are named without the
    `.fp16` variant suffix so that loaders without variant support read them too;
 2. in a fresh subprocess per run, loads them with `actiondiff.features.weights.load_svd`
-   (dtype float16) and reports wall time and peak RSS (`ru_maxrss` of that subprocess);
+   (dtype float16) and reports wall time and peak RSS (`ru_maxrss` of that subprocess) after
+   loading and after touching every value once (memory-mapped tensors count only then);
 3. deletes the files unless `--keep`.
 The values are random (nothing here needs real weights); their size is what matters.
 """
@@ -59,12 +60,18 @@ def measure(root: Path) -> dict:
     start = time.perf_counter()
     unet, vae = load_svd(root, dtype=torch.float16)
     seconds = time.perf_counter() - start
+    after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # touch every value once (a forward pass would): memory-mapped tensors become resident
+    with torch.no_grad():
+        checksum = sum(float(p.float().sum()) for p in [*unet.parameters(), *vae.parameters()])
+    touched = time.perf_counter() - start
     params = sum(p.numel() for p in unet.parameters()) + sum(p.numel() for p in vae.parameters())
     dtypes = sorted({str(p.dtype) for p in [*unet.parameters(), *vae.parameters()]})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     loaded = sum(p.numel() * p.element_size() for p in [*unet.parameters(), *vae.parameters()])
-    return {"seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e9, 2), "loaded_gb": round(loaded / 1e9, 2),
-            "params": params, "dtypes": dtypes}
+    return {"load_seconds": round(seconds, 1), "load_and_touch_seconds": round(touched, 1),
+            "peak_rss_after_load_gb": round(after_load / 1e9, 2), "peak_rss_after_touch_gb": round(peak / 1e9, 2),
+            "loaded_gb": round(loaded / 1e9, 2), "params": params, "dtypes": dtypes, "checksum": round(checksum, 3)}
 
 
 def main() -> None:
