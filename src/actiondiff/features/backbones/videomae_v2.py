@@ -18,10 +18,8 @@ position embeddings) are refused by name.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,55 +90,3 @@ def v2_to_videomae(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tens
         else:
             raise KeyError(key)
     return out, dropped
-
-
-def load_videomae_v2(files: dict[str, Path], dtype: torch.dtype, key: str, values: bool = True) -> torch.nn.Module:
-    """A `VideoMAEModel` from a VideoMAE v2 hub folder (`transformers_files`), strictly
-    (`values` False: names and shapes checked, the model left on meta).
-
-    Raises:
-        WeightsError: a variant it cannot express, unknown / missing tensors or shapes, naming the file.
-    """
-    import transformers
-
-    from actiondiff.features.weights import (
-        TensorFile,
-        WeightsError,
-        assign,
-        build_on_meta,
-        check_tensors,
-        expected_shapes,
-    )
-
-    config_path = files["config.json"]
-    values = json.loads(config_path.read_text())
-    if "model_config" not in values:
-        raise WeightsError(f"Expected the VideoMAE v2 config {config_path} to hold `model_config`, but it has {sorted(values)}.")
-    config = transformers.VideoMAEConfig(**videomae_config_from_v2(values["model_config"], str(config_path)))
-    model = build_on_meta(lambda: transformers.VideoMAEModel(config))
-    weights = [TensorFile(path) for name, path in files.items() if name not in ("config.json", "preprocessor_config.json", "video_preprocessor_config.json")]
-    where = ", ".join(str(t.path) for t in weights)
-    shapes = {n: torch.empty(s, device="meta") for t in weights for n, s in t.shapes.items()}
-    try:
-        mapped, dropped = v2_to_videomae(shapes)
-    except KeyError as error:
-        raise WeightsError(f"Expected the weights in {where} (`weights.{key}`) to be VideoMAE v2's, but got tensor {error}.") from error
-    check_tensors(expected_shapes(model), {k: tuple(v.shape) for k, v in mapped.items()}, where, "VideoMAEModel (from VideoMAE v2 names)")
-    if not values:
-        return model
-    state, _ = v2_to_videomae({n: t.get(n, dtype) for t in weights for n in t.shapes})
-    model = assign(model, state)
-    # The sinusoid position table is not a saved tensor: transformers builds it at init, on meta here.
-    model.embeddings.position_embeddings = _sinusoid_table(model).to(dtype)
-    if dropped:
-        log.info("dropped %d head tensors of %s not in VideoMAEModel: %s", len(dropped), where, sorted({d.split(".")[-2] for d in dropped}))
-    return model
-
-
-def _sinusoid_table(model: torch.nn.Module) -> torch.Tensor:
-    """VideoMAE's fixed position embeddings, as transformers builds them."""
-    from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
-
-    config = model.config
-    tokens = (config.num_frames // config.tubelet_size) * (config.image_size // config.patch_size) ** 2
-    return get_sinusoid_encoding_table(tokens, config.hidden_size)
