@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from actiondiff.plan import feature_sets, parse_experiments
 from actiondiff.io.manifest import num_shards, read_manifest
-from actiondiff.tools.tiny_weights import ensure_demo_weights
+from actiondiff.tools.demo_weights import ensure_demo_weights
 
 
 validate(config, "../schemas/config.schema.yaml")
