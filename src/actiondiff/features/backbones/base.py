@@ -5,7 +5,7 @@ A backbone is a frozen video (or image) model behind five facts and one method:
 | member | what |
 |---|---|
 | `name` | the registry name (`svd`, `sdv2`, `videomae`, `vjepa2`, or an entry point's name) |
-| `settings_class` | a frozen settings dataclass; its values (and the weight locations the backbone reads) feed the settings hash, so two settings never share a cache or a store |
+| `settings_class` | a frozen settings dataclass; its values (and the content of the weight files the backbone reads, `weight_files`) feed the settings hash, so two settings never share a cache or a store |
 | `input_size` | (height, width) in pixels the frames are resized to |
 | `clip_length` | frames per window (clip); the last window of a video is padded |
 | `tap_names`, `feature_dims` | the named features it returns (`L\\d\\d_T\\d\\d`, e.g. `L09_T20`) and their widths |
@@ -42,7 +42,7 @@ class Backbone(ABC):
 
     name: ClassVar[str]
     settings_class: ClassVar[type]
-    # The `weights` config keys it reads (their values go into the settings hash).
+    # The `weights` config keys it reads (recorded in the identity; the files' content is hashed).
     weight_keys: ClassVar[tuple[str, ...]] = ()
     # `decode` keys it replaces by its own values (e.g. a checkpoint's frame size and clip
     # length); they are left out of the settings hash.
