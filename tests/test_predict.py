@@ -6,11 +6,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors.torch import load_file, save_file
 
 from actiondiff.cli import main
-from actiondiff.features.backbones import feature_identity
+from actiondiff.features.backbones import feature_identity, weight_file_checksums
 from actiondiff.features.svd_extractor import SVDExtractor
-from actiondiff.features.weights import weights_identity
 from actiondiff.learn.head import HeadSettings
 from actiondiff.learn.protocols import ProtocolSettings
 from actiondiff.learn.results import Evaluation
@@ -58,7 +58,7 @@ def trained(tmp_path_factory):
     cache = FeatureCache(root / "cache", digest)
     for row in rows:
         cache.commit(extractor.extract_video(row["path"], row["video_id"]))
-    attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": "svd", "files": weights_identity(weights.svd, weights.clip_checkpoint)}}
+    attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": "svd", "files": weight_file_checksums("svd", weights)}}
     pack_store(cache, list(manifest.video_id), root / "store.zarr", attrs)
     head = HeadSettings(num_layers=1, num_heads=2, max_length=16)
     train = TrainSettings(epochs=3, batch_size=2, lr=1e-3, warmup_epochs=1, mixup_alpha=0.0)
@@ -116,11 +116,13 @@ def test_other_settings_are_refused(trained, tmp_path):
                                 clip_checkpoint=str(tmp_path / "reseeded/tiny-clip/open_clip_model.safetensors"))
     with pytest.raises(ValueError, match="same SHA-256"):
         load_classifier(trained["checkpoint"], different)
-    # weight files changed in place since training (recorded checksums differ)
-    tampered = {**info, "backbone": {"name": "svd", "files": {k: "0" * 64 for k in info["backbone"]["files"]}}}
-    (tmp_path / "edited.json").write_text(json.dumps(tampered))
-    with pytest.raises(ValueError, match="same SHA-256"):
-        load_classifier(tmp_path / "edited.safetensors")
+    # the weights replaced in place since training: same paths, other content
+    unet = moved / "tiny-svd" / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(unet))
+    state["conv_in.bias"] = state["conv_in.bias"] + 1.0
+    save_file(state, str(unet))
+    with pytest.raises(ValueError, match=r"same SHA-256\), but \['svd/unet/weights'\] differ"):
+        load_classifier(trained["checkpoint"], same)
 
 
 def test_evaluate_reports_baseline_and_labels(trained):

@@ -135,14 +135,28 @@ def cmd_select_videos(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from actiondiff.features.backbones import backbone_class, feature_hash, feature_identity
+    from actiondiff.features.backbones import (
+        backbone_class,
+        feature_hash,
+        feature_identity,
+        weight_checksums,
+    )
+    from actiondiff.features.backbones.registry import weight_paths
     from actiondiff.features.job import run_extraction
+    from actiondiff.features.weight_files import WeightsError
     from actiondiff.io.manifest import read_manifest, shard_ids
     from actiondiff.store.cache import FeatureCache
 
     values = _with_extraction_overrides(_load_settings(args), args)
     decode, backbone, extract, weights = backbone_settings(values)
-    identity = feature_identity(decode, backbone, extract, weights)
+    # The identity holds the weights' content (checksums cached by path, size and mtime).
+    identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
+    digest = feature_hash(identity)
+    if args.settings_hash and args.settings_hash != digest:
+        raise WeightsError(
+            f"Expected the extraction identity to hash to {args.settings_hash} (as the workflow planned it), but "
+            f"it hashes to {digest} now: the weights changed after Snakemake planned the run. Rerun snakemake."
+        )
     if args.manifest:
         manifest = read_manifest(args.manifest).set_index("video_id")
         ids = shard_ids(manifest.reset_index(), args.shard, args.shard_size) if args.shard is not None else list(manifest.index)
@@ -156,10 +170,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     atomic_write(cache.root / "settings.json", (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
     device = args.device or values.get("device", "cpu")
     def load_backbone():
-        # The checksums of the weights are taken when they are loaded, so a store records the
-        # weights that produced its features, not those found at pack time.
+        # The checksums are taken when the weights are loaded (a file changed since the
+        # identity was computed is an error), so a store records the weights that produced
+        # its features, not those found at pack time.
         model = backbone_class(backbone).load(extract, decode, weights, device)
-        cache.record_weights(backbone_class(backbone).weight_files(weights))
+        loaded = weight_checksums(backbone, weights)
+        if loaded != identity["weights_sha256"]:
+            changed = sorted(r for r in {*loaded, *identity["weights_sha256"]} if loaded.get(r) != identity["weights_sha256"].get(r))
+            raise WeightsError(f"Expected the weight files to stay as they were while they were loaded, but {changed} changed. Rerun.")
+        cache.record_weights({path: loaded[role] for path, role in weight_paths(backbone, weights).items()})
         return model
 
     summary = run_extraction(videos, cache, load_backbone, strict=args.strict)
@@ -228,7 +247,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from actiondiff.features.backbones import backbone_class, feature_hash, parse_identity
+    from actiondiff.features.backbones import feature_hash, parse_identity
     from actiondiff.io.manifest import read_manifest
     from actiondiff.store.cache import FeatureCache
     from actiondiff.store.packed import pack_store
@@ -241,8 +260,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
     _, name, _, weights = parse_identity(identity, where)
     files = cache.recorded_weights()
     if files is None:  # a cache extracted before checksums were recorded at load time
+        from actiondiff.features.backbones import weight_file_checksums
+
         log.warning("%s records no weight checksums; taking them from the weights now", args.cache)
-        files = backbone_class(name).weight_files(weights)
+        files = weight_file_checksums(name, weights)
     attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": name, "files": files}}
     # A video neither committed nor recorded as failed lost its features (or never got them):
     # packing over it would leave it out of the store without a word.
@@ -425,12 +446,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _weights_override(args: argparse.Namespace):
     """Substitute weight locations from --svd/--clip-arch/--clip-checkpoint (all or none)."""
-    given = [args.svd, args.clip_arch, args.clip_checkpoint]
-    if not any(given):
+    given = [args.svd, args.clip_arch, args.clip_checkpoint]  # --clip-checkpoint '': SVD's own image encoder
+    if all(g is None for g in given):
         return None
-    if not all(given):
+    if any(g is None for g in given):
         raise ValueError("Expected all of --svd, --clip-arch and --clip-checkpoint, or none, but got only some.")
     return WeightsSettings(svd=args.svd, clip_arch=args.clip_arch, clip_checkpoint=args.clip_checkpoint)
+
+
+def cmd_weights_check(args: argparse.Namespace) -> int:
+    from actiondiff.features.weights import WeightsError, check_weights
+
+    failed = 0
+    for path in args.paths:
+        try:
+            lines = check_weights(path, clip_arch=args.clip_arch)
+        except WeightsError as error:
+            failed += 1
+            print(f"FAIL {path}: {error}")
+            continue
+        print("ok   " + "\n     ".join(lines))
+    return 1 if failed else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -619,10 +655,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=16, help="videos per shard")
     p.add_argument("--out", required=True, help="cache folder for these settings")
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
+    p.add_argument("--settings-hash", help="the hash the workflow planned (an error if the weights changed since)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad video")
     add_extraction_overrides(p)
     p.add_argument("--backbone", help="backbone name: svd | sdv2 | videomae | vjepa2 | an entry point (overrides config key `backbone`)")
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
+
+    p = add("weights", None, "check downloaded weights against the architectures they load as", settings=False)
+    weights_sub = p.add_subparsers(dest="weights_command", required=True)
+    q = weights_sub.add_parser("check", help="every expected tensor present with its shape, on the meta device (no values read)")
+    q.set_defaults(func=cmd_weights_check)
+    q.add_argument("paths", nargs="+", help="SVD snapshot folder / hub id / svd_xt.safetensors / image_encoder/ / "
+                   "OpenCLIP checkpoint / VideoMAE (v2) or V-JEPA 2 folder")
+    q.add_argument("--clip-arch", default="ViT-H-14", help="OpenCLIP architecture of OpenCLIP-format weights (default ViT-H-14)")
 
     p = add("layers", cmd_layers, "the UNet layer map, read from the model built on the meta device")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
