@@ -49,10 +49,9 @@ def main(num_videos: int = 200, frames: int = 100) -> None:
                 pack_store(cache, ids, out, attrs, chunk_bytes=chunk_bytes, compressor=BloscCodec(cname="zstd", clevel=5, shuffle=shuffle))
                 pack_s = time.perf_counter() - start
                 store = FeatureStore(out)
-                array = store.group["features/L09_T20"]
                 start = time.perf_counter()
                 for i in np.random.default_rng(1).choice(num_videos, 50, replace=False):
-                    array[store.offsets[i] : store.offsets[i + 1]]
+                    store.rows("L09_T20", int(i))
                 read_s = time.perf_counter() - start
                 ratio = store_info(out)["compression_ratio"]
                 print(f"| {shuffle} | {chunk_bytes >> 10} KiB | {ratio:.2f} | {pack_s:.2f} | {read_s:.3f} |", flush=True)

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 
 from actiondiff.learn.head import HeadSettings, build_head
 from actiondiff.learn.train import TrainSettings, collate, fit_length, loss_fn, mixup
-from actiondiff.store.packed import COMPRESSOR, FeatureStore, chunk_rows
+from actiondiff.store.cache import FeatureCache
+from actiondiff.store.packed import FeatureStore, pack_store
+from actiondiff.store.records import VideoFeatures
 
 
 def cpu_model() -> str:
@@ -46,22 +47,20 @@ def synthetic_sequences(num_videos: int, frames: int, width: int, seed: int = 0)
 
 
 def time_store_read(sequences: list[np.ndarray], directory: Path) -> tuple[float, float]:
-    """Write the sequences in the packed-store layout, then time `FeatureStore.features`.
+    """Pack the sequences into a store (through a per-video cache), then time `FeatureStore.read`.
 
     Returns:
-        (seconds to read all of them into memory, store bytes on disk).
+        (seconds to read all of them into memory as float16, store bytes on disk).
     """
-    data = np.concatenate(sequences)  # [videos * frames, width] float16
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
-    root = zarr.open_group(str(directory), mode="w", zarr_format=3)
-    root.create_array("features/L09_T20", data=data, chunks=(chunk_rows(*data.shape), data.shape[1]), compressors=COMPRESSOR)
-    root.create_array("offsets", data=offsets, chunks=(offsets.shape[0],))
-    root.create_array("video_id", data=np.asarray([f"v{i:06d}" for i in range(len(sequences))]), chunks=(len(sequences),))
-    root.attrs.update({"taps": ["L09_T20"], "settings": {}, "settings_hash": "synthetic", "backbone": {}})
+    cache = FeatureCache(directory / "cache", "synthetic")
+    for i, s in enumerate(sequences):
+        cache.commit(VideoFeatures(f"v{i:06d}", {"L09_T20": s}, np.arange(len(s)), np.arange(len(s)) * 40.0))
+    ids = [f"v{i:06d}" for i in range(len(sequences))]
+    pack_store(cache, ids, directory / "store.zarr", {"settings": {}, "settings_hash": "synthetic", "backbone": {}})
     start = time.perf_counter()
-    FeatureStore(directory).features("L09_T20")
+    FeatureStore(directory / "store.zarr").read("L09_T20")
     seconds = time.perf_counter() - start
-    size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in (directory / "store.zarr").rglob("*") if p.is_file())
     return seconds, float(size)
 
 
@@ -122,7 +121,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     sequences = synthetic_sequences(args.subset, args.frames, args.width)
     with tempfile.TemporaryDirectory() as tmp:
-        read_s, size = time_store_read(sequences, Path(tmp) / "store.zarr")
+        read_s, size = time_store_read(sequences, Path(tmp))
     steps_per_epoch = math.ceil(args.videos / args.batch)
     device_name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"{cpu_model()}, {torch.get_num_threads()} threads"
     print(f"device: {device_name}; torch {torch.__version__}; {args.videos} videos x {args.frames} frames x {args.width}, "

@@ -3,6 +3,7 @@ checkpoints of the real transformers classes, and a third-party backbone via its
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from test_svd_extractor import write_video
 from actiondiff.features.backbones import (
     LAST_HIDDEN_TAP,
     backbone_class,
+    feature_hash,
     feature_identity,
     known_backbones,
     parse_identity,
@@ -60,18 +62,22 @@ def test_registry_names_and_unknown_backbone(plugin_on_path):
         backbone_class("resnet")
 
 
-def test_svd_identity_and_hash_are_unchanged_and_sdv2_is_svd_with_sdv2_true():
-    weights = WeightsSettings()
+def test_svd_identity_holds_the_weights_content_and_sdv2_is_svd_with_sdv2_true(tmp_path):
+    weights = WeightsSettings(svd=str(tmp_path / "absent"), checksum_cache=str(tmp_path / "sums.json"))
     name, extract = resolve_settings({"layers": [9], "timestep_indices": [20]}, {}, "svd", "test")
     identity = feature_identity(DECODE, name, extract, weights)
-    # the identity SVD stores were keyed by before backbones had names
-    before = {"decode": to_dict(DECODE), "extraction": to_dict(ExtractSettings()),
-              "weights": {"svd": weights.svd, "clip_arch": weights.clip_arch, "clip_checkpoint": weights.clip_checkpoint}}
-    assert identity == before
+    # weights not there yet (planned before the download): their content is `missing`
+    paths = {"svd": weights.svd, "clip_arch": weights.clip_arch, "clip_checkpoint": weights.clip_checkpoint}
+    before = {"decode": to_dict(DECODE), "extraction": to_dict(ExtractSettings()), "weights": paths}
+    assert identity == {**before, "weights_sha256": {"svd": "missing", "clip_arch": "missing", "clip_checkpoint": "missing"}}
+    # the hash covers the content, not the location; an identity recorded before content
+    # hashing (no `weights_sha256`) keeps the hash it had
+    assert feature_hash(identity) == settings_hash({k: v for k, v in identity.items() if k != "weights"})
+    assert feature_hash(before) == settings_hash(before)
     _, sdv2 = resolve_settings({"sdv2": False}, {"backbone": "sdv2"}, "svd", "test")
     assert sdv2 == ExtractSettings(sdv2=True)
     assert feature_identity(DECODE, "sdv2", sdv2, weights) == feature_identity(DECODE, "svd", ExtractSettings(sdv2=True), weights)
-    assert parse_identity(identity, "test") == (DECODE, "svd", extract, weights)
+    assert parse_identity(identity, "test") == (DECODE, "svd", extract, dataclasses.replace(weights, checksum_cache=""))
 
 
 def test_encoder_settings_inherit_only_their_keys_and_refuse_unknown_ones():
@@ -104,9 +110,11 @@ def test_svd_backbone_features_equal_the_svd_extractor(tiny_weights, video):
     for tap in ("L02_T20", "L04_T20"):
         np.testing.assert_array_equal(ours.features[tap], np.concatenate([part[tap] for part in by_hand]))
     np.testing.assert_array_equal(ours.frame_index, np.concatenate([w.frame_index for w in windows]))
-    assert set(backbone.weight_files(weights)) == {
-        *(str(p) for p in Path(weights.svd).glob("*/*.safetensors")), *(str(p) for p in Path(weights.svd).glob("*/config.json")),
-        weights.clip_checkpoint}
+    svd = Path(weights.svd)
+    assert backbone.weight_files(weights) == {
+        "svd/unet/config.json": svd / "unet/config.json", "svd/unet/weights": svd / "unet/diffusion_pytorch_model.safetensors",
+        "svd/vae/config.json": svd / "vae/config.json", "svd/vae/weights": svd / "vae/diffusion_pytorch_model.safetensors",
+        "clip/arch": Path(weights.clip_arch), "clip/checkpoint": Path(weights.clip_checkpoint)}
 
 
 def test_token_groups_to_frames_by_hand():

@@ -109,6 +109,7 @@ def test_real_dataset_config_plans_the_papers_jobs(name, tmp_path):
     runs = expected["train_head"]
     assert counts == {
         "extract_features": sum(num_shards(m, values["shard_size"]) for m in selected),  # the shards of each set's videos
+        "verify_features": stores,
         "pack_store": stores,
         "report_extraction": stores,
         "evaluate_head": runs,

@@ -8,6 +8,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 
+from actiondiff.learn.results import Evaluation
 from actiondiff.report.figures import run_metrics_table, write_results
 
 
@@ -25,11 +26,14 @@ def evaluation() -> dict:
         ],
         "classes": ["walk", "run"],
         "confusion": [[6, 2], [4, 4]],
+        "settings_hash": "abc", "per_class": [], "excluded_videos": [], "class_counts": {}, "protocol": {}, "run": {},
+        "baseline": {"class": "walk", "metrics": {"top1_accuracy": 50.0}, "per_domain": {}},
+        "in_domain": {"metrics": {"top1_accuracy": {"mean": 90.0, "std": 0.0}}, "per_domain": [], "num_videos": 4},
     }
 
 
 def test_run_metrics_table_by_hand():
-    table = run_metrics_table(evaluation())
+    table = run_metrics_table(Evaluation.from_json(evaluation()))
     assert list(table.metric) == ["top1_accuracy", "micro_ap"]
     assert table.loc[0, "mean"] == 62.5 and table.loc[0, "std"] == 17.68 and table.loc[1, "mean"] == 70.12
     assert set(table.seeds) == {2} and set(table.test_videos) == {8} and set(table.feature) == {"L09_T20"}

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from actiondiff.learn import head as head_module
 from actiondiff.learn.head import HeadSettings, build_head, fit_length, sinusoidal_positions
 
 WIDTH, CLASSES = 16, 3
@@ -94,3 +95,13 @@ def test_settings_validation():
         HeadSettings(kind="lstm")
     with pytest.raises(ValueError, match="divisible"):
         build_head(10, 2, HeadSettings(num_heads=4))
+
+
+def test_standardize_fits_in_groups_as_in_one_pass(monkeypatch):
+    rng = np.random.default_rng(1)
+    train = [(rng.normal(size=(n, WIDTH)) * 3 + 7).astype(np.float16) for n in (3, 5, 2, 7)]
+    frames = np.concatenate(train).astype(np.float64)
+    monkeypatch.setattr(head_module, "FIT_VALUES", 2 * WIDTH)  # a group every 2 frames: 4 merges
+    model = build_head(WIDTH, CLASSES, small("linear"), train)
+    np.testing.assert_allclose(model.standardize.mean.numpy(), frames.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(model.standardize.std.numpy(), frames.std(axis=0), rtol=1e-6)

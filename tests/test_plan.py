@@ -117,13 +117,13 @@ def test_reference_numbers_match_design_and_protocols():
 def test_most_frequent_class_baseline_by_hand():
     train = np.eye(3, dtype=np.float32)[[0, 1, 1, 2, 1]]  # class 1 is the most frequent
     test = np.eye(3, dtype=np.float32)[[1, 0, 1, 2]]
-    result = most_frequent_class(train, test, ["a", "a", "b", "b"])
-    assert result["class"] == 1
-    assert result["metrics"]["top1_accuracy"] == pytest.approx(50.0)
-    assert result["per_domain"] == {"a": pytest.approx(50.0), "b": pytest.approx(50.0)}
+    result = most_frequent_class(train, test, ["a", "a", "b", "b"], ["eat", "run", "sit"])
+    assert result.class_name == "run"
+    assert result.metrics["top1_accuracy"] == pytest.approx(50.0)
+    assert result.per_domain == {"a": pytest.approx(50.0), "b": pytest.approx(50.0)}
     # Micro AP by hand: class 1's score 0.6 ranks 4 entries first (2 positives: precision 1/2 at
     # recall 1/2), the 8 entries scored 0.2 follow (precision 4/12 at recall 1).
-    assert result["metrics"]["micro_ap"] == pytest.approx(100 * (0.5 * 0.5 + 0.5 * 4 / 12), abs=1e-4)
+    assert result.metrics["micro_ap"] == pytest.approx(100 * (0.5 * 0.5 + 0.5 * 4 / 12), abs=1e-4)
 
 
 def test_domain_class_counts_follow_the_protocol():

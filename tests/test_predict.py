@@ -6,15 +6,16 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors.torch import load_file, save_file
 
 from actiondiff.cli import main
-from actiondiff.features.backbones import feature_identity
+from actiondiff.features.backbones import feature_identity, weight_file_checksums
 from actiondiff.features.svd_extractor import SVDExtractor
-from actiondiff.features.weights import weights_identity
 from actiondiff.learn.head import HeadSettings
 from actiondiff.learn.protocols import ProtocolSettings
-from actiondiff.learn.run import evaluate_models, train_seeds
-from actiondiff.learn.train import TrainSettings
+from actiondiff.learn.results import Evaluation
+from actiondiff.learn.run import evaluate_run, train_seeds
+from actiondiff.learn.train import StoreSequences, TrainSettings, read_fitted
 from actiondiff.settings import DecodeSettings, ExtractSettings, WeightsSettings
 from actiondiff.store.cache import FeatureCache
 from actiondiff.store.packed import FeatureStore, pack_store
@@ -57,7 +58,7 @@ def trained(tmp_path_factory):
     cache = FeatureCache(root / "cache", digest)
     for row in rows:
         cache.commit(extractor.extract_video(row["path"], row["video_id"]))
-    attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": "svd", "files": weights_identity(weights.svd, weights.clip_checkpoint)}}
+    attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": "svd", "files": weight_file_checksums("svd", weights)}}
     pack_store(cache, list(manifest.video_id), root / "store.zarr", attrs)
     head = HeadSettings(num_layers=1, num_heads=2, max_length=16)
     train = TrainSettings(epochs=3, batch_size=2, lr=1e-3, warmup_epochs=1, mixup_alpha=0.0)
@@ -115,21 +116,26 @@ def test_other_settings_are_refused(trained, tmp_path):
                                 clip_checkpoint=str(tmp_path / "reseeded/tiny-clip/open_clip_model.safetensors"))
     with pytest.raises(ValueError, match="same SHA-256"):
         load_classifier(trained["checkpoint"], different)
-    # weight files changed in place since training (recorded checksums differ)
-    tampered = {**info, "backbone": {"name": "svd", "files": {k: "0" * 64 for k in info["backbone"]["files"]}}}
-    (tmp_path / "edited.json").write_text(json.dumps(tampered))
-    with pytest.raises(ValueError, match="same SHA-256"):
-        load_classifier(tmp_path / "edited.safetensors")
+    # the weights replaced in place since training: same paths, other content
+    unet = moved / "tiny-svd" / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(unet))
+    state["conv_in.bias"] = state["conv_in.bias"] + 1.0
+    save_file(state, str(unet))
+    with pytest.raises(ValueError, match=r"same SHA-256\), but \['svd/unet/weights'\] differ"):
+        load_classifier(trained["checkpoint"], same)
 
 
 def test_evaluate_reports_baseline_and_labels(trained):
-    result = evaluate_models(trained["root"] / "store.zarr", trained["manifest"], trained["protocol"], trained["checkpoints"])
-    assert len(result["per_seed"]) == 2 and result["num_test_videos"] == 2
-    baseline = result["baselines"]["most_frequent_class"]
+    result = evaluate_run(trained["root"] / "store.zarr", trained["manifest"], trained["protocol"], trained["checkpoints"])
+    assert len(result.per_seed) == 2 and result.num_test_videos == 2
+    baseline = result.baseline
     # train + val hold one video of each action: tie -> the first class, right on 1 of 2 test videos
-    assert baseline["class"] == "cross" and baseline["metrics"]["top1_accuracy"] == pytest.approx(50.0)
-    assert set(result["metric_labels"]) == set(result["metrics"])
-    assert [row["class"] for row in result["per_class"]] == sorted(ACTIONS)
+    assert baseline.class_name == "cross" and baseline.metrics["top1_accuracy"] == pytest.approx(50.0)
+    assert set(result.metric_labels) == set(result.metrics)
+    assert [row["class"] for row in result.per_class] == sorted(ACTIONS)
+    on_disk = result.to_json()
+    assert on_disk["baseline"]["class"] == "cross" and "baselines" not in on_disk  # one name for one baseline
+    assert Evaluation.from_json(json.loads(json.dumps(on_disk))) == result
 
 
 @pytest.mark.slow  # 5 extractions of one video (2x2 patches + whole frame)
@@ -189,6 +195,22 @@ def test_cli_train_and_evaluate_interface(trained, tmp_path):
     models = [str(tmp_path / f"models/seed{k}.safetensors") for k in (0, 1)]
     assert main(["evaluate", *common, "--models", *models, "--out", str(tmp_path / "eval.json")]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert len(result["per_seed"]) == 2 and "most_frequent_class" in result["baselines"]
+    assert len(result["per_seed"]) == 2 and result["baseline"]["class"] in ACTIONS and result["num_excluded_videos"] == 0
     bad = dict(settings, train={"preset": "demo", "epochs": 2, "overrides": {"epochs": 3}})
     assert main(["train", "--settings", json.dumps(bad), *common[2:], "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_streamed_training_gives_the_same_checkpoints_as_in_memory(trained, tmp_path):
+    head = HeadSettings(num_layers=1, num_heads=2, max_length=3)  # 4 kept frames per video are fitted to 3
+    train = TrainSettings(epochs=2, batch_size=2, lr=1e-3, warmup_epochs=1, mixup_alpha=0.2)
+    args = (trained["root"] / "store.zarr", trained["manifest"], TAP, trained["protocol"], head, train, [3])
+    (memory,) = train_seeds(*args, tmp_path / "memory", stream=False)
+    (streamed,) = train_seeds(*args, tmp_path / "streamed", stream=True)
+    assert memory.read_bytes() == streamed.read_bytes()
+    store = FeatureStore(trained["root"] / "store.zarr")
+    fitted = read_fitted(store, TAP, np.asarray([4, 1]), head)
+    whole = store.read(TAP)
+    assert [f.dtype for f in fitted] == [np.float16, np.float16] and fitted[0].shape == (3, store.columns(TAP)[1])
+    np.testing.assert_array_equal(fitted[1], whole[store.video_ids[1]][[0, 2, 3]])  # uniform: round(linspace(0, 3, 3))
+    lazy = StoreSequences(store, TAP, np.asarray([4, 1]), head)
+    assert len(lazy) == 2 and np.array_equal(lazy[0], fitted[0])

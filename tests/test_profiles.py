@@ -44,7 +44,12 @@ def workflow_with_manifest(work: Path, num_videos: int, shard_size: int) -> None
         {"video_id": ids, "path": [f"/nonexistent/{v}.mp4" for v in ids], "labels": "a", "domain": domains,
          "split": ["test" if d == "yellow_cross_checker" else "train" for d in domains]}
     ).to_csv(manifests / "big.csv", index=False)
+    pd.DataFrame({"label_id": ["0"], "label": ["a"]}).to_csv(manifests / "big.classes.csv", index=False)
     pd.DataFrame(columns=["video_id", "path"]).to_csv(manifests / "big.missing.csv", index=False)
+    # The second checkpoint: each feature set's videos (select_videos, named by a first dry run).
+    subsets = sorted(set(re.findall(r"results/manifests/big/[0-9a-f]{12}\.csv", snakemake(work, "-n"))))
+    assert subsets
+    snakemake(work, "--cores", "1", *subsets)
 
 
 def planned_resources(output: str) -> list[tuple[str, dict[str, str]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from actiondiff.learn.results import Evaluation
 from actiondiff.report.tables import (
     BASELINE,
     PAPER,
@@ -33,12 +35,18 @@ def evaluation(tap="L09_T20", protocol="custom", value=60.0, inside=80.0, baseli
                train_domains=(), per_domain=(), in_per_domain=(), baseline_per_domain=None, counts=None, head="transformer", window=25):
     metrics = ("micro_ap", "macro_ap_present") if protocol.startswith("charades") else ("top1_accuracy",)
     all_metrics = ("top1_accuracy", "micro_ap", "macro_ap_present", "macro_ap_all")
-    return {
+    return Evaluation.from_json({
         "tap": tap,
+        "settings_hash": "abc",
+        "classes": ["x", "y", "z"],
+        "per_class": [],
+        "confusion": [],
+        "excluded_videos": [],
         "metrics": {m: {"mean": value, "std": 2.0} for m in all_metrics},
         "in_domain": {"metrics": {m: {"mean": inside, "std": 1.0} for m in all_metrics},
-                      "per_domain": [{"seed": 0, "domain": d, "top1_accuracy": v} for d, v in in_per_domain]},
-        "baseline": {"metrics": dict.fromkeys(all_metrics, baseline), "per_domain": baseline_per_domain or {}},
+                      "per_domain": [{"seed": 0, "domain": d, "top1_accuracy": v} for d, v in in_per_domain],
+                      "num_videos": 6},
+        "baseline": {"class": "x", "metrics": dict.fromkeys(all_metrics, baseline), "per_domain": baseline_per_domain or {}},
         "per_domain": [{"seed": s, "domain": d, "top1_accuracy": v + s} for d, v in per_domain for s in (0, 2)],
         "per_seed": [{}, {}],
         "num_test_videos": 12,
@@ -48,7 +56,7 @@ def evaluation(tap="L09_T20", protocol="custom", value=60.0, inside=80.0, baseli
         "run": {"label": experiment, "variant": "main", "feature_set": "default", "head": head,
                 "conditioning": "middle_frame", "sdv2": False, "window": window,
                 "ablation": {"transformer": "", "linear": "head"}[head] or ("window" if window != 25 else "")},
-    }
+    })
 
 
 def test_results_table_rows_baseline_and_paper_rows():
@@ -69,8 +77,8 @@ def test_results_table_rows_baseline_and_paper_rows():
 
 
 def test_tables_say_how_the_epoch_was_chosen():
-    no_val = {**evaluation(protocol="charades_1st_1st", value=31.0), "in_domain": None, "epoch_selection": "last"}
-    with_val = {**evaluation(protocol="charades_1st_1st", value=33.0), "epoch_selection": "best_val"}
+    no_val = dataclasses.replace(evaluation(protocol="charades_1st_1st", value=31.0), in_domain=None, epoch_selection="last")
+    with_val = dataclasses.replace(evaluation(protocol="charades_1st_1st", value=33.0), epoch_selection="best_val")
     frame = results_table([no_val, with_val])
     assert frame.epoch.tolist() == ["last epoch (no validation set)", "best epoch on validation", np.nan,
                                     *["best epoch on test (authors' code)"] * 4]
@@ -149,7 +157,7 @@ def test_domain_matrices_by_hand(tmp_path):
 def test_constant_frequencies_give_nan_rho_not_an_error():
     evaluations = matrix_evaluations()
     for e in evaluations:
-        e["class_counts"] = {d: [3, 3, 3] for d in DOMAINS}
+        e.class_counts = {d: [3, 3, 3] for d in DOMAINS}
     matrices = domain_matrices(evaluations)
     assert matrices["frequency_correlation"].isna().all().all()
     rho = frequency_rho(matrices)
@@ -160,12 +168,12 @@ def test_results_table_one_row_per_backbone():
     evaluations = []
     for backbone, value in (("svd", 60.0), ("sdv2", 50.0), ("videomae", 40.0), ("vjepa2", 45.0), ("histogram", 30.0)):
         evaluations.append(evaluation(experiment=f"run_{backbone}", value=value))
-        evaluations[-1]["run"]["backbone"] = backbone
+        evaluations[-1].run["backbone"] = backbone
     frame = results_table(evaluations)
     runs = frame[frame.source == "this run"]
     assert runs.backbone.tolist() == ["SVD", "SDv2", "VideoMAE", "V-JEPA 2", "histogram"]
     assert runs[metric_column("top1_accuracy")].tolist() == [60.0, 50.0, 40.0, 45.0, 30.0]
-    del evaluations[0]["run"]["backbone"]  # evaluations written before backbones had names: SVD
+    del evaluations[0].run["backbone"]  # evaluations written before backbones had names: SVD
     assert results_table(evaluations[:1]).backbone.iloc[0] == "SVD"
 
 
@@ -184,6 +192,6 @@ def test_extraction_report_lists_every_setting(tmp_path):
 
 
 def test_results_table_counts_the_videos_excluded_for_lack_of_features():
-    runs = [evaluation(), {**evaluation(experiment="other"), "excluded_videos": ["v03", "v11"]}]
+    runs = [evaluation(), dataclasses.replace(evaluation(experiment="other"), excluded_videos=["v03", "v11"])]
     frame = results_table(runs)
     assert frame.excluded_videos.tolist()[:2] == [0, 2] and frame.test_videos.tolist()[:2] == [12, 12]

@@ -240,7 +240,9 @@ def test_half_precision_tracks_float32_with_the_vae_in_float32(tiny_weights):
     results = {}
     for dtype, half in (("float32", "autocast"), ("bfloat16", "autocast"), ("bfloat16", "cast")):
         ex = SVDExtractor.from_weights(weights, DECODE, ExtractSettings(dtype=dtype, half_precision=half))
-        assert ex.unet.conv_in.weight.dtype == getattr(torch, dtype)  # as loaded (bf16 here)
+        # autocast keeps the authors' fp32 weights (half ops); cast loads them in the run's dtype
+        loaded = torch.float32 if half == "autocast" else getattr(torch, dtype)
+        assert ex.unet.conv_in.weight.dtype == loaded
         assert {p.dtype for p in ex.vae.encoder.parameters()} == {torch.float32}  # `vae_dtype`
         assert ex.autocast == (dtype == "bfloat16" and half == "autocast")
         results[dtype, half] = ex.window_taps(frames, torch.Generator().manual_seed(0))[9]
@@ -276,7 +278,8 @@ def test_cli_extract_ad_hoc_with_overrides(tiny_weights, videos, tmp_path):
     from actiondiff.cli import extraction_settings
 
     decode, extract, weights = extraction_settings(stored)
-    digest = settings_hash({"decode": stored["decode"], "extraction": stored["extraction"], "weights": stored["weights"]})
+    # the hash covers the weights' content (`weights_sha256`), not where they lie
+    digest = settings_hash({"decode": stored["decode"], "extraction": stored["extraction"], "weights_sha256": stored["weights_sha256"]})
     features = FeatureCache(out, digest).load("b")
     assert sorted(features.features) == ["L03_T05", "L03_T20", "L09_T05", "L09_T20"]
     assert features.features["L09_T20"].shape == (5, 64)

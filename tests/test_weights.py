@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from actiondiff.features.weight_files import ChecksumCache, svd_files, transformers_files
 from actiondiff.features.weights import (
     WeightsError,
     clip_config,
     load_clip,
     load_svd,
     read_state_dict,
-    weights_identity,
 )
 from actiondiff.tools import demo_data
 from actiondiff.tools.tiny_weights import TINY_CLIP_CONFIG
@@ -104,7 +104,7 @@ def test_clip_checkpoint_of_another_architecture(tiny_weights, tmp_path):
     with pytest.raises(WeightsError) as error:
         load_clip(arch, tiny_weights["clip_checkpoint"])
     message = str(error.value)
-    assert str(tiny_weights["clip_checkpoint"]) in message and "mismatched keys" in message
+    assert str(tiny_weights["clip_checkpoint"]) in message and "mismatched shapes" in message
     assert "text_projection" in message or "visual.proj" in message
 
 
@@ -164,8 +164,10 @@ def test_hub_ids_resolve_from_the_local_cache(tiny_weights, tmp_path):
     assert torch.equal(unet.conv_in.weight, reference.conv_in.weight)
     clip = load_clip("hf-hub:org/tiny-clip", "hf-hub:org/tiny-clip", cache_dir=cache)
     assert clip.visual.conv1.weight.shape == (64, 3, 8, 8)
-    identity = weights_identity("org/tiny-svd", "hf-hub:org/tiny-clip", cache_dir=cache)
-    assert len(identity) == 5 and all(len(v) == 64 for v in identity.values())
+    # the hub cache's snapshot holds the same files as the folder: the same content identity
+    from_hub = ChecksumCache(tmp_path / "sums.json").checksums(svd_files("org/tiny-svd", cache_dir=cache))
+    assert from_hub == ChecksumCache(tmp_path / "sums.json").checksums(svd_files(svd))
+    assert sorted(from_hub) == ["unet/config.json", "unet/weights", "vae/config.json", "vae/weights"]
     with pytest.raises(WeightsError, match="org/absent"):
         load_clip("hf-hub:org/absent", "hf-hub:org/absent", cache_dir=cache)
 
@@ -176,7 +178,7 @@ def test_hub_ids_resolve_from_the_local_cache(tiny_weights, tmp_path):
 def test_tiny_encoders_round_trip_strictly(tiny_encoders, tmp_path):
     import transformers
 
-    from actiondiff.features.weights import checkpoint_identity, load_transformers_model
+    from actiondiff.features.weights import load_transformers_model
 
     model, root = load_transformers_model(transformers.VideoMAEModel, tiny_encoders["videomae"], "videomae")
     saved = load_file(str(root / "model.safetensors"))
@@ -186,13 +188,13 @@ def test_tiny_encoders_round_trip_strictly(tiny_encoders, tmp_path):
         assert torch.equal(state[key], saved[key])
     assert torch.equal(state["encoder.layer.0.attention.attention.query.bias"], saved["encoder.layer.0.attention.attention.q_bias"])
     assert not model.training and not any(p.requires_grad for p in model.parameters())
-    identity = checkpoint_identity(tiny_encoders["vjepa2"], "vjepa2")
-    assert sorted(Path(p).name for p in identity) == ["config.json", "model.safetensors"]
+    files = transformers_files(tiny_encoders["vjepa2"], "vjepa2")
+    assert sorted(files) == ["config.json", "model.safetensors", "preprocessor_config.json"]
     # a checkpoint of the other class: every key is missing or unexpected
     with pytest.raises(WeightsError, match="VideoMAEModel exactly") as error:
         load_transformers_model(transformers.VideoMAEModel, tiny_encoders["vjepa2"], "videomae")
     assert "model.safetensors" in str(error.value) and "missing keys" in str(error.value)
-    with pytest.raises(WeightsError, match=r"`weights.vjepa2` to be a checkpoint directory"):
+    with pytest.raises(WeightsError, match=r"`weights.vjepa2` to be a checkpoint folder"):
         load_transformers_model(transformers.VJEPA2Model, tmp_path / "absent", "vjepa2")
 
 

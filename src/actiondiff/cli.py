@@ -22,7 +22,6 @@ from actiondiff.settings import (
     ExtractSettings,
     WeightsSettings,
     from_dict,
-    to_dict,
 )
 from actiondiff.store.records import atomic_write, remove_stale_temporaries
 
@@ -136,14 +135,28 @@ def cmd_select_videos(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from actiondiff.features.backbones import backbone_class, feature_hash, feature_identity
+    from actiondiff.features.backbones import (
+        backbone_class,
+        feature_hash,
+        feature_identity,
+        weight_checksums,
+    )
+    from actiondiff.features.backbones.registry import weight_paths
     from actiondiff.features.job import run_extraction
+    from actiondiff.features.weight_files import WeightsError
     from actiondiff.io.manifest import read_manifest, shard_ids
     from actiondiff.store.cache import FeatureCache
 
     values = _with_extraction_overrides(_load_settings(args), args)
     decode, backbone, extract, weights = backbone_settings(values)
-    identity = feature_identity(decode, backbone, extract, weights)
+    # The identity holds the weights' content (checksums cached by path, size and mtime).
+    identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
+    digest = feature_hash(identity)
+    if args.settings_hash and args.settings_hash != digest:
+        raise WeightsError(
+            f"Expected the extraction identity to hash to {args.settings_hash} (as the workflow planned it), but "
+            f"it hashes to {digest} now: the weights changed after Snakemake planned the run. Rerun snakemake."
+        )
     if args.manifest:
         manifest = read_manifest(args.manifest).set_index("video_id")
         ids = shard_ids(manifest.reset_index(), args.shard, args.shard_size) if args.shard is not None else list(manifest.index)
@@ -157,10 +170,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     atomic_write(cache.root / "settings.json", (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
     device = args.device or values.get("device", "cpu")
     def load_backbone():
-        # The checksums of the weights are taken when they are loaded, so a store records the
-        # weights that produced its features, not those found at pack time.
+        # The checksums are taken when the weights are loaded (a file changed since the
+        # identity was computed is an error), so a store records the weights that produced
+        # its features, not those found at pack time.
         model = backbone_class(backbone).load(extract, decode, weights, device)
-        cache.record_weights(backbone_class(backbone).weight_files(weights))
+        loaded = weight_checksums(backbone, weights)
+        if loaded != identity["weights_sha256"]:
+            changed = sorted(r for r in {*loaded, *identity["weights_sha256"]} if loaded.get(r) != identity["weights_sha256"].get(r))
+            raise WeightsError(f"Expected the weight files to stay as they were while they were loaded, but {changed} changed. Rerun.")
+        cache.record_weights({path: loaded[role] for path, role in weight_paths(backbone, weights).items()})
         return model
 
     summary = run_extraction(videos, cache, load_backbone, strict=args.strict)
@@ -229,7 +247,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from actiondiff.features.backbones import backbone_class, feature_hash, parse_identity
+    from actiondiff.features.backbones import feature_hash, parse_identity
     from actiondiff.io.manifest import read_manifest
     from actiondiff.store.cache import FeatureCache
     from actiondiff.store.packed import pack_store
@@ -242,8 +260,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
     _, name, _, weights = parse_identity(identity, where)
     files = cache.recorded_weights()
     if files is None:  # a cache extracted before checksums were recorded at load time
+        from actiondiff.features.backbones import weight_file_checksums
+
         log.warning("%s records no weight checksums; taking them from the weights now", args.cache)
-        files = backbone_class(name).weight_files(weights)
+        files = weight_file_checksums(name, weights)
     attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": name, "files": files}}
     # A video neither committed nor recorded as failed lost its features (or never got them):
     # packing over it would leave it out of the store without a word.
@@ -344,8 +364,9 @@ def cmd_store_info(args: argparse.Namespace) -> int:
     print(f"frames    {info['frames']}")
     print(f"layers    {info['layers']}   timesteps {info['timestep_indices']}")
     for tap, tap_info in info["taps"].items():
-        print(f"  {tap}  {tap_info['channels']} channels, {tap_info['chunk_rows']} rows/chunk, {tap_info['bytes']:,} bytes")
-    print(f"size      {info['size_bytes']:,} bytes on disk")
+        print(f"  {tap}  {tap_info['channels']} channels (columns {tap_info['columns'][0]}:{tap_info['columns'][1]})")
+    print(f"features  inner chunks {info['chunk']}, shards {info['shard']} (rows x columns)")
+    print(f"size      {info['size_bytes']:,} bytes on disk in {info['files']:,} files")
     print(f"ratio     {info['compression_ratio']:.2f} (raw float16 features / stored)")
     print("settings  " + json.dumps(info["settings"], sort_keys=True))
     return 0
@@ -404,37 +425,48 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from actiondiff.io.manifest import read_manifest
-    from actiondiff.learn.run import evaluate_models, write_json
+    from actiondiff.learn.run import evaluate_run, write_evaluation
 
     protocol = _experiment_settings(_load_settings(args))[0]
-    result = evaluate_models(args.store, read_manifest(args.manifest), protocol, args.models)
-    # The protocol's own metrics (headline first), so tables label what they show.
-    result["protocol"] = {**to_dict(protocol), "metrics": list(protocol.spec.metrics), "headline_metric": protocol.headline_metric}
-    # Videos without features (failed extraction, see the store's failures.csv) are excluded.
-    result["num_excluded_videos"] = len(result.get("excluded_videos", []))
-    write_json(result, args.out)
+    result = evaluate_run(args.store, read_manifest(args.manifest), protocol, args.models)
+    write_evaluation(result, args.out)
     name = protocol.headline_metric
-    value = result["metrics"][name]
-    baseline = result["baselines"]["most_frequent_class"]
+    value, baseline = result.metrics[name], result.baseline
+    # Videos without features (failed extraction, see the store's failures.csv) are excluded.
     print(
-        f"{name} on {result['num_test_videos']} test videos: {value['mean']:.1f} +- {value['std']:.1f} "
-        f"over {len(result['per_seed'])} seeds (most-frequent-class baseline "
-        f"{baseline['class']!r}: {baseline['metrics'][name]:.1f}); "
-        f"micro AP {result['metrics']['micro_ap']['mean']:.1f}, "
-        f"macro AP (classes with positives) {result['metrics']['macro_ap_present']['mean']:.1f}; "
-        f"{result['num_excluded_videos']} videos excluded (no features)"
+        f"{name} on {result.num_test_videos} test videos: {value.mean:.1f} +- {value.std:.1f} "
+        f"over {len(result.per_seed)} seeds (most-frequent-class baseline "
+        f"{baseline.class_name!r}: {baseline.metrics[name]:.1f}); "
+        f"micro AP {result.metrics['micro_ap'].mean:.1f}, "
+        f"macro AP (classes with positives) {result.metrics['macro_ap_present'].mean:.1f}; "
+        f"{len(result.excluded_videos)} videos excluded (no features)"
     )
     return 0
 
 
 def _weights_override(args: argparse.Namespace):
     """Substitute weight locations from --svd/--clip-arch/--clip-checkpoint (all or none)."""
-    given = [args.svd, args.clip_arch, args.clip_checkpoint]
-    if not any(given):
+    given = [args.svd, args.clip_arch, args.clip_checkpoint]  # --clip-checkpoint '': SVD's own image encoder
+    if all(g is None for g in given):
         return None
-    if not all(given):
+    if any(g is None for g in given):
         raise ValueError("Expected all of --svd, --clip-arch and --clip-checkpoint, or none, but got only some.")
     return WeightsSettings(svd=args.svd, clip_arch=args.clip_arch, clip_checkpoint=args.clip_checkpoint)
+
+
+def cmd_weights_check(args: argparse.Namespace) -> int:
+    from actiondiff.features.weights import WeightsError, check_weights
+
+    failed = 0
+    for path in args.paths:
+        try:
+            lines = check_weights(path, clip_arch=args.clip_arch)
+        except WeightsError as error:
+            failed += 1
+            print(f"FAIL {path}: {error}")
+            continue
+        print("ok   " + "\n     ".join(lines))
+    return 1 if failed else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -487,16 +519,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_run(args: argparse.Namespace) -> int:
     from actiondiff.io.manifest import read_manifest
-    from actiondiff.learn.run import evaluate_run, write_json
+    from actiondiff.learn.run import evaluate_run, write_evaluation
 
     values = _load_settings(args)
     protocol = _experiment_settings(values)[0]
     result = evaluate_run(args.store, read_manifest(args.manifest), protocol, args.models, values.get("run", {}))
-    write_json(result, args.out)
+    write_evaluation(result, args.out)
     name = protocol.headline_metric
-    inside = f"{result['in_domain']['metrics'][name]['mean']:.1f}" if result["in_domain"] else "none (no validation set)"
-    print(f"{name}: out-of-domain {result['metrics'][name]['mean']:.1f}, in-domain {inside}, "
-          f"most frequent class {result['baseline']['metrics'][name]:.1f}; epoch: {result['epoch_selection']}")
+    inside = f"{result.in_domain.metrics[name].mean:.1f}" if result.in_domain else "none (no validation set)"
+    print(f"{name}: out-of-domain {result.metrics[name].mean:.1f}, in-domain {inside}, "
+          f"most frequent class {result.baseline.metrics[name]:.1f}; epoch: {result.epoch_selection}")
     return 0
 
 
@@ -519,7 +551,7 @@ def cmd_plot_grid(args: argparse.Namespace) -> int:
     from actiondiff.report.tables import grid_frame, load_evaluations, plot_grid
 
     evaluations = load_evaluations(args.evaluations)
-    metric = args.metric or evaluations[0]["protocol"]["headline_metric"]
+    metric = args.metric or evaluations[0].protocol["headline_metric"]
     frame = grid_frame(evaluations, metric)
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.csv, index=False)
@@ -623,10 +655,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=16, help="videos per shard")
     p.add_argument("--out", required=True, help="cache folder for these settings")
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
+    p.add_argument("--settings-hash", help="the hash the workflow planned (an error if the weights changed since)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad video")
     add_extraction_overrides(p)
     p.add_argument("--backbone", help="backbone name: svd | sdv2 | videomae | vjepa2 | an entry point (overrides config key `backbone`)")
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
+
+    p = add("weights", None, "check downloaded weights against the architectures they load as", settings=False)
+    weights_sub = p.add_subparsers(dest="weights_command", required=True)
+    q = weights_sub.add_parser("check", help="every expected tensor present with its shape, on the meta device (no values read)")
+    q.set_defaults(func=cmd_weights_check)
+    q.add_argument("paths", nargs="+", help="SVD snapshot folder / hub id / svd_xt.safetensors / image_encoder/ / "
+                   "OpenCLIP checkpoint / VideoMAE (v2) or V-JEPA 2 folder")
+    q.add_argument("--clip-arch", default="ViT-H-14", help="OpenCLIP architecture of OpenCLIP-format weights (default ViT-H-14)")
 
     p = add("layers", cmd_layers, "the UNet layer map, read from the model built on the meta device")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")

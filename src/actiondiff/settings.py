@@ -157,7 +157,7 @@ class ExtractSettings:
         "autocast",
         "a half dtype for UNet and CLIP: autocast (authors: weights as loaded, ops in dtype) | cast (weights cast)",
     )
-    vae_dtype: str = _doc("float32", "VAE encoder compute dtype whatever `dtype` (authors: float32)")
+    vae_dtype: str = _doc("float32", "dtype the VAE encoder is loaded and run in whatever `dtype` (SVD's force_upcast; the authors: float32)")
     vae_chunk: int = _doc(8, "frames per VAE encoder call (bounds activation memory)")
     latent: str = _doc("sample", "first-stage VAE posterior: sample (authors, seeded per video) | mean")
     seed: int = _doc(0, "base seed; each video's generator is seeded from it and the video id")
@@ -197,6 +197,7 @@ class ExtractSettings:
                 f"{self.noise_draws}. Set `noise: gaussian` to average several noise draws."
             )
         _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("vae_dtype", self.vae_dtype, DTYPES)
         _check_choice("latent", self.latent, LATENT_MODES)
         _check_choice("cond_noise", self.cond_noise, COND_NOISE_MODES)
         _check_choice("padding", self.padding, PADDING_MODES)
@@ -226,14 +227,18 @@ class ExtractSettings:
 class WeightsSettings:
     """Where the frozen backbone's weights live (local paths; hub ids when online)."""
 
-    svd: str = _doc("resources/weights/tiny-svd", "diffusers-layout SVD-XT snapshot dir or hub id")
+    svd: str = _doc(
+        "resources/weights/tiny-svd",
+        "SVD-XT: diffusers snapshot folder (unet/, vae/; fp32 or fp16 files), cached hub id, or the single svd_xt.safetensors",
+    )
     clip_arch: str = _doc(
         "resources/weights/tiny-clip/open_clip_config.json",
-        "OpenCLIP model name (ViT-H-14) or a JSON model config file",
+        "OpenCLIP model name (ViT-H-14) or a JSON model config file (for OpenCLIP-format weights)",
     )
     clip_checkpoint: str = _doc(
         "resources/weights/tiny-clip/open_clip_model.safetensors",
-        "OpenCLIP checkpoint: .safetensors or a torch file (loaded weights_only)",
+        "full OpenCLIP checkpoint (.safetensors / torch file; needed for action_text), or empty: the SVD "
+        "download's image_encoder/ (or the single file's conditioner)",
     )
     videomae: str = _doc(
         "resources/weights/tiny-videomae",
@@ -242,6 +247,10 @@ class WeightsSettings:
     vjepa2: str = _doc(
         "resources/weights/tiny-vjepa2",
         "V-JEPA 2 checkpoint dir (transformers layout: config.json + safetensors) or hub id",
+    )
+    checksum_cache: str = _doc(
+        "",
+        "JSON file remembering weight checksums by path, size and mtime (empty: ~/.cache/actiondiff/weights-sha256.json)",
     )
 
 

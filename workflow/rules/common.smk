@@ -16,12 +16,17 @@ from actiondiff.plan import (
     parse_experiments,
 )
 from actiondiff.io.manifest import num_shards, read_manifest
+from actiondiff.tools.demo_weights import ensure_demo_weights
 
 
 # Our own short message first (key, allowed values, source); Snakemake's validate then fills
 # in the schema's defaults.
 check_config(config, workflow.source_path("../schemas/config.schema.yaml"), "config/config.yaml, --configfile or --config")
 validate(config, "../schemas/config.schema.yaml")
+
+# The feature hash names the weights' content, so the demo's tiny weights (seconds to build,
+# under `weights_dir`) are built before planning when missing; real weights are downloaded.
+ensure_demo_weights(config)
 
 # The settings objects check values, names and references (an unknown feature set, a tap the
 # feature set does not extract) and refuse unknown keys too, before any job runs.

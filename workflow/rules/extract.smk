@@ -66,7 +66,8 @@ rule extract_features:
         "logs/extract_features/{dataset}/{settings_hash}/{shard}.log",
     shell:
         "actiondiff extract-features --manifest {input.manifest} --shard {wildcards.shard} --shard-size {params.shard_size}"
-        " --out {params.cache} --done {output.done} --settings {params.settings:q} > {log} 2>&1"
+        " --out {params.cache} --done {output.done} --settings-hash {wildcards.settings_hash} --settings {params.settings:q}"
+        " > {log} 2>&1"
 
 
 rule verify_features:

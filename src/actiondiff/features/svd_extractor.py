@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from actiondiff.features import sigmas
 from actiondiff.features.unet_taps import modules_needed, tap_unet
-from actiondiff.features.weights import load_clip, load_svd
+from actiondiff.features.weights import WeightsError, load_clip, load_svd
 from actiondiff.features.windows import extract_windows
 from actiondiff.settings import (
     DecodeSettings,
@@ -117,9 +117,19 @@ class SVDExtractor:
         cls, weights: WeightsSettings, decode: DecodeSettings, extract: ExtractSettings, device: str = "cpu"
     ) -> SVDExtractor:
         """Load the weights named in the config (strictly) and build the extractor."""
-        dtype = getattr(torch, extract.dtype)
-        unet, vae = load_svd(weights.svd, dtype=dtype)
-        clip = load_clip(weights.clip_arch, weights.clip_checkpoint, dtype=dtype)
+        # Each module is loaded straight into the dtype it is kept in: the VAE in `vae_dtype`
+        # (fp32 by default, as SVD's force_upcast asks); the UNet and CLIP in the run's dtype,
+        # or in fp32 under `half_precision: autocast` (the authors' fp32 weights, half ops).
+        autocast = extract.dtype != "float32" and extract.half_precision == "autocast"
+        dtype = torch.float32 if autocast else getattr(torch, extract.dtype)
+        unet, vae = load_svd(weights.svd, dtype=dtype, vae_dtype=getattr(torch, extract.vae_dtype))
+        if extract.conditioning == "action_text" and not weights.clip_checkpoint:
+            raise WeightsError(
+                "Expected `weights.clip_checkpoint` to be a full OpenCLIP checkpoint for `action_text` "
+                "conditioning (it needs the text tower), but it is empty: the SVD download's image "
+                "encoder has no text tower. Download laion/CLIP-ViT-H-14-laion2B-s32B-b79K (README, Getting the weights)."
+            )
+        clip = load_clip(weights.clip_arch, weights.clip_checkpoint, dtype=dtype, svd=weights.svd)
         return cls(unet, vae, clip, decode, extract, device)
 
     def _place_needed_modules(self) -> None:

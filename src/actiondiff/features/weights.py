@@ -1,21 +1,37 @@
 """Loading the frozen backbones' weights (SVD-XT + OpenCLIP, transformers video encoders),
-strictly and offline; tiny stand-ins.
+strictly and offline, from every layout researchers download.
 
-The same functions load a real SVD-XT snapshot (diffusers layout: `unet/`, `vae/`) and an
-OpenCLIP ViT-H-14 checkpoint, or the tiny seeded models that `actiondiff.tools.tiny_weights`
-writes with `save_pretrained` / safetensors for tests and the demo. A missing or unexpected key, or a
-checkpoint of another architecture, is a `WeightsError` naming the file and the keys.
+Which files are read is decided by `actiondiff.features.weight_files` (no torch), so the
+feature identity hashes exactly what is loaded. Models are built on the meta device and the
+tensors assigned in their final dtype, one tensor at a time: no random initialisation, peak
+memory about the size of the loaded model. A missing or unexpected tensor, or one of another
+shape, is a `WeightsError` naming the file, the tensors and the shapes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from actiondiff.features import key_maps
+from actiondiff.features.weight_files import (
+    SVD_XT_CLIP_ARCH,
+    WeightsError,
+    clip_files,
+    svd_files,
+    transformers_files,
+)
+from actiondiff.features.weight_files import (
+    resolve_clip_checkpoint as resolve_clip_checkpoint,
+)
+from actiondiff.features.weight_files import (
+    resolve_snapshot as resolve_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,97 +45,29 @@ SVD_VAE_CONFIG: dict[str, Any] = dict(
     latent_channels=4,
     scaling_factor=0.18215,
 )
+HF_HUB_PREFIX = "hf-hub:"
+# Tensors of published checkpoints that the encoders we build do not have, by the class we
+# build: heads of pre-training (VideoMAE's decoder) and of fine-tunes (classifiers, poolers).
+# They are dropped with a log line; anything else missing or unexpected is an error.
+KNOWN_HEAD_PREFIXES: dict[str, tuple[str, ...]] = {
+    "VideoMAEModel": ("decoder.", "encoder_to_decoder.", "mask_token", "fc_norm.", "classifier."),
+    "VJEPA2Model": ("pooler.", "classifier."),
+}
 
-class WeightsError(RuntimeError):
-    """A weight file is missing, unreadable, or does not fit the architecture."""
+__all__ = [
+    "WeightsError",
+    "load_svd",
+    "load_clip",
+    "load_transformers_model",
+    "read_state_dict",
+    "resolve_snapshot",
+    "resolve_clip_checkpoint",
+]
 
 
 def _frozen(model: torch.nn.Module) -> torch.nn.Module:
     """Frozen models run frozen: eval mode, no gradients."""
     return model.eval().requires_grad_(False)
-
-
-def resolve_snapshot(source: str | Path, cache_dir: str | Path | None = None, key: str = "svd") -> Path:
-    """The local directory of a snapshot: `source` itself, or a hub id in the HF cache.
-
-    Args:
-        source: a directory (SVD: holding `unet/` and `vae/`), or a hub id such as
-            `stabilityai/stable-video-diffusion-img2vid-xt` already in the local cache.
-        cache_dir: the Hugging Face cache (None: `HF_HUB_CACHE` / the default).
-        key: the `weights` config key it came from, named in errors.
-    Raises:
-        WeightsError: neither a directory nor a cached hub id. Nothing is downloaded.
-    """
-    path = Path(source)
-    if path.is_dir():
-        return path
-    if _looks_like_hub_id(str(source)):
-        from huggingface_hub import snapshot_download
-
-        try:
-            return Path(snapshot_download(str(source), cache_dir=cache_dir, local_files_only=True))
-        except Exception as error:  # the hub client raises several types for "not cached"
-            raise WeightsError(
-                f"Expected hub id {str(source)!r} to be in the local Hugging Face cache "
-                f"({cache_dir or 'HF_HUB_CACHE'}), but it is not ({type(error).__name__}). "
-                f"Download it once with `huggingface-cli download {source}` on a machine online."
-            ) from error
-    what = "an SVD-XT snapshot directory (with unet/ and vae/)" if key == "svd" else "a checkpoint directory"
-    raise WeightsError(
-        f"Expected `weights.{key}` to be {what} or a "
-        f"cached hub id, but {str(source)!r} does not exist. Build the demo weights with "
-        f"`actiondiff make-weights` or point the config at a downloaded snapshot."
-    )
-
-
-def load_svd(
-    source: str | Path, dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None
-) -> tuple[Any, Any]:
-    """Load the SVD UNet and VAE from a diffusers-layout snapshot (local dir or cached hub id).
-
-    Args:
-        source: directory holding `unet/` and `vae/` (each with config + safetensors), or a
-            Hugging Face hub id resolved from the local cache (no download is attempted).
-        dtype: weight dtype.
-        cache_dir: Hugging Face cache for hub ids (None: the default).
-    Returns:
-        (unet, vae), frozen, on the CPU. Only the VAE encoder is ever run.
-    Raises:
-        WeightsError: missing snapshot, missing/unexpected keys, or a size mismatch; the
-            message names the weight file.
-    """
-    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
-
-    root = resolve_snapshot(source, cache_dir)
-    models = []
-    for subfolder, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
-        files = sorted(str(f) for f in (root / subfolder).glob("*.safetensors")) or [str(root / subfolder)]
-        where = ", ".join(files)
-        try:
-            # low_cpu_mem_usage=False + strict key checks: a missing key is an error, never a
-            # silent random init.
-            model, info = cls.from_pretrained(
-                str(root),
-                subfolder=subfolder,
-                torch_dtype=dtype,
-                output_loading_info=True,
-                local_files_only=True,
-                low_cpu_mem_usage=False,
-            )
-        except (OSError, ValueError, RuntimeError) as error:
-            raise WeightsError(f"Could not load SVD {subfolder} from {where}: {error}") from error
-        bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
-        if bad:
-            raise WeightsError(
-                f"Expected the weights in {where} to match {cls.__name__} exactly, "
-                f"but got {_summarise_keys(bad)}. Is this an SVD-XT snapshot?"
-            )
-        models.append(_frozen(model))
-    return models[0], models[1]
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    return text.count("/") == 1 and not text.startswith((".", "/"))
 
 
 def _summarise_keys(bad: dict[str, list[Any]], limit: int = 5) -> str:
@@ -131,79 +79,298 @@ def _summarise_keys(bad: dict[str, list[Any]], limit: int = 5) -> str:
     return "; ".join(parts)
 
 
-HF_HUB_PREFIX = "hf-hub:"
-# File names of OpenCLIP checkpoints on the hub, preferred first.
-HUB_CLIP_CHECKPOINTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+# ---------------------------------------------------------------------------- reading tensors
 
 
-def _hub_file(repo: str, names: tuple[str, ...], cache_dir: str | Path | None) -> Path:
-    """The first of `names` found in the local HF cache for `repo` (no download)."""
-    from huggingface_hub import hf_hub_download
+class TensorFile:
+    """The tensors of one checkpoint file (safetensors, or a torch file read `weights_only`),
+    read one at a time; names and shapes are known without reading values."""
 
-    for name in names:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise WeightsError(f"Expected the weight file {str(self.path)!r} to exist, but it does not.")
         try:
-            return Path(hf_hub_download(repo, name, cache_dir=cache_dir, local_files_only=True))
-        except Exception:  # not cached under this name: try the next one
-            continue
-    raise WeightsError(
-        f"Expected one of {list(names)} of hub repo {repo!r} in the local Hugging Face cache "
-        f"({cache_dir or 'HF_HUB_CACHE'}), but none is there. Download it once on a machine online."
+            if self.path.name.endswith(".safetensors"):
+                from safetensors import safe_open
+
+                self._file = safe_open(str(self.path), framework="pt")
+                self.shapes = {k: tuple(self._file.get_slice(k).get_shape()) for k in self._file.keys()}
+                self._state = None
+            else:
+                state = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=True)
+                # Training checkpoints nest the weights and prefix them with `module.`.
+                state = state.get("state_dict", state) if isinstance(state, dict) else state
+                if not isinstance(state, dict):
+                    raise ValueError(f"a {type(state).__name__}, not a mapping of tensors")
+                self._state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+                self.shapes = {k: tuple(v.shape) for k, v in self._state.items()}
+        except WeightsError:
+            raise
+        except Exception as error:  # any parse failure of an untrusted file is a weights error
+            raise WeightsError(f"Could not read checkpoint {str(self.path)!r}: {error}") from error
+
+    def get(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """One tensor, in `dtype` (None: as stored)."""
+        try:
+            value = self._file.get_tensor(name) if self._state is None else self._state[name]
+        except Exception as error:  # a truncated file fails here, not when listing names
+            raise WeightsError(f"Could not read tensor {name!r} of {str(self.path)!r}: {error}") from error
+        return value.to(dtype) if dtype is not None and value.is_floating_point() else value
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint file (safetensors, or a torch file loaded `weights_only`)."""
+    tensors = TensorFile(path)
+    return {name: tensors.get(name) for name in tensors.shapes}
+
+
+def build_on_meta(factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """A model built on the meta device: shapes without memory or random initialisation."""
+    with torch.device("meta"):
+        return factory()
+
+
+def expected_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_tensors(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], where: str, what: str, hint: str = ""
+) -> None:
+    """Refuse missing / unexpected tensors and shape mismatches, naming them.
+
+    Args:
+        expected: {name: shape} the model has; found: {name: shape} the file gives it.
+    Raises:
+        WeightsError: "Expected the weights in <where> to match <what> exactly, but got ...".
+    """
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = sorted(
+        f"{k}: {list(found[k])} in the file, {list(expected[k])} expected"
+        for k in set(expected) & set(found)
+        if tuple(found[k]) != tuple(expected[k])
     )
+    bad = {k: v for k, v in (("missing_keys", missing), ("unexpected_keys", unexpected), ("mismatched_shapes", mismatched)) if v}
+    if bad:
+        raise WeightsError(f"Expected the weights in {where} to match {what} exactly, but got {_summarise_keys(bad)}.{hint}")
+
+
+def assign(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Assign `state` (already checked) to a meta-built model; no tensor stays on meta."""
+    model.load_state_dict(state, strict=True, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise WeightsError(f"Expected every tensor of {type(model).__name__} to be loaded, but {left[:5]} were not.")
+    return model
+
+
+def load_mapped(
+    model: torch.nn.Module,
+    tensors: TensorFile,
+    names: dict[str, str],
+    dtype: torch.dtype,
+    what: str,
+    transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    whole_file: bool = True,
+    values: bool = True,
+) -> torch.nn.Module:
+    """Fill a meta-built `model` from `tensors`, reading file tensor `names[k]` for model tensor k.
+
+    Shapes are checked first (after `transform`'s reshape, when given), then each tensor is
+    read, converted to `dtype` and assigned.
+
+    Args:
+        whole_file: every tensor of the file must be used (others are unexpected); False for
+            a file shared by several models (the single file, whose rest `_log_unused` checks).
+        values: False: check names and shapes only (`actiondiff weights check`), the model stays on meta.
+    """
+    expected = expected_shapes(model)
+    inverse = {v: k for k, v in names.items()}
+    found = {inverse[n]: s for n, s in tensors.shapes.items() if n in inverse}
+    if transform is not None:
+        found = {k: tuple(transform(k, torch.empty(s, device="meta")).shape) for k, s in found.items()}
+    if whole_file:
+        found.update({n: s for n, s in tensors.shapes.items() if n not in inverse})
+    missing_in_file = {k: names[k] for k in expected if names[k] not in tensors.shapes}
+    check_tensors(expected, found, str(tensors.path), what,
+                  f" (file names of the missing: {list(missing_in_file.values())[:5]})" if missing_in_file else "")
+    if not values:
+        return model
+    state = {}
+    for key in expected:
+        value = tensors.get(names[key], dtype)
+        state[key] = transform(key, value) if transform is not None else value
+    return assign(model, state)
+
+
+# ---------------------------------------------------------------------------- SVD: UNet + VAE
+
+
+def _config(value: Path | dict) -> dict[str, Any]:
+    return json.loads(value.read_text()) if isinstance(value, Path) else dict(value)
+
+
+def load_svd(
+    source: str | Path,
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | Path | None = None,
+    vae_dtype: torch.dtype | None = None,
+    values: bool = True,
+) -> tuple[Any, Any]:
+    """Load the SVD UNet and VAE from any published layout (see `weight_files.svd_files`).
+
+    Args:
+        source: a diffusers snapshot folder (`unet/`, `vae/`: fp32 or fp16-variant files), a
+            hub id in the local HF cache, or the single file `svd_xt.safetensors`.
+        dtype: the UNet's dtype (the run's precision; the files' dtype does not matter).
+        vae_dtype: the VAE's dtype (None: `dtype`). SVD's VAE asks for fp32 (`force_upcast`).
+        cache_dir: Hugging Face cache for hub ids (None: the default).
+        values: False: check every tensor's name and shape only; the models stay on meta.
+    Returns:
+        (unet, vae), frozen, on the CPU. Only the VAE encoder is ever run.
+    Raises:
+        WeightsError: a missing file, missing / unexpected tensors or shape mismatches,
+            naming the weight file.
+    """
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+
+    files = svd_files(source, cache_dir)
+    vae_dtype = vae_dtype or dtype
+    unet = build_on_meta(lambda: UNetSpatioTemporalConditionModel.from_config(_config(files["unet/config.json"])))
+    vae = build_on_meta(lambda: AutoencoderKLTemporalDecoder.from_config(_config(files["vae/config.json"])))
+    if "svd_xt" in files:
+        tensors = TensorFile(files["svd_xt"])
+        unet_names = key_maps.unet_sgm_names(unet.state_dict(), unet.config.layers_per_block)
+        load_mapped(unet, tensors, unet_names, dtype, "UNetSpatioTemporalConditionModel (sgm names)", whole_file=False, values=values)
+
+        def squeeze(key: str, value: torch.Tensor) -> torch.Tensor:
+            # sgm's VAE attention projections are 1x1 convolutions: [c, c, 1, 1] -> [c, c]
+            return value.flatten(1) if key_maps.is_vae_1x1_projection(key) and value.dim() == 4 else value
+
+        vae_names = key_maps.vae_sgm_names(vae.state_dict())
+        load_mapped(vae, tensors, vae_names, vae_dtype, "AutoencoderKLTemporalDecoder (sgm names)", squeeze, whole_file=False,
+                    values=values)
+        _log_unused(tensors, {*unet_names.values(), *vae_names.values()})
+    else:
+        for model, part, part_dtype in ((unet, "unet", dtype), (vae, "vae", vae_dtype)):
+            tensors = TensorFile(files[f"{part}/weights"])
+            names = {k: k for k in model.state_dict()}
+            load_mapped(model, tensors, names, part_dtype, f"{type(model).__name__}. Is this an SVD-XT snapshot?", values=values)
+    log.info("loaded SVD UNet (%s) and VAE (%s) from %s", dtype, vae_dtype, source)
+    return _frozen(unet), _frozen(vae)
+
+
+def _log_unused(tensors: TensorFile, used: set[str]) -> None:
+    """List the single file's tensors no model reads, by group; a tensor of no known group is an error."""
+    groups: dict[str, int] = {}
+    unknown = []
+    for name in tensors.shapes:
+        if name in used or name.startswith(key_maps.SGM_CLIP_PREFIX + "visual."):
+            continue
+        prefix = next((p for p in key_maps.SGM_UNUSED if name.startswith(p)), None)
+        if prefix is None:
+            unknown.append(name)
+        else:
+            groups[prefix] = groups.get(prefix, 0) + 1
+    if unknown:
+        raise WeightsError(
+            f"Expected the single file {tensors.path} to hold only SVD-XT's tensors (sgm names), but got "
+            f"{len(unknown)} others: {sorted(unknown)[:5]}."
+        )
+    for prefix, count in sorted(groups.items()):
+        log.info("not loaded from %s: %d tensors %s* (%s)", tensors.path.name, count, prefix, key_maps.SGM_UNUSED[prefix])
+
+
+# ---------------------------------------------------------------------------- OpenCLIP
+
+
+class VisualCLIP(torch.nn.Module):
+    """OpenCLIP's image side alone, what conditioning on frames needs: `visual` and `encode_image`.
+
+    Built from the SVD download's image encoder (no text tower exists there), so
+    `action_text` conditioning needs a full OpenCLIP checkpoint.
+    """
+
+    def __init__(self, visual: torch.nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """[n, 3, s, s] normalised pixels -> [n, embed_dim] (as `open_clip.CLIP.encode_image`)."""
+        features = self.visual(image)
+        return torch.nn.functional.normalize(features, dim=-1) if normalize else features
 
 
 def clip_config(arch: str | Path, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """An OpenCLIP model config: a registered name (`ViT-H-14`), a JSON file, or `hf-hub:<repo>`."""
     import open_clip
 
-    text = str(arch)
-    if text.startswith(HF_HUB_PREFIX):
-        arch = _hub_file(text.removeprefix(HF_HUB_PREFIX), ("open_clip_config.json",), cache_dir)
-    if str(arch).endswith(".json"):
-        path = Path(arch)
-        if not path.is_file():
-            raise WeightsError(f"Expected `weights.clip_arch` JSON file {str(arch)!r} to exist, but it does not.")
-        config = json.loads(path.read_text())
+    from actiondiff.features.weight_files import clip_arch_file
+
+    value = clip_arch_file(str(arch), cache_dir)
+    if isinstance(value, Path):
+        config = json.loads(value.read_text())
         return config.get("model_cfg", config)  # hub files nest the model config
-    config = open_clip.get_model_config(text)
+    config = open_clip.get_model_config(value["open_clip"])
     if config is None:
         raise WeightsError(
             f"Expected `weights.clip_arch` to be an OpenCLIP model name such as 'ViT-H-14', a "
-            f"JSON config file or 'hf-hub:<repo>', but got {text!r}."
+            f"JSON config file or 'hf-hub:<repo>', but got {str(arch)!r}."
         )
     return config
 
 
-def resolve_clip_checkpoint(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """A checkpoint file path, or `hf-hub:<repo>` resolved from the local HF cache."""
-    text = str(checkpoint)
-    if text.startswith(HF_HUB_PREFIX):
-        return _hub_file(text.removeprefix(HF_HUB_PREFIX), HUB_CLIP_CHECKPOINTS, cache_dir)
-    return Path(checkpoint)
-
-
 def build_clip(config: dict[str, Any]) -> torch.nn.Module:
-    """An OpenCLIP `CLIP` model from a config dict, randomly initialised."""
+    """An OpenCLIP `CLIP` model from a config dict, randomly initialised (tiny weights, tests)."""
     import open_clip
 
     return open_clip.CLIP(**config)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's tensors: safetensors, or a torch file loaded with `weights_only=True`."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"Expected the OpenCLIP checkpoint {str(path)!r} to exist, but it does not.")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+def _meta_clip(config: dict[str, Any]) -> torch.nn.Module:
+    import open_clip
 
-            return load_file(str(path))
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # any parse failure of an untrusted file is a weights error
-        raise WeightsError(f"Could not read checkpoint {str(path)!r}: {error}") from error
-    # Training checkpoints nest the weights and prefix them with `module.`.
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return build_on_meta(lambda: open_clip.CLIP(**config))
+
+
+def _causal_mask(size: int) -> torch.Tensor:
+    """OpenCLIP's text attention mask (a buffer not saved in checkpoints): -inf above the diagonal."""
+    return torch.full((size, size), float("-inf")).triu_(1)
+
+
+def _visual_tower(config: dict[str, Any]) -> torch.nn.Module:
+    """OpenCLIP's visual tower alone, built on meta from a CLIP config."""
+    from open_clip.model import CLIPVisionCfg, _build_vision_tower
+
+    vision = config["vision_cfg"]
+    cfg = vision if isinstance(vision, CLIPVisionCfg) else CLIPVisionCfg(**vision)
+    return build_on_meta(lambda: _build_vision_tower(config["embed_dim"], cfg, quick_gelu=config.get("quick_gelu", False)))
+
+
+def vision_config_from_hf(path: Path) -> dict[str, Any]:
+    """The OpenCLIP config (visual tower) equal to a transformers `CLIPVisionConfig` JSON.
+
+    Raises:
+        WeightsError: a config OpenCLIP's tower cannot express (activation, LayerNorm eps).
+    """
+    hf = json.loads(path.read_text())
+    hf = hf.get("vision_config", hf)
+    act, eps = hf.get("hidden_act", "quick_gelu"), hf.get("layer_norm_eps", 1e-5)
+    if act not in ("gelu", "quick_gelu") or abs(eps - 1e-5) > 1e-12:
+        raise WeightsError(
+            f"Expected the image encoder config {path} to have hidden_act gelu or quick_gelu and "
+            f"layer_norm_eps 1e-05 (OpenCLIP's), but got {act!r} and {eps!r}."
+        )
+    width, heads = hf["hidden_size"], hf["num_attention_heads"]
+    return {
+        "embed_dim": hf["projection_dim"],
+        "quick_gelu": act == "quick_gelu",
+        "vision_cfg": {"image_size": hf["image_size"], "layers": hf["num_hidden_layers"], "width": width,
+                       "head_width": width // heads, "mlp_ratio": hf["intermediate_size"] / width,
+                       "patch_size": hf["patch_size"]},
+    }
 
 
 def load_clip(
@@ -211,84 +378,109 @@ def load_clip(
     checkpoint: str | Path,
     dtype: torch.dtype = torch.float32,
     cache_dir: str | Path | None = None,
+    svd: str | Path | None = None,
+    values: bool = True,
 ) -> torch.nn.Module:
-    """Build OpenCLIP from `arch` and load `checkpoint` strictly.
+    """OpenCLIP for SVD's conditioning, loaded strictly (`values` False: names and shapes only).
 
     Args:
-        arch: model name, JSON config file or `hf-hub:<repo>`.
-        checkpoint: .safetensors / torch file, or `hf-hub:<repo>` (local HF cache only).
+        arch: OpenCLIP model name, JSON config file or `hf-hub:<repo>` (for OpenCLIP-format
+            weights: a full checkpoint or the single file's conditioner).
+        checkpoint: a full OpenCLIP checkpoint (.safetensors / torch file / `hf-hub:<repo>`),
+            or empty: the visual tower from the SVD download `svd` (its `image_encoder/`, or
+            the single file's conditioner).
+    Returns:
+        an `open_clip.CLIP` (full checkpoint), else a `VisualCLIP`; frozen, in `dtype`.
     Raises:
-        WeightsError: unreadable file, missing/unexpected keys or shape mismatches, naming the file.
+        WeightsError: unreadable file, missing/unexpected tensors or shape mismatches, naming the file.
     """
-    path = resolve_clip_checkpoint(checkpoint, cache_dir)
-    model = build_clip(clip_config(arch, cache_dir))
-    state = read_state_dict(path)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    bad = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
-    bad = {k: v for k, v in bad.items() if v}
-    if bad:
+    files = clip_files(str(svd or ""), str(arch), str(checkpoint or ""), cache_dir)
+    if "checkpoint" in files:
+        config = clip_config(arch, cache_dir)
+        model = _meta_clip(config)
+        tensors = TensorFile(files["checkpoint"])
+        expected = [k for k in model.state_dict() if k != "attn_mask"]
+        load_mapped_partial(model, tensors, {k: k for k in expected}, dtype, f"OpenCLIP architecture {str(arch)!r}", values)
+        if not values:
+            return model
+        model.attn_mask = _causal_mask(model.context_length)
+        return _frozen(model)
+    if "svd_xt" in files:
+        visual = _visual_tower(clip_config(arch or SVD_XT_CLIP_ARCH, cache_dir))
+        tensors = TensorFile(files["svd_xt"])
+        names = {k: f"{key_maps.SGM_CLIP_PREFIX}visual.{k}" for k in visual.state_dict()}
+        load_mapped(visual, tensors, names, dtype, f"OpenCLIP {arch or SVD_XT_CLIP_ARCH} visual tower (the single file's conditioner)",
+                    whole_file=False, values=values)
+        return _frozen(VisualCLIP(visual))
+    config = vision_config_from_hf(files["image_encoder/config.json"])
+    visual = _visual_tower(config)
+    tensors = TensorFile(files["image_encoder/weights"])
+    try:
+        hf_shapes = {k: torch.empty(s, device="meta") for k, s in tensors.shapes.items()}
+        mapped = key_maps.hf_vision_to_openclip(hf_shapes)
+    except KeyError as error:
         raise WeightsError(
-            f"Expected checkpoint {str(path)!r} to fit OpenCLIP architecture {str(arch)!r}, "
-            f"but got {_summarise_keys(bad)}."
-        )
-    model.load_state_dict(state, strict=True)
-    return _frozen(model.to(dtype))
+            f"Expected the image encoder {tensors.path} to be a transformers CLIPVisionModelWithProjection, "
+            f"but it holds {error} (key_maps.hf_vision_to_openclip)."
+        ) from error
+    check_tensors(expected_shapes(visual), {k.removeprefix("visual."): tuple(v.shape) for k, v in mapped.items()},
+                  str(tensors.path), "OpenCLIP's visual tower (CLIPVisionModelWithProjection names)")
+    if not values:
+        return VisualCLIP(visual)
+    state = key_maps.hf_vision_to_openclip({k: tensors.get(k, dtype) for k in tensors.shapes})
+    assign(visual, {k.removeprefix("visual."): v for k, v in state.items()})
+    return _frozen(VisualCLIP(visual))
 
 
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
+def load_mapped_partial(
+    model: torch.nn.Module, tensors: TensorFile, names: dict[str, str], dtype: torch.dtype, what: str, values: bool = True
+) -> torch.nn.Module:
+    """`load_mapped` for a model with non-persistent buffers in its state dict (OpenCLIP's attn_mask):
+    the tensors `names` lists are checked and assigned; the caller sets the rest."""
+    state_shapes = expected_shapes(model)
+    expected = {k: state_shapes[k] for k in names}
+    found = {k: tensors.shapes[v] for k, v in names.items() if v in tensors.shapes}
+    found.update({n: s for n, s in tensors.shapes.items() if n not in set(names.values())})
+    check_tensors(expected, found, str(tensors.path), what)
+    if not values:
+        return model
+    state = {k: tensors.get(v, dtype) for k, v in names.items()}
+    model.load_state_dict(state, strict=False, assign=True)  # keys checked above; buffers set by the caller
+    return model
 
 
-def weights_identity(
-    svd: str | Path, clip_checkpoint: str | Path, cache_dir: str | Path | None = None
-) -> dict[str, str]:
-    """File names and checksums of the weight files and the UNet / VAE configs, recorded in
-    every store (the VAE config holds the latent scaling factor, which changes the features).
-
-    Hub ids are resolved from the local cache first. Checksums of multi-GB files are
-    expensive: callers compute this once per job.
-    """
-    identity: dict[str, str] = {}
-    root = resolve_snapshot(svd, cache_dir)
-    files = [root / "unet" / "config.json", root / "vae" / "config.json"]
-    files += sorted(root.glob("unet/*.safetensors")) + sorted(root.glob("vae/*.safetensors"))
-    files.append(resolve_clip_checkpoint(clip_checkpoint, cache_dir))
-    for path in files:
-        if path.is_file():
-            identity[str(path)] = file_sha256(path)
-    return identity
+# ---------------------------------------------------------------------------- transformers encoders
 
 
 def load_transformers_model(
     cls: Any, source: str | Path, key: str, dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None
 ) -> tuple[torch.nn.Module, Path]:
-    """Load a transformers model (e.g. `VideoMAEModel`) from a checkpoint dir, strictly and offline.
+    """Load a transformers model (e.g. `VideoMAEModel`) from a checkpoint folder, strictly and offline.
+
+    Published pre-training and fine-tuned checkpoints hold heads the encoder does not have
+    (`KNOWN_HEAD_PREFIXES`): those are dropped, with a log line. VideoMAE v2's hub layout
+    (`model_type: VideoMAEv2_*`) is converted (`videomae_v2`).
 
     Args:
         cls: the transformers model class.
-        source: a directory with `config.json` and safetensors (`save_pretrained` layout), or a
-            hub id resolved from the local Hugging Face cache (nothing is downloaded).
+        source: a folder with `config.json` and weights (safetensors or `.bin`), or a hub id
+            resolved from the local Hugging Face cache (nothing is downloaded).
         key: the `weights` config key, named in errors.
     Returns:
-        (model frozen on the CPU, the checkpoint directory).
+        (model frozen on the CPU, the checkpoint folder).
     Raises:
-        WeightsError: missing directory, a config of another model type, missing / unexpected
+        WeightsError: missing folder, a config of another model type, missing / unexpected
             keys or shape mismatches; the message names the weight files.
     """
     from safetensors import SafetensorError
     from transformers.utils import logging as hf_logging
 
-    root = resolve_snapshot(source, cache_dir, key=key)
-    files = sorted(str(f) for f in root.glob("*.safetensors")) or [str(root)]
-    where = ", ".join(files)
+    files = transformers_files(source, key, cache_dir)
+    root = files["config.json"].parent
+    where = ", ".join(str(f) for name, f in files.items() if name not in ("config.json", "preprocessor_config.json"))
+    config_values = json.loads(files["config.json"].read_text())
+    if str(config_values.get("model_type", "")).startswith("VideoMAEv2"):
+        return _frozen(load_videomae_v2(files, dtype, key)), root
     hf_logging.disable_progress_bar()
     try:
         # ignore_mismatched_sizes=True only reports size mismatches in `info` (transformers' own
@@ -298,18 +490,175 @@ def load_transformers_model(
         )
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # SafetensorError: truncated file
         raise WeightsError(f"Could not load {cls.__name__} (`weights.{key}`) from {where}: {error}") from error
-    bad = {k: sorted(v) for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    heads = KNOWN_HEAD_PREFIXES.get(cls.__name__, ())
+    dropped = sorted(k for k in info.get("unexpected_keys", []) if k.startswith(heads))
+    info["unexpected_keys"] = [k for k in info.get("unexpected_keys", []) if k not in set(dropped)]
+    bad = {k: sorted(map(str, v)) for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     if bad:
         raise WeightsError(
             f"Expected the weights in {where} to match {cls.__name__} exactly, but got "
             f"{_summarise_keys(bad)}. Is `weights.{key}` a checkpoint of this model?"
         )
+    if dropped:
+        groups = sorted({next(p for p in heads if k.startswith(p)) for k in dropped})
+        log.info("dropped %d head tensors of %s not in %s: %s", len(dropped), where, cls.__name__, ", ".join(f"{g}*" for g in groups))
     return _frozen(model), root
 
 
-def checkpoint_identity(source: str | Path, key: str, cache_dir: str | Path | None = None) -> dict[str, str]:
-    """{file: SHA-256} of a transformers checkpoint's config.json and safetensors (hub ids from
-    the local cache): the architecture and the weights."""
-    root = resolve_snapshot(source, cache_dir, key=key)
-    files = [root / "config.json", *sorted(root.glob("*.safetensors"))]
-    return {str(path): file_sha256(path) for path in files if path.is_file()}
+def check_transformers_model(cls: Any, source: str | Path, key: str) -> torch.nn.Module:
+    """Names and shapes of a transformers checkpoint against `cls` built from its config on meta
+    (the same rules as `load_transformers_model`: heads dropped, VideoMAE v2 converted).
+
+    Raises:
+        WeightsError: what is missing, unexpected or mis-shaped, naming the files.
+    """
+    files = transformers_files(source, key)
+    config_values = json.loads(files["config.json"].read_text())
+    if str(config_values.get("model_type", "")).startswith("VideoMAEv2"):
+        return load_videomae_v2(files, torch.float32, key, values=False)
+    config = cls.config_class.from_pretrained(str(files["config.json"].parent))
+    model = build_on_meta(lambda: cls(config))
+    weights = [TensorFile(p) for name, p in files.items() if name not in ("config.json", "preprocessor_config.json", "video_preprocessor_config.json")]
+    heads = KNOWN_HEAD_PREFIXES.get(cls.__name__, ())
+    prefix = f"{cls.base_model_prefix}."
+    found = {}
+    for tensors in weights:
+        for name, shape in tensors.shapes.items():
+            name = name.removeprefix(prefix)
+            # the 2022 VideoMAE uploads' names, which transformers renames on load
+            name = name.replace("attention.attention.q_bias", "attention.attention.query.bias").replace(
+                "attention.attention.v_bias", "attention.attention.value.bias")
+            if not name.startswith(heads):
+                found[name] = shape
+    check_tensors(expected_shapes(model), found, ", ".join(str(t.path) for t in weights), cls.__name__)
+    return model
+
+
+def _published(files: dict[str, Any], part: str, published: dict[str, Any]) -> str:
+    config = _config(files[f"{part}/config.json"])
+    same = all(_plain(config.get(k)) == _plain(v) for k, v in published.items())
+    return "SVD-XT's published config" if same else "a config other than SVD-XT's"
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def _count(model: torch.nn.Module) -> str:
+    return f"{len(model.state_dict())} tensors, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
+
+
+def check_weights(path: str | Path, clip_arch: str = SVD_XT_CLIP_ARCH) -> list[str]:
+    """Validate a download against the architectures it will be loaded as, on the meta device.
+
+    Every expected tensor must be there with its shape (no values are read). Recognised: an
+    SVD-XT snapshot folder or hub id (unet/, vae/, image_encoder/ when present), the single
+    file `svd_xt.safetensors`, a `image_encoder/` folder, an OpenCLIP checkpoint (with
+    `clip_arch`), and VideoMAE / VideoMAE v2 / V-JEPA 2 checkpoint folders.
+    Returns:
+        report lines: the layout, what each model would load from which file.
+    Raises:
+        WeightsError: what is missing, unexpected or mis-shaped, naming the file.
+    """
+    from actiondiff.features.weight_files import (
+        SVD_XT_UNET_CONFIG,
+        SVD_XT_VAE_CONFIG,
+        looks_like_hub_id,
+        pick_file,
+    )
+
+    source = Path(path)
+    if not source.exists() and not looks_like_hub_id(str(path)):
+        raise WeightsError(f"Expected {str(path)!r} to be a weights folder, file or cached hub id, but it does not exist.")
+    root = resolve_snapshot(path, key="svd") if source.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt") or not source.is_file() else source
+    lines = []
+    if root.is_file():
+        names = TensorFile(root).shapes
+        if any(n.startswith(key_maps.SGM_UNET_PREFIX) for n in names):
+            files = svd_files(root)
+            unet, vae = load_svd(root, values=False)
+            visual = load_clip(clip_arch, "", svd=root, values=False).visual
+            lines.append(f"{root}: SVD single file (sgm names), {len(names)} tensors")
+            lines.append(f"  unet: {_count(unet)} ({_published(files, 'unet', SVD_XT_UNET_CONFIG)})")
+            lines.append(f"  vae: {_count(vae)} (encoder + quant_conv from the conditioner, decoder from first_stage_model)")
+            lines.append(f"  conditioning: OpenCLIP {clip_arch} visual tower, {_count(visual)}; no text tower (action_text needs an OpenCLIP checkpoint)")
+            return lines
+        if any(n.startswith("vision_model.") for n in names):
+            raise WeightsError(f"Expected {root} in its image_encoder/ folder (with config.json), but it is a lone file: check the folder.")
+        model = load_clip(clip_arch, root, values=False)
+        return [f"{root}: OpenCLIP checkpoint ({clip_arch}), {_count(model)}: conditioning on frames and action_text"]
+    if (root / "unet").is_dir() or (root / "vae").is_dir():
+        files = svd_files(root)
+        unet, vae = load_svd(root, values=False)
+        lines.append(f"{root}: SVD diffusers snapshot")
+        for part, model, published in (("unet", unet, SVD_XT_UNET_CONFIG), ("vae", vae, SVD_XT_VAE_CONFIG)):
+            lines.append(f"  {part}: {_count(model)} from {files[f'{part}/weights'].name} ({_published(files, part, published)})")
+        if (root / "image_encoder").is_dir():
+            visual = load_clip(clip_arch, "", svd=root, values=False).visual
+            weights = pick_file(root / "image_encoder", ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin"), "the image encoder weights")
+            lines.append(f"  image_encoder: OpenCLIP visual tower, {_count(visual)} from {weights.name} (conditioning with clip_checkpoint: '')")
+        else:
+            lines.append("  image_encoder: absent (set weights.clip_checkpoint to an OpenCLIP checkpoint)")
+        return lines
+    config = root / "config.json"
+    if not config.is_file():
+        raise WeightsError(f"Expected {root} to hold unet/ and vae/ (SVD) or config.json (a checkpoint folder), but it has {sorted(p.name for p in root.iterdir())}.")
+    model_type = str(json.loads(config.read_text()).get("model_type", ""))
+    if model_type == "clip_vision_model":
+        visual = load_clip(clip_arch, "", svd=root.parent, values=False).visual if root.name == "image_encoder" else None
+        if visual is None:
+            raise WeightsError(f"Expected the CLIP vision checkpoint {root} to be the image_encoder/ folder of an SVD snapshot.")
+        return [f"{root}: transformers CLIPVisionModelWithProjection, as OpenCLIP's visual tower: {_count(visual)}"]
+    import transformers
+
+    classes = {"videomae": "VideoMAEModel", "vjepa2": "VJEPA2Model"}
+    name = "videomae" if model_type.startswith("VideoMAEv2") else model_type
+    if name not in classes:
+        raise WeightsError(f"Expected {config} to be of model_type videomae, VideoMAEv2_* or vjepa2, but got {model_type!r}.")
+    model = check_transformers_model(getattr(transformers, classes[name]), root, name)
+    return [f"{root}: {model_type} checkpoint, loads as {classes[name]} (`weights.{name}`): {_count(model)}"]
+
+
+def load_videomae_v2(files: dict[str, Path], dtype: torch.dtype, key: str, values: bool = True) -> torch.nn.Module:
+    """A `VideoMAEModel` from a VideoMAE v2 hub folder (`transformers_files`), strictly
+    (`values` False: names and shapes checked, the model left on meta).
+
+    Raises:
+        WeightsError: a variant it cannot express, unknown / missing tensors or shapes, naming the file.
+    """
+    import transformers
+
+    from actiondiff.features.backbones.videomae_v2 import v2_to_videomae, videomae_config_from_v2
+
+    config_path = files["config.json"]
+    values = json.loads(config_path.read_text())
+    if "model_config" not in values:
+        raise WeightsError(f"Expected the VideoMAE v2 config {config_path} to hold `model_config`, but it has {sorted(values)}.")
+    config = transformers.VideoMAEConfig(**videomae_config_from_v2(values["model_config"], str(config_path)))
+    model = build_on_meta(lambda: transformers.VideoMAEModel(config))
+    weights = [TensorFile(path) for name, path in files.items() if name not in ("config.json", "preprocessor_config.json", "video_preprocessor_config.json")]
+    where = ", ".join(str(t.path) for t in weights)
+    shapes = {n: torch.empty(s, device="meta") for t in weights for n, s in t.shapes.items()}
+    try:
+        mapped, dropped = v2_to_videomae(shapes)
+    except KeyError as error:
+        raise WeightsError(f"Expected the weights in {where} (`weights.{key}`) to be VideoMAE v2's, but got tensor {error}.") from error
+    check_tensors(expected_shapes(model), {k: tuple(v.shape) for k, v in mapped.items()}, where, "VideoMAEModel (from VideoMAE v2 names)")
+    if not values:
+        return model
+    state, _ = v2_to_videomae({n: t.get(n, dtype) for t in weights for n in t.shapes})
+    model = assign(model, state)
+    # The sinusoid position table is not a saved tensor: transformers builds it at init, on meta here.
+    model.embeddings.position_embeddings = _sinusoid_table(model).to(dtype)
+    if dropped:
+        log.info("dropped %d head tensors of %s not in VideoMAEModel: %s", len(dropped), where, sorted({d.split(".")[-2] for d in dropped}))
+    return model
+
+
+def _sinusoid_table(model: torch.nn.Module) -> torch.Tensor:
+    """VideoMAE's fixed position embeddings, as transformers builds them."""
+    from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+
+    config = model.config
+    tokens = (config.num_frames // config.tubelet_size) * (config.image_size // config.patch_size) ** 2
+    return get_sinusoid_encoding_table(tokens, config.hidden_size)

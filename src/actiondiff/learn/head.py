@@ -6,6 +6,7 @@ Heads return logits; the loss or the caller applies sigmoid/softmax.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from torch import nn
 from actiondiff.settings import HeadSettings
 
 __all__ = ["HeadSettings", "Standardize", "build_head", "fit_length", "sinusoidal_positions"]
+
+# Values converted to float64 at a time when fitting the scaling (32 MiB).
+FIT_VALUES = 1 << 22
 
 def fit_length(sequence: np.ndarray, settings: HeadSettings) -> np.ndarray:
     """Shorten a [n, d] sequence to at most `max_length` frames by the configured policy.
@@ -55,12 +59,29 @@ class Standardize(nn.Module):
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("std", torch.ones(width))
 
-    def fit(self, sequences: list[np.ndarray]) -> None:
-        """Set the statistics from [n_i, width] training sequences (constant channels keep std 1)."""
-        frames = torch.from_numpy(np.concatenate(sequences).astype(np.float32))
-        std = frames.std(dim=0, unbiased=False)
-        self.mean.copy_(frames.mean(dim=0))
-        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+    def fit(self, sequences: Sequence[np.ndarray]) -> None:
+        """Set the statistics from [n_i, width] training sequences (constant channels keep std 1).
+
+        One pass in float64 over groups of sequences (Chan et al.'s merge of means and squared
+        deviations), so the sequences may stay float16, or be read from a store one by one,
+        without a float32 copy of all frames.
+        """
+        count, mean, m2 = 0, np.zeros(self.mean.shape[0]), np.zeros(self.mean.shape[0])
+        group: list[np.ndarray] = []
+        for k in range(len(sequences) + 1):
+            if k < len(sequences):
+                group.append(sequences[k])
+            if group and (k == len(sequences) or sum(len(g) for g in group) * self.mean.shape[0] >= FIT_VALUES):
+                frames = np.concatenate(group).astype(np.float64)  # [frames of the group, width]
+                n, group_mean = frames.shape[0], frames.mean(axis=0)
+                group_m2 = ((frames - group_mean) ** 2).sum(axis=0)
+                delta, total = group_mean - mean, count + n
+                mean = mean + delta * n / total
+                m2 = m2 + group_m2 + delta**2 * count * n / total
+                count, group = total, []
+        std = np.sqrt(m2 / max(count, 1))
+        self.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+        self.std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32)))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return (frames - self.mean) / self.std
@@ -135,7 +156,7 @@ class ConcatHead(nn.Module):
 
 
 def build_head(
-    width: int, num_classes: int, settings: HeadSettings, train_sequences: list[np.ndarray] | None = None
+    width: int, num_classes: int, settings: HeadSettings, train_sequences: Sequence[np.ndarray] | None = None
 ) -> nn.Module:
     """The head named by `settings.kind`; with `train_sequences` and `standardize` on, its
     feature scaling is fitted to them."""

@@ -2,7 +2,10 @@
 
 Sequences come from a packed store; targets are multi-hot rows (one-hot for single-label
 protocols, so mixup mixes targets the same way in both cases). Sequences are fitted to the
-head's `max_length` once, before the first epoch; a batch is then only padded and stacked.
+head's `max_length` once, when read from the store (`read_fitted`: one float16 buffer, never
+float32 until a batch is formed); a batch is then only padded and stacked. A tap too large for
+memory is read video by video instead (`StoreSequences`), at the cost measured in BENCHMARKS.md
+"Scale" (each batch reads its videos from the store).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,8 +29,58 @@ from actiondiff import __version__
 from actiondiff.learn.head import HeadSettings, build_head, fit_length
 from actiondiff.learn.metrics import micro_ap, top1_accuracy
 from actiondiff.settings import TrainSettings, from_dict, to_dict
+from actiondiff.store.packed import FeatureStore
 
 log = logging.getLogger(__name__)
+
+
+def read_fitted(store: FeatureStore, tap: str, indices: np.ndarray, head: HeadSettings) -> list[np.ndarray]:
+    """One tap of the videos at store positions `indices`, fitted to the head's `max_length`.
+
+    Returns:
+        per index, [min(n_i, max_length), width] float16: views into one buffer of the fitted
+        frames (the only copy; nothing of other taps or other videos is read).
+    """
+    start, stop = store.columns(tap)
+    indices = np.asarray(indices, dtype=np.int64)
+    unique = np.unique(indices)
+    fitted = np.minimum(store.lengths[unique], head.max_length)  # fit_length keeps at most max_length
+    at = dict(zip(unique.tolist(), np.concatenate([[0], np.cumsum(fitted)])[:-1].tolist(), strict=True))
+    data = np.empty((int(fitted.sum()), stop - start), dtype=np.float16)
+    for i, rows in store.iter_rows(tap, unique):
+        kept = fit_length(rows, head)
+        data[at[i] : at[i] + len(kept)] = kept
+    size = dict(zip(unique.tolist(), fitted.tolist(), strict=True))
+    return [data[at[i] : at[i] + size[i]] for i in indices.tolist()]
+
+
+class StoreSequences(Sequence):
+    """One tap of some videos, read from the store when indexed and fitted to `max_length`.
+
+    For taps that do not fit in memory: it holds only positions, so training streams the tap
+    (each item is one read of 1-2 compressed chunks; BENCHMARKS.md "Scale" has the cost).
+    Items are [min(n_i, max_length), width] float16.
+    """
+
+    def __init__(self, store: FeatureStore, tap: str, indices: np.ndarray, head: HeadSettings) -> None:
+        self.store, self.tap, self.head = store, tap, head
+        self.indices = np.asarray(indices, dtype=np.int64)
+        store.columns(tap)  # an unknown tap fails here, not at the first batch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return fit_length(self.store.rows(self.tap, int(self.indices[k])), self.head)
+
+
+def fit_all(sequences: Sequence[np.ndarray], head: HeadSettings) -> Sequence[np.ndarray]:
+    """Sequences fitted to `max_length`: store-backed ones fit when read, others once, here."""
+    if isinstance(sequences, StoreSequences):
+        return sequences
+    return [fit_length(s, head) for s in sequences]
+
+
 def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
     """Learning rate at optimiser step `step` (0-based): a pure function of the step.
 
@@ -74,7 +128,7 @@ def probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
 
-def collate(sequences: list[np.ndarray], head: HeadSettings) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(sequences: Sequence[np.ndarray], head: HeadSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit and pad sequences into a batch.
 
     Args:
@@ -103,7 +157,7 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[
 
 def predict(
     model: nn.Module,
-    sequences: list[np.ndarray],
+    sequences: Sequence[np.ndarray],
     head: HeadSettings,
     multilabel: bool,
     batch_size: int = 64,
@@ -143,7 +197,7 @@ def mixup(
 def run_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: tuple[list[np.ndarray], np.ndarray],
+    data: tuple[Sequence[np.ndarray], np.ndarray],
     head: HeadSettings,
     settings: TrainSettings,
     *,
@@ -176,8 +230,8 @@ def run_epoch(
 
 
 def train_head(
-    train: tuple[list[np.ndarray], np.ndarray],
-    val: tuple[list[np.ndarray], np.ndarray],
+    train: tuple[Sequence[np.ndarray], np.ndarray],
+    val: tuple[Sequence[np.ndarray], np.ndarray],
     head: HeadSettings,
     settings: TrainSettings,
     device: str | torch.device = "cpu",
@@ -189,7 +243,8 @@ def train_head(
     Deterministic on the CPU for a given seed (initialisation, shuffling, dropout and mixup
     all draw from generators seeded by `settings.seed`).
     Args:
-        train, val: (sequences: list of [n_i, d] float arrays, targets [n, classes] float32
+        train, val: (sequences: [n_i, d] float arrays (float16 stays float16 until a batch is
+            formed; a `StoreSequences` streams from the store), targets [n, classes] float32
             multi-hot); the validation set comes from the training side.
         device: "cpu", "cuda", ... where the head runs.
     Returns:
@@ -197,14 +252,14 @@ def train_head(
         per-epoch history of {"epoch", "loss", "val_score" (%, None without validation)}).
     """
     sequences, targets = train
-    if not sequences:
+    if not len(sequences):
         raise ValueError(f"Expected training videos, but got {len(sequences)} (and {len(val[0])} validation videos).")
     device = torch.device(device)
     torch.manual_seed(settings.seed)  # initialisation and dropout
     generator = torch.Generator().manual_seed(settings.seed)  # shuffling and mixup partners
     rng = np.random.default_rng(settings.seed)  # mixup weights
-    fitted = [fit_length(s, head) for s in sequences]  # once, not per batch
-    val_fitted = [fit_length(s, head) for s in val[0]]
+    fitted = fit_all(sequences, head)  # once, not per batch
+    val_fitted = fit_all(val[0], head)
     model = build_head(fitted[0].shape[1], targets.shape[1], head, fitted).to(device)
     optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_cls(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -13,34 +11,36 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from actiondiff.learn.results import Evaluation  # noqa: E402
 
-def run_metrics_table(evaluation: dict[str, Any]) -> pd.DataFrame:
+
+def run_metrics_table(evaluation: Evaluation) -> pd.DataFrame:
     """One row per metric: mean and std over seeds, with the metric's unambiguous label."""
     rows = []
-    for name, value in evaluation["metrics"].items():
+    for name, value in evaluation.metrics.items():
         rows.append(
             {
                 "metric": name,
-                "description": evaluation["metric_labels"][name],
-                "mean": round(value["mean"], 2),
-                "std": round(value["std"], 2),
-                "seeds": len(evaluation["per_seed"]),
-                "test_videos": evaluation["num_test_videos"],
-                "feature": evaluation["tap"],
+                "description": evaluation.metric_labels[name],
+                "mean": round(value.mean, 2),
+                "std": round(value.std, 2),
+                "seeds": len(evaluation.per_seed),
+                "test_videos": evaluation.num_test_videos,
+                "feature": evaluation.tap,
             }
         )
     return pd.DataFrame(rows)
 
 
-def plot_per_domain(evaluation: dict[str, Any], path: str | Path, chance: float) -> None:
+def plot_per_domain(evaluation: Evaluation, path: str | Path, chance: float) -> None:
     """Bar chart of held-out-domain top-1 accuracy (mean +- std over seeds) with chance level."""
-    frame = pd.DataFrame(evaluation["per_domain"]).groupby("domain")["top1_accuracy"].agg(["mean", "std"]).fillna(0)
+    frame = pd.DataFrame(evaluation.per_domain).groupby("domain")["top1_accuracy"].agg(["mean", "std"]).fillna(0)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(frame.index, frame["mean"], yerr=frame["std"], capsize=4, color="#4C72B0")
     ax.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.0f}%)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(f"Unseen-domain accuracy ({evaluation['tap']}, {len(evaluation['per_seed'])} seeds)")
+    ax.set_title(f"Unseen-domain accuracy ({evaluation.tap}, {len(evaluation.per_seed)} seeds)")
     ax.legend(loc="upper right")
     plt.setp(ax.get_xticklabels(), rotation=15, ha="right")
     fig.tight_layout()
@@ -48,11 +48,11 @@ def plot_per_domain(evaluation: dict[str, Any], path: str | Path, chance: float)
     plt.close(fig)
 
 
-def plot_confusion(evaluation: dict[str, Any], path: str | Path) -> None:
+def plot_confusion(evaluation: Evaluation, path: str | Path) -> None:
     """Confusion matrix summed over seeds, rows normalised to the true class."""
-    matrix = np.asarray(evaluation["confusion"], dtype=float)
+    matrix = np.asarray(evaluation.confusion, dtype=float)
     normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    classes = evaluation["classes"]
+    classes = evaluation.classes
     fig, ax = plt.subplots(figsize=(4.5, 4))
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
@@ -70,11 +70,11 @@ def plot_confusion(evaluation: dict[str, Any], path: str | Path) -> None:
 
 def write_results(evaluation_path: str | Path, table: str | Path, markdown: str | Path, figure: str | Path, confusion: str | Path) -> None:
     """Write the results table (CSV + Markdown) and the figures of one evaluation."""
-    evaluation = json.loads(Path(evaluation_path).read_text())
+    evaluation = Evaluation.read(evaluation_path)
     frame = run_metrics_table(evaluation)
     for path in (table, markdown, figure, confusion):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(table, index=False)
     Path(markdown).write_text(frame.to_markdown(index=False) + "\n")
-    plot_per_domain(evaluation, figure, chance=100.0 / len(evaluation["classes"]))
+    plot_per_domain(evaluation, figure, chance=100.0 / len(evaluation.classes))
     plot_confusion(evaluation, confusion)

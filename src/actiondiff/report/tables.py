@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from actiondiff.learn.metrics import METRIC_LABELS  # noqa: E402
+from actiondiff.learn.results import Evaluation  # noqa: E402
 from actiondiff.report.paper import (  # noqa: E402
     REFERENCE_BACKBONES,
     REFERENCE_FREQUENCY_RHO,
@@ -37,8 +38,9 @@ THIS_RUN = "this run"
 BASELINE = "most frequent class (training side)"
 
 
-def load_evaluations(paths: list[str | Path]) -> list[dict[str, Any]]:
-    return [json.loads(Path(p).read_text()) for p in paths]
+def load_evaluations(paths: list[str | Path]) -> list[Evaluation]:
+    """The evaluation JSONs written by `actiondiff evaluate-head`, typed."""
+    return [Evaluation.read(p) for p in paths]
 
 
 def metric_column(metric: str, stat: str = "mean") -> str:
@@ -46,14 +48,14 @@ def metric_column(metric: str, stat: str = "mean") -> str:
     return f"{metric} (%) {stat}"
 
 
-def _run_columns(evaluation: dict[str, Any]) -> dict[str, Any]:
-    run = evaluation["run"]
+def _run_columns(evaluation: Evaluation) -> dict[str, Any]:
+    run = evaluation.run
     return {
         "experiment": run["label"],
         "backbone": display_name(run.get("backbone", "svd")),
         "variant": run["variant"],
         "feature_set": run["feature_set"],
-        "tap": evaluation["tap"],
+        "tap": evaluation.tap,
         "head": run["head"],
         "conditioning": run["conditioning"],
         "sdv2": "yes" if run["sdv2"] else "no",
@@ -69,18 +71,17 @@ EPOCH_SELECTION = {
 }
 
 
-def epoch_label(evaluation: dict[str, Any]) -> str:
+def epoch_label(evaluation: Evaluation) -> str:
     """How the evaluated heads' epoch was chosen, in words (older evaluations: best on validation)."""
-    return " + ".join(EPOCH_SELECTION.get(k, k) for k in evaluation.get("epoch_selection", "best_val").split("+"))
+    return " + ".join(EPOCH_SELECTION.get(k, k) for k in evaluation.epoch_selection.split("+"))
 
 
-def in_domain_mean(evaluation: dict[str, Any], metric: str) -> float:
+def in_domain_mean(evaluation: Evaluation, metric: str) -> float:
     """The in-domain (validation clips) mean of `metric`; NaN when the run had no validation set."""
-    inside = evaluation.get("in_domain")
-    return float(inside["metrics"][metric]["mean"]) if inside else float("nan")
+    return float(evaluation.in_domain.metrics[metric].mean) if evaluation.in_domain else float("nan")
 
 
-def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
+def results_table(evaluations: list[Evaluation]) -> pd.DataFrame:
     """Tables 1-3: the runs of one protocol, its most-frequent-class row and the paper's rows.
 
     Each run row names its backbone (SVD, SDv2, VideoMAE, V-JEPA 2 or an entry point's name),
@@ -96,30 +97,30 @@ def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
     Raises:
         ValueError: the evaluations mix protocols.
     """
-    protocols = {e["protocol"]["name"] for e in evaluations}
+    protocols = {e.protocol["name"] for e in evaluations}
     if len(protocols) != 1:
         raise ValueError(f"Expected evaluations of one protocol per results table, but got {sorted(protocols)}.")
-    protocol = evaluations[0]["protocol"]
+    protocol = evaluations[0].protocol
     metrics = [protocol["headline_metric"], *(m for m in protocol["metrics"] if m != protocol["headline_metric"])]
     headline = metrics[0]
     rows = []
     for evaluation in evaluations:
         row = {"source": THIS_RUN, **_run_columns(evaluation)}
         for metric in metrics:
-            row[metric_column(metric)] = evaluation["metrics"][metric]["mean"]
-            row[metric_column(metric, "std")] = evaluation["metrics"][metric]["std"]
+            row[metric_column(metric)] = evaluation.metrics[metric].mean
+            row[metric_column(metric, "std")] = evaluation.metrics[metric].std
         row[metric_column(headline, "in-domain mean")] = in_domain_mean(evaluation, headline)
         row[f"{headline} gain over most frequent class"] = (
-            evaluation["metrics"][headline]["mean"] - evaluation["baseline"]["metrics"][headline]
+            evaluation.metrics[headline].mean - evaluation.baseline.metrics[headline]
         )
-        row["seeds"] = len(evaluation["per_seed"])
-        row["test_videos"] = evaluation["num_test_videos"]
+        row["seeds"] = len(evaluation.per_seed)
+        row["test_videos"] = evaluation.num_test_videos
         # videos of the protocol without features (failed extraction; the store's failures.csv)
-        row["excluded_videos"] = len(evaluation.get("excluded_videos", []))
+        row["excluded_videos"] = len(evaluation.excluded_videos)
         row["epoch"] = epoch_label(evaluation)
         rows.append(row)
     baseline = {"source": BASELINE, "experiment": "most frequent class"}
-    baseline.update({metric_column(m): evaluations[0]["baseline"]["metrics"][m] for m in metrics})
+    baseline.update({metric_column(m): evaluations[0].baseline.metrics[m] for m in metrics})
     rows.append(baseline)
     for method, metric, value in REFERENCE_RESULTS.get(protocol["name"], []):
         rows.append({"source": PAPER, "experiment": method, "backbone": REFERENCE_BACKBONES[method],
@@ -130,20 +131,20 @@ def results_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def ablation_table(evaluations: list[dict[str, Any]]) -> pd.DataFrame:
+def ablation_table(evaluations: list[Evaluation]) -> pd.DataFrame:
     """Table 4 / S5: one row per run, what it varies, and its headline metric in and out of domain."""
     rows = []
     for evaluation in evaluations:
-        headline = evaluation["protocol"]["headline_metric"]
+        headline = evaluation.protocol["headline_metric"]
         rows.append({
-            "ablation": evaluation["run"]["ablation"] or "baseline",
+            "ablation": evaluation.run["ablation"] or "baseline",
             **_run_columns(evaluation),
-            "protocol": evaluation["protocol"]["name"],
+            "protocol": evaluation.protocol["name"],
             "metric": METRIC_LABELS[headline],
-            "out-of-domain mean": round(evaluation["metrics"][headline]["mean"], 2),
-            "out-of-domain std": round(evaluation["metrics"][headline]["std"], 2),
+            "out-of-domain mean": round(evaluation.metrics[headline].mean, 2),
+            "out-of-domain std": round(evaluation.metrics[headline].std, 2),
             "in-domain mean": round(in_domain_mean(evaluation, headline), 2),
-            "most frequent class": round(evaluation["baseline"]["metrics"][headline], 2),
+            "most frequent class": round(evaluation.baseline.metrics[headline], 2),
             "epoch": epoch_label(evaluation),
         })
     return pd.DataFrame(rows)
@@ -168,17 +169,17 @@ def _save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
 # --------------------------------------------------------------------------- Fig. 5 grid
 
 
-def grid_frame(evaluations: list[dict[str, Any]], metric: str) -> pd.DataFrame:
+def grid_frame(evaluations: list[Evaluation], metric: str) -> pd.DataFrame:
     """Long table: layer, timestep_index, in-domain and out-of-domain mean of `metric`."""
     rows = []
     for evaluation in evaluations:
-        layer, timestep = parse_tap(evaluation["tap"])
+        layer, timestep = parse_tap(evaluation.tap)
         rows.append({
             "layer": layer,
             "timestep_index": timestep,
             "in_domain": in_domain_mean(evaluation, metric),
-            "out_of_domain": evaluation["metrics"][metric]["mean"],
-            "out_of_domain_std": evaluation["metrics"][metric]["std"],
+            "out_of_domain": evaluation.metrics[metric].mean,
+            "out_of_domain_std": evaluation.metrics[metric].std,
         })
     return pd.DataFrame(rows).sort_values(["layer", "timestep_index"]).reset_index(drop=True)
 
@@ -215,7 +216,7 @@ def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path
 # --------------------------------------------------------------------------- Fig. 4, S12-S16
 
 
-def domain_matrices(evaluations: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+def domain_matrices(evaluations: list[Evaluation]) -> dict[str, pd.DataFrame]:
     """Square [train domain, test domain] top-1 accuracy matrices (%), mean over seeds.
 
     Returns `accuracy` (diagonal: in-domain held-out clips), `baseline` (most frequent class of
@@ -225,22 +226,22 @@ def domain_matrices(evaluations: list[dict[str, Any]]) -> dict[str, pd.DataFrame
     domains: list[str] = []
     counts: dict[str, np.ndarray] = {}
     for evaluation in evaluations:
-        domains += [d for d in evaluation["protocol"]["train_domains"] if d not in domains]
-        for domain, values in evaluation["class_counts"].items():
+        domains += [d for d in evaluation.protocol["train_domains"] if d not in domains]
+        for domain, values in evaluation.class_counts.items():
             counts.setdefault(domain, np.asarray(values, dtype=float))
     accuracy = pd.DataFrame(np.nan, index=domains, columns=domains)
     baseline = accuracy.copy()
     for evaluation in evaluations:
-        (source,) = evaluation["protocol"]["train_domains"]
-        out = pd.DataFrame(evaluation["per_domain"]).groupby("domain")["top1_accuracy"].mean()
-        inside_rows = (evaluation.get("in_domain") or {}).get("per_domain") or [{"domain": source, "top1_accuracy": np.nan}]
+        (source,) = evaluation.protocol["train_domains"]
+        out = pd.DataFrame(evaluation.per_domain).groupby("domain")["top1_accuracy"].mean()
+        inside_rows = (evaluation.in_domain.per_domain if evaluation.in_domain else None) or [{"domain": source, "top1_accuracy": np.nan}]
         inside = pd.DataFrame(inside_rows).groupby("domain")["top1_accuracy"].mean()
         for target in domains:
             if target == source:
                 accuracy.loc[source, target] = inside.get(source, np.nan)
             else:
                 accuracy.loc[source, target] = out.get(target, np.nan)
-                baseline.loc[source, target] = evaluation["baseline"]["per_domain"].get(target, np.nan)
+                baseline.loc[source, target] = evaluation.baseline.per_domain.get(target, np.nan)
     frequency = pd.DataFrame(np.nan, index=domains, columns=domains)
     for a in domains:
         for b in domains:

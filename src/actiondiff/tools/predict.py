@@ -112,10 +112,15 @@ def load_classifier(checkpoint: str | Path, weights: WeightsSettings | None = No
             f"Expected checkpoint {checkpoint} to record the extraction settings (`extraction`), but it "
             f"does not. Retrain it with this version of `actiondiff train`."
         )
-    decode, extract, recorded = identity_settings(info["extraction"], f"checkpoint {checkpoint}")
-    check_settings_hash(info, identity_hash(decode, extract, recorded), checkpoint, "its own `extraction` block")
+    from actiondiff.features.backbones import feature_hash
+
+    identity = info["extraction"]
+    decode, extract, recorded = identity_settings(identity, f"checkpoint {checkpoint}")
+    check_settings_hash(info, feature_hash(identity, f"checkpoint {checkpoint}"), checkpoint, "its own `extraction` block")
     weights = weights or recorded
-    if weights != recorded or recorded_checksums(info):
+    if identity.get("weights_sha256"):
+        check_weights_content(identity["weights_sha256"], weights, checkpoint)
+    elif weights != recorded or recorded_checksums(info):  # trained before identities held the content
         check_same_weight_files(info, weights, checkpoint)
     head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
     return Classifier(model, info, head, decode, extract, weights)
@@ -126,13 +131,28 @@ def recorded_checksums(info: dict[str, Any]) -> list[str]:
     return sorted(((info.get("backbone") or {}).get("files") or {}).values())
 
 
+def check_weights_content(recorded: dict[str, str], weights: WeightsSettings, checkpoint: str | Path) -> None:
+    """Refuse weights (replaced in place, or substitutes at other paths) whose content differs
+    from the identity the head was trained on: the same files are what the identity names."""
+    from actiondiff.features.backbones import weight_checksums
+
+    actual = weight_checksums("svd", weights)
+    changed = sorted(role for role in {*recorded, *actual} if recorded.get(role) != actual.get(role))
+    if changed:
+        raise ValueError(
+            f"Expected the weights at {weights.svd!r} (and the conditioning at {weights.clip_checkpoint or weights.svd!r}) "
+            f"to be the files {checkpoint} was trained with (same SHA-256), but {changed} differ. Features of "
+            f"other weights are other settings: re-extract and retrain, or point --svd etc. at the training weights."
+        )
+
+
 def check_same_weight_files(info: dict[str, Any], weights: WeightsSettings, checkpoint: str | Path) -> None:
     """Refuse weight files whose checksums differ from those recorded at training time
     (replaced in place, or substitutes at other paths); substitutes need recorded checksums."""
-    from actiondiff.features.weights import weights_identity
+    from actiondiff.features.backbones import weight_file_checksums
 
     recorded = recorded_checksums(info)
-    actual = sorted(weights_identity(weights.svd, weights.clip_checkpoint).values())
+    actual = sorted(weight_file_checksums("svd", weights).values())
     if not recorded or recorded != actual:
         raise ValueError(
             f"Expected the weights at {weights.svd!r} and {weights.clip_checkpoint!r} to be the files "
@@ -223,11 +243,11 @@ def predict_store(
     store = FeatureStore(store_path)
     model, info = load_checkpoint(checkpoint, expected_hash=store.attrs["settings_hash"])
     head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
-    features = store.features(info["tap"])
-    ids = video_ids or list(features)
-    missing = sorted(set(ids) - set(features))
+    ids = video_ids or store.video_ids
+    missing = sorted(set(ids) - set(store.video_ids))
     if missing:
         raise ValueError(f"Expected videos {missing[:10]} to be in store {store_path}, but they are not.")
+    features = store.read(info["tap"], ids)  # that tap of those videos only, float16
     scores = predict(model, [features[v] for v in ids], head, info["train"]["multilabel"], device=settings.device)
     rows = []
     for video_id, row in zip(ids, scores, strict=True):

@@ -171,4 +171,85 @@ def _make_tiny_svd(out: Path, seed: int) -> dict[str, Path]:
     checkpoint = clip_dir / "open_clip_model.safetensors"
     state = {k: v.contiguous() for k, v in build_clip(TINY_CLIP_CONFIG).state_dict().items()}
     save_file(state, str(checkpoint))
+    # the SVD download's own image encoder: the same visual tower in transformers' layout
+    write_image_encoder(checkpoint, TINY_CLIP_CONFIG, svd_dir / "image_encoder")
     return {"svd": svd_dir, "clip_arch": config_path, "clip_checkpoint": checkpoint}
+
+
+# ------------------------------------------------------------------ the published layouts, tiny
+
+
+def write_fp16_variant(svd_dir: str | Path, out: str | Path) -> Path:
+    """An SVD snapshot holding only `*.fp16.safetensors` (what `variant="fp16"` downloads)."""
+    from safetensors.torch import load_file, save_file
+
+    svd_dir, out = Path(svd_dir), Path(out)
+    for part in ("unet", "vae"):
+        (out / part).mkdir(parents=True, exist_ok=True)
+        (out / part / "config.json").write_bytes((svd_dir / part / "config.json").read_bytes())
+        state = load_file(str(svd_dir / part / "diffusion_pytorch_model.safetensors"))
+        save_file({k: v.half() for k, v in state.items()}, str(out / part / "diffusion_pytorch_model.fp16.safetensors"))
+    return out
+
+
+def write_image_encoder(clip_checkpoint: str | Path, clip_config: dict[str, Any], out_dir: str | Path) -> Path:
+    """The OpenCLIP visual tower as transformers' `CLIPVisionModelWithProjection` folder (SVD's `image_encoder/`)."""
+    from safetensors.torch import load_file, save_file
+
+    from actiondiff.features.key_maps import openclip_to_hf_vision
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    visual = {k: v for k, v in load_file(str(clip_checkpoint)).items() if k.startswith("visual.")}
+    save_file(openclip_to_hf_vision(visual), str(out / "model.safetensors"), metadata={"format": "pt"})
+    vision = clip_config["vision_cfg"]
+    width = vision["width"]
+    config = {
+        "architectures": ["CLIPVisionModelWithProjection"], "model_type": "clip_vision_model", "hidden_act": "gelu",
+        "hidden_size": width, "image_size": vision["image_size"], "intermediate_size": int(width * vision.get("mlp_ratio", 4.0)),
+        "layer_norm_eps": 1e-05, "num_attention_heads": width // vision["head_width"], "num_channels": 3,
+        "num_hidden_layers": vision["layers"], "patch_size": vision["patch_size"], "projection_dim": clip_config["embed_dim"],
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def write_single_file(svd_dir: str | Path, clip_checkpoint: str | Path, out_file: str | Path, seed: int = 0) -> Path:
+    """The SVD snapshot and OpenCLIP's visual tower as one sgm-named file, laid out like `svd_xt.safetensors`.
+
+    Written with `actiondiff.features.key_maps` (diffusers -> sgm names), plus what the real
+    file holds that nothing loads: a first-stage copy of the encoder, the conditioner
+    autoencoder's decoder and post_quant_conv (random here), the text tower's leftovers.
+    The unet/ and vae/ configs are written beside it (the real file carries none).
+    """
+    from diffusers import AutoencoderKLTemporalDecoder
+    from safetensors.torch import load_file, save_file
+
+    from actiondiff.features import key_maps
+
+    svd_dir, out_file = Path(svd_dir), Path(out_file)
+    unet = load_file(str(svd_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+    vae = load_file(str(svd_dir / "vae" / "diffusion_pytorch_model.safetensors"))
+    state = {name: unet[key] for key, name in key_maps.unet_sgm_names(unet).items()}
+    for key, name in key_maps.vae_sgm_names(vae).items():
+        value = vae[key]
+        state[name] = value[..., None, None] if key_maps.is_vae_1x1_projection(key) else value  # [c, c] -> [c, c, 1, 1]
+        if name.startswith(key_maps.SGM_ENCODER_PREFIX + "encoder."):
+            state[name.replace(key_maps.SGM_ENCODER_PREFIX, key_maps.SGM_DECODER_PREFIX)] = state[name].clone()
+    generator = torch.Generator().manual_seed(seed)
+    config = json.loads((svd_dir / "vae" / "config.json").read_text())
+    with torch.device("meta"):
+        plain = AutoencoderKLTemporalDecoder.from_config(config)
+    for key, shape in (("decoder.conv_in.weight", plain.decoder.conv_in.weight.shape), ("post_quant_conv.weight", (4, 4, 1, 1))):
+        state[f"{key_maps.SGM_ENCODER_PREFIX}{key}"] = torch.randn(shape, generator=generator)
+    clip = load_file(str(clip_checkpoint))
+    for key, value in clip.items():
+        if key.startswith("visual.") or key in ("token_embedding.weight", "positional_embedding", "ln_final.weight",
+                                                 "ln_final.bias", "text_projection", "logit_scale"):
+            state[key_maps.SGM_CLIP_PREFIX + key] = value
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out_file))
+    for part in ("unet", "vae"):
+        (out_file.parent / part).mkdir(exist_ok=True)
+        (out_file.parent / part / "config.json").write_bytes((svd_dir / part / "config.json").read_bytes())
+    return out_file

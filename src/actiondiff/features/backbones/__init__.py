@@ -19,6 +19,8 @@ from actiondiff.features.backbones.registry import (
     known_backbones,
     parse_identity,
     resolve_settings,
+    weight_checksums,
+    weight_file_checksums,
 )
 from actiondiff.settings import LAST_HIDDEN_TAP
 
@@ -35,4 +37,6 @@ __all__ = [
     "parse_identity",
     "resolve_settings",
     "token_groups_to_frames",
+    "weight_checksums",
+    "weight_file_checksums",
 ]

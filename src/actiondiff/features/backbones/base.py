@@ -5,7 +5,7 @@ A backbone is a frozen video (or image) model behind five facts and one method:
 | member | what |
 |---|---|
 | `name` | the registry name (`svd`, `sdv2`, `videomae`, `vjepa2`, or an entry point's name) |
-| `settings_class` | a frozen settings dataclass; its values (and the weight locations the backbone reads) feed the settings hash, so two settings never share a cache or a store |
+| `settings_class` | a frozen settings dataclass; its values (and the content of the weight files the backbone reads, `weight_files`) feed the settings hash, so two settings never share a cache or a store |
 | `input_size` | (height, width) in pixels the frames are resized to |
 | `clip_length` | frames per window (clip); the last window of a video is padded |
 | `tap_names`, `feature_dims` | the named features it returns (`L\\d\\d_T\\d\\d`, e.g. `L09_T20`) and their widths |
@@ -42,7 +42,7 @@ class Backbone(ABC):
 
     name: ClassVar[str]
     settings_class: ClassVar[type]
-    # The `weights` config keys it reads (their values go into the settings hash).
+    # The `weights` config keys it reads (recorded in the identity; the files' content is hashed).
     weight_keys: ClassVar[tuple[str, ...]] = ()
     # `decode` keys it replaces by its own values (e.g. a checkpoint's frame size and clip
     # length); they are left out of the settings hash.
@@ -75,9 +75,28 @@ class Backbone(ABC):
         """Load the weights (strictly, offline) and build the backbone on `device`."""
 
     @classmethod
-    def weight_files(cls, weights: WeightsSettings) -> dict[str, str]:
-        """{weight file: SHA-256} of the files it loads, recorded in every store."""
-        return {}
+    def weight_files(cls, weights: WeightsSettings) -> dict[str, Path | dict]:
+        """{role: file} of exactly the files `load` reads (a built-in config may stand for a
+        file as a dict); their checksums are the weights' part of the feature identity.
+
+        Roles are location-independent names (`svd/unet/weights`), so a moved download keeps
+        its identity. The default: every file under each `weight_keys` path.
+
+        Raises:
+            WeightsError (`actiondiff.features.weight_files`): a file is missing.
+        """
+        from actiondiff.features.weight_files import WeightsError
+
+        files: dict[str, Path | dict] = {}
+        for key in cls.weight_keys:
+            path = Path(getattr(weights, key))
+            if path.is_file():
+                files[key] = path
+            elif path.is_dir():
+                files.update({f"{key}/{f.relative_to(path)}": f for f in sorted(path.rglob("*")) if f.is_file()})
+            else:
+                raise WeightsError(f"Expected `weights.{key}` {str(path)!r} to exist, but it does not.")
+        return files
 
     # ------------------------------------------------------------------ per loaded model
 

@@ -9,10 +9,9 @@ and a config selects it with `backbone: histogram` (or per feature set). Built-i
 over entry points of the same name.
 
 The extraction identity (its hash names the cache and the store) is built here, the same way
-for every backbone: the decode and settings blocks, the weight locations the backbone reads
-and, for any backbone but SVD, its name. SVD's identity is what it was before backbones had
-names, so SVD caches and stores keep their hashes; `sdv2` is SVD with `sdv2: true` and shares
-that identity.
+for every backbone: the decode and settings blocks, the content of the weight files the
+backbone reads (their locations are recorded, not hashed) and, for any backbone but SVD, its
+name. `sdv2` is SVD with `sdv2: true` and shares that identity.
 """
 
 from __future__ import annotations
@@ -109,29 +108,90 @@ def resolve_settings(
     return name, settings
 
 
-def feature_identity(decode: DecodeSettings, name: str, settings: Any, weights: WeightsSettings) -> dict[str, Any]:
-    """Everything that determines the features: its hash names the cache and the store."""
+def feature_identity(
+    decode: DecodeSettings, name: str, settings: Any, weights: WeightsSettings, checksums: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Everything that determines the features: its hash (`feature_hash`) names the cache and the store.
+
+    Blocks: `decode`, `extraction` (the backbone's settings), `weights` (where the weights
+    were read: recorded, not hashed), `weights_sha256` ({role: SHA-256} of exactly the files
+    the backbone loads, `Backbone.weight_files`: the weights' content, hashed) and, for any
+    backbone but SVD, `backbone`.
+
+    Args:
+        checksums: the `weights_sha256` block when known (a stored identity); None: computed
+            now through the checksum cache (`weights.checksum_cache`); a file missing now (the
+            workflow plans before a download) counts as `missing`, which no file matches.
+    """
     cls = backbone_class(name)
     identity = {
         "decode": {k: v for k, v in to_dict(decode).items() if k not in cls.replaces_decode},
         "extraction": to_dict(settings),
         "weights": {key: getattr(weights, key) for key in cls.weight_keys},
+        "weights_sha256": dict(checksums) if checksums is not None else weight_checksums(name, weights, strict=False),
     }
-    if cls.settings_class is not ExtractSettings:  # SVD / SDv2 identities stay as they were
+    if cls.settings_class is not ExtractSettings:  # SVD / SDv2 identities carry no name
         identity["backbone"] = name
     return identity
+
+
+def weight_checksums(name: str, weights: WeightsSettings, strict: bool = True) -> dict[str, str]:
+    """{role: SHA-256} of the files backbone `name` loads (cached by path, size and mtime).
+
+    Raises:
+        WeightsError: a file is missing (only when `strict`; else its keys count as `missing`).
+    """
+    from actiondiff.features.weight_files import MISSING, ChecksumCache, WeightsError
+
+    cls = backbone_class(name)
+    try:
+        files = cls.weight_files(weights)
+    except WeightsError:
+        if strict:
+            raise
+        return {key: MISSING for key in cls.weight_keys}
+    return ChecksumCache(weights.checksum_cache).checksums(files)
+
+
+def weight_paths(name: str, weights: WeightsSettings) -> dict[str, str]:
+    """{file path: role} of the real files backbone `name` loads (built-in configs are not files)."""
+    return {str(v): role for role, v in backbone_class(name).weight_files(weights).items() if not isinstance(v, dict)}
+
+
+def weight_file_checksums(name: str, weights: WeightsSettings) -> dict[str, str]:
+    """{file path: SHA-256} of the real files backbone `name` loads (what stores record)."""
+    checksums = weight_checksums(name, weights)
+    return {path: checksums[role] for path, role in weight_paths(name, weights).items()}
+
+
+def hashed_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """What the feature hash covers: the identity without the weights' locations when their
+    content is known, so a moved download keeps the hash and replaced weights never do.
+    Identities recorded before content hashing (no `weights_sha256`) hash as they did."""
+    checksums = identity.get("weights_sha256")
+    if checksums:
+        return {k: v for k, v in identity.items() if k != "weights"}
+    return {k: v for k, v in identity.items() if k != "weights_sha256"}
 
 
 def feature_hash(identity: dict[str, Any], where: str = "the extraction identity") -> str:
     """The hash that names a cache and a store: of the identity rebuilt from its settings objects,
     so a stored identity (JSON) and a fresh one (`feature_identity`) always hash alike. Every
     caller (extraction, pack, planning, predict) hashes through this function."""
-    return settings_hash(feature_identity(*parse_identity(identity, where)))
+    checksums = identity.get("weights_sha256")
+    if checksums is not None and not (
+        isinstance(checksums, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in checksums.items())
+    ):
+        raise ValueError(f"Expected `weights_sha256` in {where} to map file roles to SHA-256 strings, but got {checksums!r}.")
+    rebuilt = feature_identity(*parse_identity(identity, where), checksums=checksums or {})
+    if checksums is None:
+        rebuilt.pop("weights_sha256")
+    return settings_hash(hashed_identity(rebuilt))
 
 
 def parse_identity(identity: dict[str, Any], where: str) -> tuple[DecodeSettings, str, Any, WeightsSettings]:
     """(decode, backbone name, settings, weights) of a stored identity; unknown keys are errors."""
-    for block in ("decode", "extraction", "weights"):
+    for block in ("decode", "extraction", "weights"):  # `weights_sha256` is read by feature_hash
         if block not in identity:
             raise ValueError(f"Expected the extraction identity in {where} to have a `{block}` block, but it has {sorted(identity)}.")
     name = identity.get("backbone", DEFAULT_BACKBONE)

@@ -35,7 +35,11 @@ class SVDBackbone(Backbone):
 
     @classmethod
     def weight_inputs(cls, weights: WeightsSettings) -> list[str]:
-        return [f"{weights.svd}/unet/config.json", f"{weights.svd}/vae/config.json", weights.clip_arch, weights.clip_checkpoint]
+        from actiondiff.features.weight_files import SINGLE_FILE_SUFFIXES
+
+        svd = [weights.svd] if weights.svd.endswith(SINGLE_FILE_SUFFIXES) else [f"{weights.svd}/unet/config.json", f"{weights.svd}/vae/config.json"]
+        clip = [weights.clip_arch, weights.clip_checkpoint] if weights.clip_checkpoint else []
+        return svd + clip
 
     @classmethod
     def load(cls, settings: ExtractSettings, decode: DecodeSettings, weights: WeightsSettings, device: str = "cpu") -> SVDBackbone:
@@ -44,10 +48,14 @@ class SVDBackbone(Backbone):
         return cls(SVDExtractor.from_weights(weights, decode, settings, device))
 
     @classmethod
-    def weight_files(cls, weights: WeightsSettings) -> dict[str, str]:
-        from actiondiff.features.weights import weights_identity
+    def weight_files(cls, weights: WeightsSettings) -> dict[str, Any]:
+        """The UNet + VAE files (`svd/...`) and the conditioning CLIP's (`clip/...`) that loading reads."""
+        from actiondiff.features.weight_files import clip_files, svd_files
 
-        return weights_identity(weights.svd, weights.clip_checkpoint)
+        files = {f"svd/{role}": value for role, value in svd_files(weights.svd).items()}
+        clip = clip_files(weights.svd, weights.clip_arch, weights.clip_checkpoint)
+        files.update({f"clip/{role}": value for role, value in clip.items()})
+        return files
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from actiondiff.features.backbones.base import (
     pad_clip,
     token_groups_to_frames,
 )
+from actiondiff.features.weight_files import PREPROCESSOR_FILES
 from actiondiff.settings import (
     DTYPES,
     LAST_HIDDEN_TAP,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:  # torch is imported when a model is built, not when the workf
 # ImageNet normalisation (the VideoMAE and V-JEPA 2 model cards' processors).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PREPROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,12 @@ class VideoEncoderBackbone(Backbone):
         return cls(model, settings, decode, mean, std, device)
 
     @classmethod
-    def weight_files(cls, weights: WeightsSettings) -> dict[str, str]:
-        from actiondiff.features.weights import checkpoint_identity
+    def weight_files(cls, weights: WeightsSettings) -> dict[str, Path]:
+        """config.json, the weights (safetensors, shards or .bin) and the preprocessor config."""
+        from actiondiff.features.weight_files import transformers_files
 
         key = cls.weight_keys[0]
-        return checkpoint_identity(getattr(weights, key), key)
+        return {f"{key}/{role}": path for role, path in transformers_files(getattr(weights, key), key).items()}
 
     # --- what each model's config calls these
     @property

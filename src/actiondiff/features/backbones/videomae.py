@@ -1,4 +1,5 @@
-"""VideoMAE (v1 and v2 checkpoints in transformers' `VideoMAEModel` layout) behind the interface.
+"""VideoMAE (v1 checkpoints in transformers' layout, v2's released layout converted by
+`videomae_v2`) behind the interface, as transformers' `VideoMAEModel`.
 
 Model card (MCG-NJU/videomae-base; VideoMAE v2 uses the same recipe): clips of 16 frames at
 224 x 224, tubelet 2 x patch 16, ImageNet mean/std. The clip length, frame size, tubelet and
