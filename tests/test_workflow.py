@@ -188,6 +188,8 @@ def test_videomae_and_an_entry_point_backbone_run_through_the_dag(tmp_path):
         attrs = json.loads((store / "zarr.json").read_text())["attributes"]
         stores[attrs["backbone"]["name"]] = attrs
     assert sorted(stores) == ["histogram", "videomae"]
-    assert sorted(Path(f).name for f in stores["videomae"]["backbone"]["files"]) == ["config.json", "model.safetensors"]
+    # the files the checkpoint is read from, normalisation included (it changes the features)
+    assert sorted(Path(f).name for f in stores["videomae"]["backbone"]["files"]) == [
+        "config.json", "model.safetensors", "preprocessor_config.json"]
     assert stores["histogram"]["settings"]["extraction"] == {"bins": 4, "size": 32}
     assert stores["videomae"]["settings"]["weights"] == {"videomae": "resources/weights/tiny-videomae"}
