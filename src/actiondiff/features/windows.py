@@ -45,8 +45,8 @@ def content_key(path: str | Path, head_bytes: int = 1 << 20) -> str:
     return f"file:{path.stat().st_size}:{hashlib.sha256(head).hexdigest()}"
 
 
-# Windows decoded ahead of the backbone (benchmarks/bench_throughput.py): with 2 the model never
-# waited for decoding whenever decoding alone was faster than the model.
+# Windows decoded ahead of the backbone. Measured on 2 CPU cores (BENCHMARKS.md, Throughput) the
+# backbone then waited 1-2% of the time for frames; the GPU case is still to be measured.
 PREFETCH_WINDOWS = 2
 
 
