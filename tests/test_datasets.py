@@ -630,6 +630,15 @@ def test_custom_class_per_subfolder(tmp_path: Path):
         read_folders(tmp_path / "zoo", "label")
 
 
+def test_manifest_paths_keep_the_configured_symlinks(tmp_path: Path):
+    # the failure table and the manifest name the path the user configured, not the link target
+    touch([tmp_path / "disk" / "walk" / "w1.mp4"])
+    (tmp_path / "videos").symlink_to(tmp_path / "disk")
+    (tmp_path / "t.csv").write_text("video,label,domain,split\nwalk/w1.mp4,walk,a,train\n")
+    for manifest in (read_folders(tmp_path / "videos", "label"), read_custom(tmp_path / "t.csv", tmp_path / "videos", CustomColumns())):
+        assert manifest.path.tolist() == [str(tmp_path / "videos" / "walk" / "w1.mp4")]
+
+
 def test_demo_dataset_goes_through_the_custom_path(tmp_path: Path):
     from actiondiff.tools.demo_data import ACTIONS, make_demo_dataset
 

@@ -17,6 +17,7 @@ videos never shrinks the class list or shifts class indices.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 class ManifestError(ValueError):
     """The annotations do not make a valid manifest; the message names the rows or files."""
+
+
+def absolute_path(path: str | Path) -> str:
+    """The absolute form of a configured path, symlinks kept: manifests and failure tables name
+    the paths the user wrote, not where links point."""
+    return os.path.abspath(path)
 
 
 def raise_problems(problems: list[str], source: str, what: str = "readable annotation rows") -> None:

@@ -26,6 +26,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 from actiondiff.io.manifest import (
     CLASSES_ATTR,
     ManifestError,
+    absolute_path,
     join_labels,
     raise_problems,
     validate,
@@ -250,7 +251,7 @@ def read_animal_kingdom(
         rows.append(
             {
                 "video_id": video_id,
-                "path": str((Path(videos_dir) / f"{video_id}.mp4").resolve()),
+                "path": absolute_path(Path(videos_dir) / f"{video_id}.mp4"),
                 "labels": join_labels([actions[i] for i in ids]),
                 "label_ids": join_labels(ids),
                 "domain": clip_groups[0] if clip_groups else "",

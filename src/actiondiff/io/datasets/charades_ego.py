@@ -18,6 +18,7 @@ import pandas as pd
 from actiondiff.io.manifest import (
     CLASSES_ATTR,
     ManifestError,
+    absolute_path,
     join_labels,
     raise_problems,
     validate,
@@ -160,7 +161,7 @@ def read_charades_ego(
                 continue
             row = {
                 "video_id": video_id,
-                "path": str((Path(videos_dir) / f"{video_id}.mp4").resolve()),
+                "path": absolute_path(Path(videos_dir) / f"{video_id}.mp4"),
                 "labels": join_labels([classes[c] for c in codes]),
                 "label_ids": join_labels([class_ids[c] for c in codes]),
                 "domain": view,

@@ -15,6 +15,7 @@ from actiondiff.io.manifest import (
     CLASSES_ATTR,
     LABEL_SEPARATOR,
     ManifestError,
+    absolute_path,
     join_labels,
     split_labels,
     validate,
@@ -73,7 +74,7 @@ def read_custom(
     manifest = pd.DataFrame(
         {
             "video_id": video.map(lambda v: str(Path(v).with_suffix(""))),
-            "path": video.map(lambda v: str((videos_dir / v).resolve())),
+            "path": video.map(lambda v: absolute_path(videos_dir / v)),
             "labels": table[columns.label].map(_normalise_labels),
             "domain": column(columns.domain),
             "split": column(columns.split).str.lower(),
@@ -115,7 +116,7 @@ def read_folders(videos_dir: str | Path, levels: str = "label", allow_missing: b
         rows.append(
             {
                 "video_id": str(relative.with_suffix("")),
-                "path": str(path.resolve()),
+                "path": absolute_path(path),
                 "labels": values["label"],
                 "domain": values.get("domain", ""),
                 "split": values.get("split", "").lower(),

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from actiondiff.io.manifest import CLASSES_ATTR, ManifestError, raise_problems, validate
+from actiondiff.io.manifest import (
+    CLASSES_ATTR,
+    ManifestError,
+    absolute_path,
+    raise_problems,
+    validate,
+)
 
 SHARED_CLASSES = ("climb", "fencing", "golf", "kick_ball", "pullup", "punch", "pushup",
                   "ride_bike", "ride_horse", "shoot_ball", "shoot_bow", "walk")
@@ -124,7 +130,7 @@ def _manifest(table: pd.DataFrame, videos_dir: str | Path, dataset: str) -> pd.D
     return pd.DataFrame(
         {
             "video_id": table.video_id,
-            "path": [str((root / r).resolve()) for r in table.relative],
+            "path": [absolute_path(root / r) for r in table.relative],
             "labels": table["class"],
             "label_ids": table.class_id.astype(str),
             "domain": dataset,
