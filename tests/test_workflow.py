@@ -90,10 +90,12 @@ def planned_rules(workdir: Path, *args: str) -> set[str]:
 def test_predict_reproduces_the_trained_run_on_a_held_out_video(workdir, tmp_path, monkeypatch):
     # `actiondiff predict` re-extracts the video with the settings the checkpoint recorded: the
     # same features as in the store, so the same scores as classifying the store's copy.
-    monkeypatch.chdir(workdir)  # the checkpoint names the weights relative to the workflow
-    model = "results/models/demo/actiondiff/main/L09_T20/seed0.safetensors"
-    store = str(next(Path("results/stores/demo").glob("*.zarr")))
-    video = pd.read_csv("results/manifests/demo.csv").query("split == 'test'").iloc[0]
+    # From another folder: the checkpoint names the weights relative to the workflow folder
+    # (resources/weights/...), which predict finds from the checkpoint's location, not the cwd.
+    monkeypatch.chdir(tmp_path)
+    model = str(workdir / "results/models/demo/actiondiff/main/L09_T20/seed0.safetensors")
+    store = str(next((workdir / "results/stores/demo").glob("*.zarr")))
+    video = pd.read_csv(workdir / "results/manifests/demo.csv").query("split == 'test'").iloc[0]
     assert main(["predict", video.path, "--model", model, "--out", str(tmp_path / "video.csv")]) == 0
     assert main(["predict", video.video_id, "--store", store, "--model", model, "--out", str(tmp_path / "store.csv")]) == 0
     from_video, from_store = pd.read_csv(tmp_path / "video.csv"), pd.read_csv(tmp_path / "store.csv")

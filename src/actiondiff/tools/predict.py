@@ -8,6 +8,7 @@ the same features a training video got; features of any other settings are refus
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -117,13 +118,29 @@ def load_classifier(checkpoint: str | Path, weights: WeightsSettings | None = No
     identity = info["extraction"]
     decode, extract, recorded = identity_settings(identity, f"checkpoint {checkpoint}")
     check_settings_hash(info, feature_hash(identity, f"checkpoint {checkpoint}"), checkpoint, "its own `extraction` block")
-    weights = weights or recorded
+    substitutes = weights is not None
+    weights = weights or located_weights(recorded, checkpoint)
     if identity.get("weights_sha256"):
         check_weights_content(identity["weights_sha256"], weights, checkpoint)
-    elif weights != recorded or recorded_checksums(info):  # trained before identities held the content
+    elif substitutes or recorded_checksums(info):  # trained before identities held the content
         check_same_weight_files(info, weights, checkpoint)
     head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
     return Classifier(model, info, head, decode, extract, weights)
+
+
+def located_weights(recorded: WeightsSettings, checkpoint: str | Path) -> WeightsSettings:
+    """The recorded weight locations, each relative path looked up from the checkpoint's folder
+    upwards (the workflow folder holds both `results/models/...` and `resources/weights/...`),
+    so `predict` works from any working directory. A path found nowhere (a hub id, an OpenCLIP
+    model name) stays as recorded, and the loader names it if it is missing."""
+    folders = Path(checkpoint).resolve().parents
+    found = {}
+    for item in dataclasses.fields(recorded):
+        value = getattr(recorded, item.name)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            value = next((str(folder / value) for folder in folders if (folder / value).exists()), value)
+        found[item.name] = value
+    return dataclasses.replace(recorded, **found)
 
 
 def recorded_checksums(info: dict[str, Any]) -> list[str]:
