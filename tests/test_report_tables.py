@@ -195,3 +195,14 @@ def test_results_table_counts_the_videos_excluded_for_lack_of_features():
     runs = [evaluation(), dataclasses.replace(evaluation(experiment="other"), excluded_videos=["v03", "v11"])]
     frame = results_table(runs)
     assert frame.excluded_videos.tolist()[:2] == [0, 2] and frame.test_videos.tolist()[:2] == [12, 12]
+
+
+def test_grid_numbers_are_black_on_light_cells_and_white_on_dark_ones():
+    import matplotlib.pyplot as plt
+
+    from actiondiff.report.tables import text_colour
+
+    fig, ax = plt.subplots()
+    image = ax.imshow(np.array([[0.0, 100.0]]), cmap="viridis", vmin=0, vmax=100)
+    assert text_colour(image, 0.0) == "white" and text_colour(image, 100.0) == "black"
+    plt.close(fig)

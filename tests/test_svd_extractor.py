@@ -268,11 +268,13 @@ def test_only_modules_that_run_are_moved(tiny_weights):
         assert device(kept) == {"cpu"}
 
 
-def test_cli_extract_ad_hoc_with_overrides(tiny_weights, videos, tmp_path):
+def test_cli_extract_ad_hoc_with_overrides(tiny_weights, videos, tmp_path, caplog):
     settings = {"decode": {"stride": 1, "height": 64, "width": 64, "window": 6}, "weights": {k: str(v) for k, v in tiny_weights.items()}}
     out = tmp_path / "cache"
     argv = ["extract", str(videos["b"]), "--out", str(out), "--settings", json.dumps(settings)]
     assert main([*argv, "--layers", "9", "3", "--timesteps", "20", "5", "--conditioning", "per_frame"]) == 0
+    # the tiny random weights are not SVD-XT: ad-hoc extraction says so
+    assert any("tiny RANDOM weights" in r.message and r.levelname == "WARNING" for r in caplog.records)
     stored = json.loads((out / "settings.json").read_text())
     assert stored["extraction"]["layers"] == [9, 3] and stored["extraction"]["conditioning"] == "per_frame"
     from actiondiff.cli import extraction_settings

@@ -28,13 +28,25 @@ from actiondiff.store.records import atomic_write, remove_stale_temporaries
 log = logging.getLogger("actiondiff")
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override` merged in, block by block: `{"decode": {"height": 128}}` changes
+    one key of `decode` and keeps the others (a non-mapping value replaces the old one)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _load_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The merged settings mapping from --config (YAML) and --settings (JSON, wins)."""
+    """The merged settings mapping from --config (YAML) and --settings (JSON, merged in key by key, wins)."""
     merged: dict[str, Any] = {}
     if getattr(args, "config", None):
-        merged.update(yaml.safe_load(Path(args.config).read_text()) or {})
+        merged = yaml.safe_load(Path(args.config).read_text()) or {}
     if getattr(args, "settings", None):
-        merged.update(json.loads(args.settings))
+        merged = deep_merge(merged, json.loads(args.settings))
     return merged
 
 
@@ -134,6 +146,25 @@ def cmd_select_videos(args: argparse.Namespace) -> int:
     return 0
 
 
+# SVD-XT's UNet widths (its published unet/config.json); the demo's tiny UNet has others.
+SVD_XT_BLOCK_OUT_CHANNELS = [320, 640, 1280, 1280]
+
+
+def warn_if_demo_weights(backbone: str, weights: WeightsSettings) -> None:
+    """Warn loudly when ad-hoc extraction would use a UNet that is not SVD-XT's (the demo's tiny
+    random weights are the config default): such features show the pipeline, not the method."""
+    config = Path(weights.svd) / "unet" / "config.json"
+    if backbone not in ("svd", "sdv2") or not config.is_file():
+        return
+    channels = json.loads(config.read_text()).get("block_out_channels")
+    if list(channels or []) != SVD_XT_BLOCK_OUT_CHANNELS:
+        log.warning(
+            "WARNING: %s is not SVD-XT's UNet (block_out_channels %s, SVD-XT has %s): these look like the "
+            "demo's tiny RANDOM weights, and their features mean nothing. Set `weights.svd` to a real "
+            "SVD-XT download (README, Getting the weights).", weights.svd, channels, SVD_XT_BLOCK_OUT_CHANNELS,
+        )
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from actiondiff.features.backbones import (
         backbone_class,
@@ -149,6 +180,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     values = _with_extraction_overrides(_load_settings(args), args)
     decode, backbone, extract, weights = backbone_settings(values)
+    if not args.manifest:
+        warn_if_demo_weights(backbone, weights)
     # The identity holds the weights' content (checksums cached by path, size and mtime).
     identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
     digest = feature_hash(identity)

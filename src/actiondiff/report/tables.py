@@ -184,6 +184,14 @@ def grid_frame(evaluations: list[Evaluation], metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["layer", "timestep_index"]).reset_index(drop=True)
 
 
+def text_colour(image: Any, value: float) -> str:
+    """Black or white, whichever reads on the cell's colour: black where its sRGB-weighted
+    luminance is above 0.4 (the yellow end of viridis), white on the dark end."""
+    red, green, blue, _ = image.cmap(image.norm(value))
+    luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    return "black" if luminance > 0.4 else "white"
+
+
 def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path, title: str = "") -> None:
     """Fig. 5: per evaluation (in-domain, out-of-domain) a layer x timestep heatmap of the metric
     and, under it, the best-over-layers metric per timestep."""
@@ -199,7 +207,7 @@ def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path
         ax.set_ylabel("UNet layer")
         ax.set_title(name, fontsize=10)
         for (i, j), value in np.ndenumerate(grid.to_numpy()):
-            ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="white", fontsize=8)
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", color=text_colour(image, value), fontsize=8)
         fig.colorbar(image, ax=ax, label=METRIC_LABELS[metric])
         best = grid.max(axis=0)
         line = axes[1, col]
