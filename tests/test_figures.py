@@ -35,7 +35,7 @@ def evaluation() -> dict:
 def test_run_metrics_table_by_hand():
     table = run_metrics_table(Evaluation.from_json(evaluation()))
     assert list(table.metric) == ["top1_accuracy", "micro_ap"]
-    assert table.loc[0, "mean"] == 62.5 and table.loc[0, "std"] == 17.68 and table.loc[1, "mean"] == 70.12
+    assert table.loc[0, "mean"] == 62.5 and table.loc[0, "sample std"] == 17.68 and table.loc[1, "mean"] == 70.12
     assert set(table.seeds) == {2} and set(table.test_videos) == {8} and set(table.feature) == {"L09_T20"}
 
 

@@ -26,6 +26,7 @@ from actiondiff.report.tables import (
     plot_matrix,
     results_table,
     write_extraction_report,
+    write_table,
 )
 
 DOMAINS = ["a", "b", "c"]
@@ -65,7 +66,7 @@ def test_results_table_rows_baseline_and_paper_rows():
     assert frame.backbone.tolist()[:1] + frame.backbone.tolist()[2:] == [
         "SVD", "SVD", "V-JEPA (v1)", "SDv2", "VideoMAE v2 (ViT-g)"]
     run = frame.iloc[0]
-    assert run[metric_column("micro_ap")] == 31.0 and run[metric_column("micro_ap", "std")] == 2.0
+    assert run[metric_column("micro_ap")] == 31.0 and run[metric_column("micro_ap", "sample std")] == 2.0
     assert run[metric_column("micro_ap", "in-domain mean")] == 80.0
     assert run["micro_ap gain over most frequent class"] == 21.0
     assert frame.iloc[1][metric_column("micro_ap")] == 10.0
@@ -206,3 +207,12 @@ def test_grid_numbers_are_black_on_light_cells_and_white_on_dark_ones():
     image = ax.imshow(np.array([[0.0, 100.0]]), cmap="viridis", vmin=0, vmax=100)
     assert text_colour(image, 0.0) == "white" and text_colour(image, 100.0) == "black"
     plt.close(fig)
+
+
+def test_count_columns_are_integers_even_with_empty_rows(tmp_path):
+    frame = results_table([evaluation()])  # + the baseline row, which has no seeds or window
+    write_table(frame, tmp_path / "t.csv", tmp_path / "t.md")
+    header, run, baseline = (tmp_path / "t.csv").read_text().splitlines()[:3]
+    cells = dict(zip(header.split(","), run.split(","), strict=True))
+    assert cells["seeds"] == "2" and cells["test_videos"] == "12" and cells["window"] == "25"
+    assert str(frame.seeds.dtype) == "Int64" and frame.seeds.isna().tolist()[-1]

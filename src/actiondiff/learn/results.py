@@ -17,7 +17,7 @@ from actiondiff.learn.metrics import METRIC_LABELS
 
 @dataclass
 class MeanStd:
-    """A metric over seeds (%, population std: 0 for one seed)."""
+    """A metric over seeds (%; `std` is the sample std, ddof 1: 0 for one seed)."""
 
     mean: float
     std: float

@@ -204,8 +204,12 @@ def train_seeds(
 
 
 def _mean_std(rows: list[dict[str, float]]) -> dict[str, MeanStd]:
-    """{metric: MeanStd} over seeds (population std, 0 for one seed)."""
-    return {name: MeanStd(float(np.mean([r[name] for r in rows])), float(np.std([r[name] for r in rows]))) for name in rows[0]}
+    """{metric: MeanStd} over seeds: the sample std (ddof 1, as papers report spread over
+    seeds), 0 for one seed."""
+    def spread(values: list[float]) -> float:
+        return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+    return {name: MeanStd(float(np.mean([r[name] for r in rows])), spread([r[name] for r in rows])) for name in rows[0]}
 
 
 def most_frequent_class(train_targets: np.ndarray, test_targets: np.ndarray, test_domains: list[str],

@@ -23,7 +23,7 @@ def run_metrics_table(evaluation: Evaluation) -> pd.DataFrame:
                 "metric": name,
                 "description": evaluation.metric_labels[name],
                 "mean": round(value.mean, 2),
-                "std": round(value.std, 2),
+                "sample std": round(value.std, 2),
                 "seeds": len(evaluation.per_seed),
                 "test_videos": evaluation.num_test_videos,
                 "feature": evaluation.tap,

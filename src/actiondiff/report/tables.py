@@ -108,7 +108,7 @@ def results_table(evaluations: list[Evaluation]) -> pd.DataFrame:
         row = {"source": THIS_RUN, **_run_columns(evaluation)}
         for metric in metrics:
             row[metric_column(metric)] = evaluation.metrics[metric].mean
-            row[metric_column(metric, "std")] = evaluation.metrics[metric].std
+            row[metric_column(metric, "sample std")] = evaluation.metrics[metric].std
         row[metric_column(headline, "in-domain mean")] = in_domain_mean(evaluation, headline)
         row[f"{headline} gain over most frequent class"] = (
             evaluation.metrics[headline].mean - evaluation.baseline.metrics[headline]
@@ -126,8 +126,21 @@ def results_table(evaluations: list[Evaluation]) -> pd.DataFrame:
         rows.append({"source": PAPER, "experiment": method, "backbone": REFERENCE_BACKBONES[method],
                      metric_column(metric): value, "epoch": PAPER_EPOCH})
     frame = pd.DataFrame(rows)
-    numeric = frame.select_dtypes("number").columns.difference(["seeds", "test_videos", "excluded_videos"])
+    counts = [c for c in INTEGER_COLUMNS if c in frame.columns]
+    numeric = frame.select_dtypes("number").columns.difference(counts)
     frame[numeric] = frame[numeric].round(2)
+    return with_integer_columns(frame)
+
+
+# Counts and sizes: written as 3, not 3.0, also in rows (baseline, paper) where they are empty.
+INTEGER_COLUMNS = ("seeds", "test_videos", "excluded_videos", "window")
+
+
+def with_integer_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its count columns as nullable integers (pandas makes them float when a row lacks one)."""
+    for column in INTEGER_COLUMNS:
+        if column in frame.columns:
+            frame[column] = frame[column].astype("Int64")
     return frame
 
 
@@ -142,12 +155,12 @@ def ablation_table(evaluations: list[Evaluation]) -> pd.DataFrame:
             "protocol": evaluation.protocol["name"],
             "metric": METRIC_LABELS[headline],
             "out-of-domain mean": round(evaluation.metrics[headline].mean, 2),
-            "out-of-domain std": round(evaluation.metrics[headline].std, 2),
+            "out-of-domain sample std": round(evaluation.metrics[headline].std, 2),
             "in-domain mean": round(in_domain_mean(evaluation, headline), 2),
             "most frequent class": round(evaluation.baseline.metrics[headline], 2),
             "epoch": epoch_label(evaluation),
         })
-    return pd.DataFrame(rows)
+    return with_integer_columns(pd.DataFrame(rows))
 
 
 def write_table(frame: pd.DataFrame, csv: str | Path, markdown: str | Path) -> None:
