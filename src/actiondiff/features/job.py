@@ -9,6 +9,8 @@ kind "warning".
 from __future__ import annotations
 
 import logging
+import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -39,6 +41,15 @@ class JobSummary:
         )
 
 
+def progress_line(done: int, total: int, video_id: str, frames: int, seconds: float, elapsed: float) -> str:
+    """One job-log line: videos done / total, this video's frames/s, the shard's ETA."""
+    eta = elapsed / done * (total - done)
+    return (
+        f"video {done}/{total} {video_id}: {frames} frames in {seconds:.1f} s "
+        f"({frames / max(seconds, 1e-9):.1f} frames/s); ETA {int(eta // 60)} min {int(eta % 60):02d} s"
+    )
+
+
 def run_extraction(
     videos: list[tuple[str, str]], cache: FeatureCache, extractor_factory, strict: bool = False
 ) -> JobSummary:
@@ -62,7 +73,11 @@ def run_extraction(
     if not todo:
         return summary
     extractor: Backbone = extractor_factory()
-    for video_id, path in tqdm(todo, desc="extract", unit="video"):
+    # A console gets tqdm's bar; a log file (Snakemake's `> {log}`) gets one line per video.
+    console = sys.stderr.isatty()
+    start = time.perf_counter()
+    for done, (video_id, path) in enumerate(tqdm(todo, desc="extract", unit="video", disable=not console), start=1):
+        began = time.perf_counter()
         try:
             features, problems = _extract_one(extractor, path, video_id)
         except VideoError as error:
@@ -78,6 +93,9 @@ def run_extraction(
             cache.record_failure(video_id, path, VideoWarning(" | ".join(map(str, problems))), kind="warning")
             summary.warned.append(video_id)
         summary.extracted.append(video_id)
+        if not console:
+            now = time.perf_counter()
+            log.info("%s", progress_line(done, len(todo), video_id, len(features.frame_index), now - began, now - start))
     return summary
 
 
