@@ -275,6 +275,10 @@ def test_cli_extract_ad_hoc_with_overrides(tiny_weights, videos, tmp_path, caplo
     assert main([*argv, "--layers", "9", "3", "--timesteps", "20", "5", "--conditioning", "per_frame"]) == 0
     # the tiny random weights are not SVD-XT: ad-hoc extraction says so
     assert any("tiny RANDOM weights" in r.message and r.levelname == "WARNING" for r in caplog.records)
+    # the same folder with other settings is refused, naming it (one folder, one identity)
+    caplog.clear()
+    assert main([*argv, "--layers", "4"]) == 2
+    assert any(f"Expected cache folder {out} to hold one settings identity" in r.message for r in caplog.records)
     stored = json.loads((out / "settings.json").read_text())
     assert stored["extraction"]["layers"] == [9, 3] and stored["extraction"]["conditioning"] == "per_frame"
     from actiondiff.cli import extraction_settings

@@ -165,6 +165,21 @@ def warn_if_demo_weights(backbone: str, weights: WeightsSettings) -> None:
         )
 
 
+def check_one_identity(root: Path, digest: str) -> None:
+    """Refuse a cache folder that already holds features of other settings: one folder, one
+    identity (the workflow names each cache by its hash; by hand, `--out` must differ)."""
+    from actiondiff.features.backbones import feature_hash
+
+    existing = root / "settings.json"
+    if existing.is_file():
+        other = feature_hash(json.loads(existing.read_text()), str(existing))
+        if other != digest:
+            raise ValueError(
+                f"Expected cache folder {root} to hold one settings identity, but it holds features of "
+                f"settings {other} and these settings hash to {digest}. Give another --out (e.g. {root}/{digest})."
+            )
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from actiondiff.features.backbones import (
         backbone_class,
@@ -197,6 +212,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     else:
         videos = adhoc_videos(args.videos)
     cache = FeatureCache(Path(args.out), feature_hash(identity))
+    check_one_identity(cache.root, cache.settings_hash)
     cache.root.mkdir(parents=True, exist_ok=True)
     for path in cache.remove_stale_temporaries():
         log.info("removed %s, left by a killed writer", path)
