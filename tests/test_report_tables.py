@@ -216,3 +216,6 @@ def test_count_columns_are_integers_even_with_empty_rows(tmp_path):
     cells = dict(zip(header.split(","), run.split(","), strict=True))
     assert cells["seeds"] == "2" and cells["test_videos"] == "12" and cells["window"] == "25"
     assert str(frame.seeds.dtype) == "Int64" and frame.seeds.isna().tolist()[-1]
+    # encoder backbones report their window as "checkpoint": kept, the numbers still integers
+    encoder = dataclasses.replace(evaluation(experiment="vmae"), run={**evaluation().run, "window": "checkpoint"})
+    assert results_table([evaluation(), encoder]).window.tolist()[:2] == [25, "checkpoint"]

@@ -140,7 +140,10 @@ def with_integer_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with its count columns as nullable integers (pandas makes them float when a row lacks one)."""
     for column in INTEGER_COLUMNS:
         if column in frame.columns:
-            frame[column] = frame[column].astype("Int64")
+            try:
+                frame[column] = frame[column].astype("Int64")
+            except (TypeError, ValueError):  # a mixed column, e.g. window "checkpoint" of encoder backbones
+                frame[column] = frame[column].map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
     return frame
 
 
