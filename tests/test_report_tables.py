@@ -122,8 +122,7 @@ def test_grid_without_a_validation_set_leaves_out_the_blank_in_domain_panel(tmp_
     runs = [dataclasses.replace(evaluation(tap=f"L{lay:02d}_T20", value=lay), in_domain=None) for lay in (3, 9)]
     frame = grid_frame(runs, "top1_accuracy")
     notes = plot_grid(frame, "top1_accuracy", tmp_path / "grid.png", tmp_path / "grid.pdf")
-    assert notes == ["in-domain panel not drawn: no held-out clips of the training domains "
-                     "(protocol.val_fraction 0 and no rows marked val)"]
+    assert notes == ["in-domain panel not drawn: no validation set (protocol.val_fraction 0 and no rows marked val)"]
     assert plt.imread(tmp_path / "grid.png").shape[:2] == (780, 600)  # one panel: out-of-domain
     frame["out_of_domain"] = np.nan
     with pytest.raises(ValueError, match="every tap's is empty"):

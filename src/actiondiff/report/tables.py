@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,7 @@ def text_colour(image: Any, value: float) -> str:
 # Fig. 5's panels: column of `grid_frame`, short name, panel title, and why it can hold no value.
 GRID_PANELS = (
     ("in_domain", "in-domain", "in-domain (held-out clips of training domains)",
-     "no held-out clips of the training domains (protocol.val_fraction 0 and no rows marked val)"),
+     "no validation set (protocol.val_fraction 0 and no rows marked val)"),
     ("out_of_domain", "out-of-domain", "out-of-domain (test domains)", "no test metric"),
 )
 
@@ -257,7 +258,9 @@ def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path
         line.set_ylabel("best over layers")
         line.grid(alpha=0.3)
     heading = title or f"Layer x timestep grid: {METRIC_LABELS[metric]}"
-    fig.suptitle("\n".join([heading, *notes]), fontsize=10 if notes else None)
+    # notes wrapped to the figure's width: one panel is 5 inches, about 60 characters at 10 pt
+    wrapped = [line for note in notes for line in textwrap.wrap(note, 60 * len(drawn))]
+    fig.suptitle("\n".join([heading, *wrapped]), fontsize=10 if notes else None)
     fig.tight_layout()
     _save(fig, png, pdf)
     return notes
