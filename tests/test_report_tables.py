@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,9 +14,11 @@ import pytest
 from actiondiff.learn.results import Evaluation
 from actiondiff.report.tables import (
     BASELINE,
+    FREQUENCY_NOTE,
     PAPER,
     ablation_table,
     domain_matrices,
+    frequency_not_drawn,
     frequency_rho,
     grid_frame,
     matrix_long,
@@ -26,6 +29,7 @@ from actiondiff.report.tables import (
     plot_matrix,
     results_table,
     write_extraction_report,
+    write_frequency,
     write_table,
 )
 
@@ -108,9 +112,22 @@ def test_grid_frame_and_figure(tmp_path):
     frame = grid_frame(evaluations, "top1_accuracy")
     assert frame[["layer", "timestep_index"]].values.tolist() == [[3, 10], [3, 20], [3, 29], [9, 10], [9, 20], [9, 29]]
     assert frame.out_of_domain.tolist() == [13, 23, 32, 19, 29, 38]
-    plot_grid(frame, "top1_accuracy", tmp_path / "grid.png", tmp_path / "grid.pdf")
+    assert plot_grid(frame, "top1_accuracy", tmp_path / "grid.png", tmp_path / "grid.pdf") == []
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "grid.pdf").read_bytes()[:5] == b"%PDF-"
+    assert plt.imread(tmp_path / "grid.png").shape[:2] == (780, 1200)  # two panels of 5 x 6.5 in at 120 dpi
+
+
+def test_grid_without_a_validation_set_leaves_out_the_blank_in_domain_panel(tmp_path):
+    runs = [dataclasses.replace(evaluation(tap=f"L{lay:02d}_T20", value=lay), in_domain=None) for lay in (3, 9)]
+    frame = grid_frame(runs, "top1_accuracy")
+    notes = plot_grid(frame, "top1_accuracy", tmp_path / "grid.png", tmp_path / "grid.pdf")
+    assert notes == ["in-domain panel not drawn: no validation set (protocol.val_fraction 0 and no rows marked val)"]
+    assert plt.imread(tmp_path / "grid.png").shape[:2] == (780, 600)  # one panel: out-of-domain
+    frame["out_of_domain"] = np.nan
+    with pytest.raises(ValueError, match="every tap's is empty"):
+        plot_grid(frame, "top1_accuracy", tmp_path / "empty.png", tmp_path / "empty.pdf")
+    assert not (tmp_path / "empty.png").exists()
 
 
 def matrix_evaluations():
@@ -150,19 +167,71 @@ def test_domain_matrices_by_hand(tmp_path):
     assert len(long) == 9 and long.set_index(["train_domain", "test_domain"]).loc[("b", "b"), "top1_accuracy"] == 91.0
     for plot, name in ((plot_matrix, "matrix"), (plot_baseline, "baseline")):
         plot(matrices, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
-    plot_frequency(matrices, rho, tmp_path / "frequency.png", tmp_path / "frequency.pdf")
+    (tmp_path / FREQUENCY_NOTE).write_text("an earlier run's note")  # stale: removed when the figure is drawn
+    assert write_frequency(matrices, rho, tmp_path) == f"wrote {tmp_path / 'frequency.png'} and frequency.pdf (6 domain pairs)"
     for name in ("matrix", "baseline", "frequency"):
         assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-" and (tmp_path / f"{name}.png").stat().st_size > 5000
+    assert not (tmp_path / FREQUENCY_NOTE).exists()
+
+
+def constant_frequency_matrices():
+    evaluations = matrix_evaluations()
+    for e in evaluations:
+        e.class_counts = {d: [3, 3, 3] for d in DOMAINS}  # the demo's balanced actions
+    return domain_matrices(evaluations)
 
 
 def test_constant_frequencies_give_nan_rho_not_an_error():
-    evaluations = matrix_evaluations()
-    for e in evaluations:
-        e.class_counts = {d: [3, 3, 3] for d in DOMAINS}
-    matrices = domain_matrices(evaluations)
+    matrices = constant_frequency_matrices()
     assert matrices["frequency_correlation"].isna().all().all()
     rho = frequency_rho(matrices)
     assert math.isnan(rho["spearman"]) and rho["pairs"] == 0
+
+
+def test_frequency_figure_without_pairs_is_a_note_not_an_empty_plot(tmp_path):
+    matrices = constant_frequency_matrices()
+    rho = frequency_rho(matrices)
+    reason = ("not drawn: 0 off-diagonal domain pairs with a defined action-frequency correlation and accuracy; "
+              "needs >= 3 (every action is equally frequent (or uncounted) in a, b, c, so no correlation is "
+              "defined with them)")
+    assert frequency_not_drawn(matrices, rho) == reason
+    with pytest.raises(ValueError, match="at least 3 domain pairs"):
+        plot_frequency(matrices, rho, tmp_path / "f.png", tmp_path / "f.pdf")
+    assert not (tmp_path / "f.png").exists()
+    # A rerun into the folder of an earlier, drawn figure: the figure goes, the note says why.
+    drawn = domain_matrices(matrix_evaluations())
+    write_frequency(drawn, frequency_rho(drawn), tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"frequency.png", "frequency.pdf"}
+    assert write_frequency(matrices, rho, tmp_path) == f"Fig. S12/S13 {reason}; wrote {tmp_path / FREQUENCY_NOTE} instead"
+    assert {p.name for p in tmp_path.iterdir()} == {FREQUENCY_NOTE}
+    page = (tmp_path / FREQUENCY_NOTE).read_text()
+    assert page.startswith("<!DOCTYPE html>") and "0 off-diagonal domain pairs" in page and "equally frequent" in page
+
+
+def test_two_domains_never_give_enough_pairs_and_the_note_says_so():
+    evaluations = [e for e in matrix_evaluations() if e.protocol["train_domains"] != ["c"]]
+    for e in evaluations:
+        e.protocol["train_domains"] = e.protocol["train_domains"][:1]
+        e.per_domain = [row for row in e.per_domain if row["domain"] != "c"]
+        e.class_counts = {d: e.class_counts[d] for d in ("a", "b")}
+    matrices = domain_matrices(evaluations)
+    rho = frequency_rho(matrices)
+    assert rho["pairs"] == 2 and matrices["frequency_correlation"].loc["a", "b"] == pytest.approx(
+        np.corrcoef([5, 1, 0], [4, 2, 1])[0, 1])
+    assert frequency_not_drawn(matrices, rho).endswith("needs >= 3 (2 domains give only 2 off-diagonal pairs)")
+
+
+def test_matrix_tick_labels_cut_long_domain_names_with_an_ellipsis():
+    import matplotlib.pyplot as plt
+
+    from actiondiff.report.tables import _heatmap
+
+    names = ["bird", "primate / monkey / macaque / baboon"]
+    fig, ax = plt.subplots()
+    _heatmap(ax, pd.DataFrame([[90.0, 10.0], [20.0, 80.0]], index=names, columns=names), "t", "Blues", 0, 100)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["bird", "primate / monkey…"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["bird", "primate / monkey…"]
+    plt.close(fig)
 
 
 def test_results_table_one_row_per_backbone():

@@ -33,7 +33,9 @@ REDUCED = {
     },
 }
 FIGURES = ["actiondiff/per_domain_accuracy.png", "actiondiff/confusion.png", "grid/grid.png", "grid/grid.pdf",
-           *(f"domains/{name}.{ext}" for name in ("matrix", "frequency", "baseline") for ext in ("png", "pdf"))]
+           *(f"domains/{name}.{ext}" for name in ("matrix", "baseline") for ext in ("png", "pdf"))]
+# The demo's actions are equally frequent in every domain: no frequency correlation, no Fig. S12/S13.
+FREQUENCY_NOTE = "domains/frequency/frequency_not_drawn.html"
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, pythonpath: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
@@ -72,6 +74,9 @@ def test_demo_writes_tables_and_figures(workdir):
     for name in FIGURES:
         data = (workdir / "results" / "figures" / "demo" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" if name.endswith(".png") else data[:5] == b"%PDF-"
+    note = workdir / "results" / "figures" / "demo" / FREQUENCY_NOTE
+    assert "0 off-diagonal domain pairs" in note.read_text()
+    assert not list(note.parent.glob("*.p[nd][gf]"))  # no empty figure next to it
     settings = pd.read_csv(next((tables / "extraction").glob("*.settings.csv"))).set_index("key")
     assert settings.loc["extraction.layers", "value"] == "[6, 9]"
     assert (workdir / "logs" / "extract_features").is_dir()
@@ -117,16 +122,17 @@ def test_deleted_tables_and_figures_regenerate_by_plotting_only(workdir):
     assert rules == {"make_results_table", "make_ablation_table", "plot_grid", "plot_matrix", "plot_results",
                      "report_extraction", "all"}
     snakemake(workdir)
-    for name in FIGURES:
+    for name in [*FIGURES, FREQUENCY_NOTE]:
         assert (workdir / "results" / "figures" / "demo" / name).is_file()
 
 
 def test_report_renders_in_headless_chromium(workdir):
     snakemake(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text(errors="replace")
-    for name in ("grid.png", "matrix.png", "frequency.png", "baseline.png", "results_custom.csv", "ablation.csv",
-                 "settings.csv", "failures.csv"):
+    for name in ("grid.png", "matrix.png", "frequency_not_drawn.html", "baseline.png", "results_custom.csv",
+                 "ablation.csv", "settings.csv", "failures.csv"):
         assert name in html, name
+    assert "frequency.png" not in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no headless chromium (apt-get install -y chromium) to render report.html")

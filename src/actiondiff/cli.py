@@ -604,8 +604,8 @@ def cmd_plot_grid(args: argparse.Namespace) -> int:
     frame = grid_frame(evaluations, metric)
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.csv, index=False)
-    plot_grid(frame, metric, args.png, args.pdf, title=args.title)
-    print(f"wrote {args.png} ({len(frame)} taps)")
+    left_out = plot_grid(frame, metric, args.png, args.pdf, title=args.title)
+    print(f"wrote {args.png} ({len(frame)} taps)" + "".join(f"; {note}" for note in left_out))
     return 0
 
 
@@ -615,11 +615,11 @@ def cmd_plot_matrix(args: argparse.Namespace) -> int:
     matrices = rt.domain_matrices(rt.load_evaluations(args.evaluations))
     rho = rt.frequency_rho(matrices)
     rt.plot_matrix(matrices, args.matrix_png, args.matrix_pdf)
-    rt.plot_frequency(matrices, rho, args.frequency_png, args.frequency_pdf)
+    frequency = rt.write_frequency(matrices, rho, args.frequency_dir)
     rt.plot_baseline(matrices, args.baseline_png, args.baseline_pdf)
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     rt.matrix_long(matrices, rho).to_csv(args.csv, index=False)
-    print(f"wrote {args.matrix_png}; frequency correlation: {json.dumps(rho)}")
+    print(f"wrote {args.matrix_png} and {args.baseline_png}; {frequency}; frequency correlation: {json.dumps(rho)}")
     return 0
 
 
@@ -822,9 +822,12 @@ def build_parser() -> argparse.ArgumentParser:
             settings=False)
     p.add_argument("--evaluations", nargs="+", required=True, help="one evaluation JSON per training domain")
     p.add_argument("--csv", required=True)
-    for name in ("matrix", "frequency", "baseline"):
+    for name in ("matrix", "baseline"):
         p.add_argument(f"--{name}-png", required=True)
         p.add_argument(f"--{name}-pdf", required=True)
+    p.add_argument("--frequency-dir", required=True,
+                   help="folder of Fig. S12/S13: frequency.png and .pdf, or frequency_not_drawn.html saying why "
+                        "(fewer than 3 domain pairs with a defined action-frequency correlation)")
 
     p = add("report-extraction", cmd_extraction_report, "extraction settings and failures of a store", settings=False,
             aliases=("extraction-report",))

@@ -61,8 +61,8 @@ rule plot_matrix:
     output:
         matrix_png=report("results/figures/{dataset}/{experiment}/matrix.png", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
         matrix_pdf=report("results/figures/{dataset}/{experiment}/matrix.pdf", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
-        frequency_png=report("results/figures/{dataset}/{experiment}/frequency.png", caption="../report/frequency.rst", category="{experiment}", subcategory="action frequency"),
-        frequency_pdf=report("results/figures/{dataset}/{experiment}/frequency.pdf", caption="../report/frequency.rst", category="{experiment}", subcategory="action frequency"),
+        # A folder: the figure (PNG, PDF), or with fewer than 3 domain pairs a page saying why it is not drawn.
+        frequency=report(directory("results/figures/{dataset}/{experiment}/frequency"), patterns=["{name}.png", "{name}.pdf", "{name}.html"], caption="../report/frequency.rst", category="{experiment}", subcategory="action frequency"),
         baseline_png=report("results/figures/{dataset}/{experiment}/baseline.png", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
         baseline_pdf=report("results/figures/{dataset}/{experiment}/baseline.pdf", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
         csv=report("results/tables/{dataset}/{experiment}/matrix.csv", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
@@ -73,7 +73,7 @@ rule plot_matrix:
     shell:
         "actiondiff plot-matrix --evaluations {input} --csv {output.csv}"
         " --matrix-png {output.matrix_png} --matrix-pdf {output.matrix_pdf}"
-        " --frequency-png {output.frequency_png} --frequency-pdf {output.frequency_pdf}"
+        " --frequency-dir {output.frequency}"
         " --baseline-png {output.baseline_png} --baseline-pdf {output.baseline_pdf} > {log} 2>&1"
 
 

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from actiondiff.learn.results import Evaluation  # noqa: E402
+from actiondiff.report.labels import shorten  # noqa: E402
 
 
 def run_metrics_table(evaluation: Evaluation) -> pd.DataFrame:
@@ -36,13 +37,13 @@ def plot_per_domain(evaluation: Evaluation, path: str | Path, chance: float) -> 
     """Bar chart of held-out-domain top-1 accuracy (mean +- std over seeds) with chance level."""
     frame = pd.DataFrame(evaluation.per_domain).groupby("domain")["top1_accuracy"].agg(["mean", "std"]).fillna(0)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(frame.index, frame["mean"], yerr=frame["std"], capsize=4, color="#4C72B0")
+    ax.bar(range(len(frame)), frame["mean"], yerr=frame["std"], capsize=4, color="#4C72B0")
+    ax.set_xticks(range(len(frame)), [shorten(d, 24) for d in frame.index], rotation=15, ha="right")
     ax.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.0f}%)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"Unseen-domain accuracy ({evaluation.tap}, {len(evaluation.per_seed)} seeds)")
     ax.legend(loc="upper right")
-    plt.setp(ax.get_xticklabels(), rotation=15, ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -52,7 +53,7 @@ def plot_confusion(evaluation: Evaluation, path: str | Path) -> None:
     """Confusion matrix summed over seeds, rows normalised to the true class."""
     matrix = np.asarray(evaluation.confusion, dtype=float)
     normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    classes = evaluation.classes
+    classes = [shorten(c, 24) for c in evaluation.classes]
     fig, ax = plt.subplots(figsize=(4.5, 4))
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")

@@ -12,7 +12,9 @@ Every evaluation comes from `actiondiff.learn.run.evaluate_run`; metrics are in 
 
 from __future__ import annotations
 
+import html
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import pandas as pd  # noqa: E402
 
 from actiondiff.learn.metrics import METRIC_LABELS  # noqa: E402
 from actiondiff.learn.results import Evaluation  # noqa: E402
+from actiondiff.report.labels import shorten  # noqa: E402
 from actiondiff.report.paper import (  # noqa: E402
     REFERENCE_BACKBONES,
     REFERENCE_FREQUENCY_RHO,
@@ -208,12 +211,33 @@ def text_colour(image: Any, value: float) -> str:
     return "black" if luminance > 0.4 else "white"
 
 
-def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path, title: str = "") -> None:
+# Fig. 5's panels: column of `grid_frame`, short name, panel title, and why it can hold no value.
+GRID_PANELS = (
+    ("in_domain", "in-domain", "in-domain (held-out clips of training domains)",
+     "no validation set (protocol.val_fraction 0 and no rows marked val)"),
+    ("out_of_domain", "out-of-domain", "out-of-domain (test domains)", "no test metric"),
+)
+
+
+def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path, title: str = "") -> list[str]:
     """Fig. 5: per evaluation (in-domain, out-of-domain) a layer x timestep heatmap of the metric
-    and, under it, the best-over-layers metric per timestep."""
-    columns = (("in_domain", "in-domain (held-out clips of training domains)"), ("out_of_domain", "out-of-domain (test domains)"))
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), gridspec_kw={"height_ratios": [3, 1.4]})
-    for col, (key, name) in enumerate(columns):
+    and, under it, the best-over-layers metric per timestep.
+
+    A panel without a single value (in-domain, when the runs had no validation set) is left
+    out rather than drawn blank, and the title says why.
+    Returns:
+        one "<panel> panel not drawn: <why>" line per left-out panel (empty when both are drawn).
+    Raises:
+        ValueError: neither panel has a value (the figure would be empty).
+    """
+    drawn = [panel for panel in GRID_PANELS if frame[panel[0]].notna().any()]
+    notes = [f"{short} panel not drawn: {why}" for key, short, _, why in GRID_PANELS if frame[key].isna().all()]
+    if not drawn:
+        raise ValueError(f"Expected {METRIC_LABELS[metric]} values to draw the grid from, but every tap's is empty "
+                         f"({', '.join(notes)}; {len(frame)} taps).")
+    fig, axes = plt.subplots(2, len(drawn), figsize=(5 * len(drawn), 6.5), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1.4]})
+    for col, (key, _, name, _) in enumerate(drawn):
         grid = frame.pivot(index="layer", columns="timestep_index", values=key)  # [layers, timesteps]
         ax = axes[0, col]
         image = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
@@ -223,7 +247,8 @@ def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path
         ax.set_ylabel("UNet layer")
         ax.set_title(name, fontsize=10)
         for (i, j), value in np.ndenumerate(grid.to_numpy()):
-            ax.text(j, i, f"{value:.0f}", ha="center", va="center", color=text_colour(image, value), fontsize=8)
+            if np.isfinite(value):  # a tap without a value stays a blank cell, not "nan"
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", color=text_colour(image, value), fontsize=8)
         fig.colorbar(image, ax=ax, label=METRIC_LABELS[metric])
         best = grid.max(axis=0)
         line = axes[1, col]
@@ -232,9 +257,13 @@ def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path
         line.set_xlabel("timestep index")
         line.set_ylabel("best over layers")
         line.grid(alpha=0.3)
-    fig.suptitle(title or f"Layer x timestep grid: {METRIC_LABELS[metric]}")
+    heading = title or f"Layer x timestep grid: {METRIC_LABELS[metric]}"
+    # notes wrapped to the figure's width: one panel is 5 inches, about 60 characters at 10 pt
+    wrapped = [line for note in notes for line in textwrap.wrap(note, 60 * len(drawn))]
+    fig.suptitle("\n".join([heading, *wrapped]), fontsize=10 if notes else None)
     fig.tight_layout()
     _save(fig, png, pdf)
+    return notes
 
 
 # --------------------------------------------------------------------------- Fig. 4, S12-S16
@@ -293,7 +322,7 @@ def frequency_rho(matrices: dict[str, pd.DataFrame]) -> dict[str, float]:
 def _heatmap(ax: plt.Axes, matrix: pd.DataFrame, title: str, cmap: str, vmin: float, vmax: float) -> None:
     values = matrix.to_numpy(dtype=float)
     image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
-    short = [str(d)[:18] for d in matrix.columns]
+    short = [shorten(d, 18) for d in matrix.columns]
     ax.set_xticks(range(len(short)), short, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(short)), short, fontsize=8)
     ax.set_xlabel("test domain")
@@ -313,20 +342,88 @@ def plot_matrix(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str | P
     _save(fig, png, pdf)
 
 
+# Fewer pairs make no correlation worth a figure: Spearman's rho over 2 points is always +-1.
+MIN_FREQUENCY_PAIRS = 3
+FREQUENCY_FIGURE = ("frequency.png", "frequency.pdf")
+FREQUENCY_NOTE = "frequency_not_drawn.html"  # written instead of the figure: the report shows it
+
+
+def frequency_not_drawn(matrices: dict[str, pd.DataFrame], rho: dict[str, float]) -> str:
+    """Why Fig. S12/S13 would be empty: "not drawn: ..." with the causes found, or "" when
+    `rho` has at least `MIN_FREQUENCY_PAIRS` off-diagonal pairs to draw."""
+    if rho["pairs"] >= MIN_FREQUENCY_PAIRS:
+        return ""
+    frequency, accuracy = matrices["frequency_correlation"], matrices["accuracy"]
+    domains = list(frequency.index)
+    causes = []
+    # A domain's correlation with itself is 1 unless its action counts are constant or missing.
+    flat = [str(d) for d in domains if np.isnan(frequency.loc[d, d])]
+    if flat:
+        causes.append(f"every action is equally frequent (or uncounted) in {', '.join(flat)}, "
+                      "so no correlation is defined with them")
+    possible = len(domains) * (len(domains) - 1)
+    if possible < MIN_FREQUENCY_PAIRS:
+        causes.append(f"{len(domains)} domains give only {possible} off-diagonal pairs")
+    mask = ~np.eye(len(domains), dtype=bool)
+    untested = int((np.isfinite(frequency.to_numpy()[mask]) & np.isnan(accuracy.to_numpy()[mask])).sum())
+    if untested:
+        causes.append(f"{untested} pairs with a correlation have no test accuracy")
+    because = f" ({'; '.join(causes)})" if causes else ""
+    return (f"not drawn: {rho['pairs']} off-diagonal domain pairs with a defined action-frequency correlation "
+            f"and accuracy; needs >= {MIN_FREQUENCY_PAIRS}{because}")
+
+
 def plot_frequency(matrices: dict[str, pd.DataFrame], rho: dict[str, float], png: str | Path, pdf: str | Path) -> None:
-    """Fig. S12 (action-frequency correlation between domains) and S13 (accuracy vs it)."""
+    """Fig. S12 (action-frequency correlation between domains) and S13 (accuracy vs it).
+
+    Raises:
+        ValueError: fewer than `MIN_FREQUENCY_PAIRS` pairs (the figure would be empty); see
+            `write_frequency`, which writes why instead.
+    """
+    reason = frequency_not_drawn(matrices, rho)
+    if reason:
+        raise ValueError(f"Expected at least {MIN_FREQUENCY_PAIRS} domain pairs for Fig. S12/S13, but it is {reason}.")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     _heatmap(left, matrices["frequency_correlation"], "Action-frequency correlation (Pearson)", "RdBu_r", -1, 1)
     mask = ~np.eye(len(matrices["accuracy"]), dtype=bool)
     right.scatter(matrices["frequency_correlation"].to_numpy()[mask], matrices["accuracy"].to_numpy()[mask])
     right.set_xlabel("action-frequency correlation of the two domains")
     right.set_ylabel("top-1 accuracy (%), train -> test")
-    right.set_title(
-        f"Spearman rho {rho['spearman']:.2f}, Pearson r {rho['pearson']:.2f} ({rho['pairs']} pairs; "
-        f"paper rho {REFERENCE_FREQUENCY_RHO})", fontsize=9)
+    if np.isnan(rho["spearman"]):  # enough pairs, but accuracy or correlation is the same in all
+        measured = "rho undefined: accuracy or correlation constant over the pairs"
+    else:
+        measured = f"Spearman rho {rho['spearman']:.2f}, Pearson r {rho['pearson']:.2f}"
+    right.set_title(f"{measured} ({rho['pairs']} pairs; paper rho {REFERENCE_FREQUENCY_RHO})", fontsize=9)
     right.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, png, pdf)
+
+
+def not_drawn_page(figure: str, reason: str) -> str:
+    """A one-paragraph HTML page saying that `figure` was not drawn and why (for the report)."""
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(figure)}: not drawn</title></head>\n"
+            f"<body><p><b>{html.escape(figure)}</b> {html.escape(reason)}.</p></body></html>\n")
+
+
+def write_frequency(matrices: dict[str, pd.DataFrame], rho: dict[str, float], folder: str | Path) -> str:
+    """Fig. S12/S13 into `folder`: `frequency.png` and `.pdf` when there are enough pairs, else
+    `frequency_not_drawn.html` saying why. The files of the other case are removed, so a rerun
+    never leaves an earlier run's figure next to the note (or a stale note next to a figure).
+
+    Returns:
+        the console line: what was written, or why the figure was not drawn.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    png, pdf, note = (folder / name for name in (*FREQUENCY_FIGURE, FREQUENCY_NOTE))
+    reason = frequency_not_drawn(matrices, rho)
+    for stale in (png, pdf) if reason else (note,):
+        stale.unlink(missing_ok=True)
+    if reason:
+        note.write_text(not_drawn_page("Fig. S12/S13 (action-frequency correlation)", reason))
+        return f"Fig. S12/S13 {reason}; wrote {note} instead"
+    plot_frequency(matrices, rho, png, pdf)
+    return f"wrote {png} and {pdf.name} ({rho['pairs']} domain pairs)"
 
 
 def plot_baseline(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str | Path) -> None:
