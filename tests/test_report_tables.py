@@ -165,6 +165,7 @@ def test_domain_matrices_by_hand(tmp_path):
     assert rho["pearson"] == pytest.approx(pairs.acc.corr(pairs.freq))
     long = matrix_long(matrices, rho)
     assert len(long) == 9 and long.set_index(["train_domain", "test_domain"]).loc[("b", "b"), "top1_accuracy"] == 91.0
+    assert long.frequency_rho_spearman.eq(round(rho["spearman"], 3)).all() and long.frequency_rho_pairs.eq(6).all()
     for plot, name in ((plot_matrix, "matrix"), (plot_baseline, "baseline")):
         plot(matrices, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
     (tmp_path / FREQUENCY_NOTE).write_text("an earlier run's note")  # stale: removed when the figure is drawn

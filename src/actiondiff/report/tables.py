@@ -436,7 +436,9 @@ def plot_baseline(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str |
 
 
 def matrix_long(matrices: dict[str, pd.DataFrame], rho: dict[str, float]) -> pd.DataFrame:
-    """One row per (training, test) domain pair with every matrix's value, then the rho row."""
+    """One row per (training, test) domain pair with every matrix's value; the correlation of
+    accuracy with frequency similarity over all off-diagonal pairs (`frequency_rho`) is repeated
+    on every row, so the CSV alone holds the figure's numbers."""
     rows = []
     accuracy = matrices["accuracy"]
     for source in accuracy.index:
@@ -450,7 +452,9 @@ def matrix_long(matrices: dict[str, pd.DataFrame], rho: dict[str, float]) -> pd.
                 "frequency_correlation": matrices["frequency_correlation"].loc[source, target],
             })
     frame = pd.DataFrame(rows).round(3)
-    frame.attrs["rho"] = rho
+    frame["frequency_rho_spearman"] = round(rho["spearman"], 3)
+    frame["frequency_rho_pearson"] = round(rho["pearson"], 3)
+    frame["frequency_rho_pairs"] = int(rho["pairs"])
     return frame
 
 
