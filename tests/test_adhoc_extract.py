@@ -51,7 +51,12 @@ def single_run(tmp_path_factory, videos, settings) -> dict:
     out, done = root / "cache", root / "done.json"
     argv = ["extract", str(videos["a"]), "--list", str(list_file), "--format", "npy", "--out", str(out),
             "--done", str(done), "--settings", settings]
-    assert main(argv) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers of the two-worker test: CPU bytes depend on the thread count
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
     return {"out": out, "summary": json.loads(done.read_text()), "list": list_file}
 
 
@@ -141,8 +146,12 @@ def test_bad_list_devices_and_sources_are_refused_by_name(tmp_path, settings, vi
         parse_devices("cpu,gpu0")
 
 
-def test_two_cpu_workers_commit_each_video_once_with_the_single_process_bytes(single_run, videos, settings, tmp_path, caplog):
-    # One worker process per device ('spawn': each imports torch, ~10 s on 2 cores).
+def test_two_cpu_workers_commit_each_video_once_with_the_single_process_bytes(
+    single_run, videos, settings, tmp_path, caplog, monkeypatch
+):
+    # One worker process per device ('spawn': each imports torch), one thread each, as the
+    # single-process run had: 2 workers x 2 threads on 2 cores ran 5x slower.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out, done = tmp_path / "cache", tmp_path / "done.json"
     argv = ["extract", *(str(videos[v]) for v in "abc"), "--devices", "cpu,cpu", "--out", str(out),
             "--done", str(done), "--settings", settings]

@@ -671,7 +671,8 @@ ad-hoc use:
 --devices cuda:0,cuda:1 runs one worker process per device: each loads the backbone once and
   takes the next video left, so a long video holds up only its own worker. Features are the
   same bytes as a single-process run (each video's random draws are seeded by its content;
-  on CPU at the same torch thread count: workers keep OMP_NUM_THREADS, and share the cores).
+  on CPU at the same torch thread count). CPU workers (cpu,cpu) each take torch's threads:
+  share the cores out, e.g. OMP_NUM_THREADS=1 actiondiff extract ... --devices cpu,cpu.
 
 On a terminal a bar shows the videos and one the current video's frames, per window; a log
 file gets one line per video (frames/s, ETA).

@@ -177,7 +177,7 @@ def _work(
     try:
         # CPU workers keep torch's thread count (OMP_NUM_THREADS, as the parent's): CPU features
         # differ in their last bits between thread counts, as any reduction split over threads.
-        if torch.device(device).type == "cuda":
+        if torch.device(device).type == "cuda" and torch.device(device).index is not None:
             torch.cuda.set_device(device)  # else pinned copies would open a context on cuda:0
         extractor = loader(device, cache)
         while parent is None or parent.is_alive():
