@@ -181,21 +181,28 @@ def check_one_identity(root: Path, digest: str) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from actiondiff.features.backbones import (
-        backbone_class,
-        feature_hash,
-        feature_identity,
-        weight_checksums,
-    )
-    from actiondiff.features.backbones.registry import weight_paths
-    from actiondiff.features.job import run_extraction
+    from actiondiff.features.backbones import feature_hash, feature_identity, weight_checksums
+    from actiondiff.features.job import BackboneLoader, run_extraction
+    from actiondiff.features.multi_device import parse_devices, run_on_devices
     from actiondiff.features.weight_files import WeightsError
     from actiondiff.io.manifest import read_manifest, shard_ids
     from actiondiff.store.cache import FeatureCache
+    from actiondiff.store.npy_files import export_committed, npy_folder
 
     values = _with_extraction_overrides(_load_settings(args), args)
     decode, backbone, extract, weights = backbone_settings(values)
-    if not args.manifest:
+    if args.device and args.devices:
+        raise ValueError(f"Expected --device or --devices, but got both ({args.device!r} and {args.devices!r}).")
+    devices = parse_devices(args.devices) if args.devices else [args.device or values.get("device", "cpu")]
+    if args.manifest and (args.videos or args.list):
+        raise ValueError("Expected videos from --manifest or from paths / --list, but got both.")
+    # Settle which videos before any weight is hashed: a missing list file fails at once.
+    if args.manifest:
+        manifest = read_manifest(args.manifest).set_index("video_id")
+        ids = shard_ids(manifest.reset_index(), args.shard, args.shard_size) if args.shard is not None else list(manifest.index)
+        videos = [(v, manifest.loc[v, "path"]) for v in ids]
+    else:
+        videos = adhoc_videos([*args.videos, *(p for name in args.list or () for p in read_video_list(name))])
         warn_if_demo_weights(backbone, weights)
     # The identity holds the weights' content (checksums cached by path, size and mtime).
     identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
@@ -205,37 +212,41 @@ def cmd_extract(args: argparse.Namespace) -> int:
             f"Expected the extraction identity to hash to {args.settings_hash} (as the workflow planned it), but "
             f"it hashes to {digest} now: the weights changed after Snakemake planned the run. Rerun snakemake."
         )
-    if args.manifest:
-        manifest = read_manifest(args.manifest).set_index("video_id")
-        ids = shard_ids(manifest.reset_index(), args.shard, args.shard_size) if args.shard is not None else list(manifest.index)
-        videos = [(v, manifest.loc[v, "path"]) for v in ids]
-    else:
-        videos = adhoc_videos(args.videos)
-    cache = FeatureCache(Path(args.out), feature_hash(identity))
+    cache = FeatureCache(Path(args.out), digest)
     check_one_identity(cache.root, cache.settings_hash)
     cache.root.mkdir(parents=True, exist_ok=True)
-    for path in cache.remove_stale_temporaries():
+    for path in [*cache.remove_stale_temporaries(), *remove_stale_temporaries(npy_folder(cache))]:
         log.info("removed %s, left by a killed writer", path)
     atomic_write(cache.root / "settings.json", (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
-    device = args.device or values.get("device", "cpu")
-    def load_backbone():
-        # The checksums are taken when the weights are loaded (a file changed since the
-        # identity was computed is an error), so a store records the weights that produced
-        # its features, not those found at pack time.
-        model = backbone_class(backbone).load(extract, decode, weights, device)
-        loaded = weight_checksums(backbone, weights)
-        if loaded != identity["weights_sha256"]:
-            changed = sorted(r for r in {*loaded, *identity["weights_sha256"]} if loaded.get(r) != identity["weights_sha256"].get(r))
-            raise WeightsError(f"Expected the weight files to stay as they were while they were loaded, but {changed} changed. Rerun.")
-        cache.record_weights({path: loaded[role] for path, role in weight_paths(backbone, weights).items()})
-        return model
-
-    summary = run_extraction(videos, cache, load_backbone, strict=args.strict)
-    print(summary.line())
+    loader = BackboneLoader(backbone, extract, decode, weights, identity)
+    on_committed = (lambda video_id: export_committed(cache, video_id)) if args.format == "npy" else None
+    if len(devices) > 1:
+        summary = run_on_devices(videos, cache, loader, devices, strict=args.strict, on_committed=on_committed)
+    else:
+        summary = run_extraction(videos, cache, lambda: loader(devices[0], cache), strict=args.strict, on_committed=on_committed)
+    print(summary.line() + (f" on {len(devices)} devices ({', '.join(devices)})" if len(devices) > 1 else ""))
     if args.done:  # the workflow's output: written whole or not at all, so a kill leaves no empty JSON
         Path(args.done).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(Path(args.done), (json.dumps(summary.__dict__, indent=2, sort_keys=True) + "\n").encode())
     return 1 if args.strict and summary.failed else 0
+
+
+def read_video_list(list_file: str | Path) -> list[str]:
+    """The video paths of a list file (`extract --list`): one per line; blank lines and `#`
+    comments skipped; a relative path is relative to the list file's folder.
+
+    Raises:
+        FileNotFoundError: the list file does not exist (a listed video that does not exist is
+            not an error here: extraction records it as failed, as a missing path argument).
+    """
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"Expected --list to name a file of video paths, but {list_file} does not exist.")
+    paths = []
+    for line in map(str.strip, list_file.read_text().splitlines()):
+        if line and not line.startswith("#"):  # only whole lines are comments: a file name may hold `#`
+            paths.append(str(list_file.parent / line))  # an absolute `line` stays as it is
+    return paths
 
 
 def adhoc_videos(paths: list[str]) -> list[tuple[str, str]]:
@@ -644,6 +655,30 @@ def add_extraction_overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
+EXTRACT_EPILOG = """\
+ad-hoc use:
+  actiondiff extract clip.mp4 frames_dir/ --list videos.txt --out feats --config config/config.yaml
+  Video ids are the file stems (a frame folder: its name). A video that cannot be decoded, or a
+  path that does not exist, is logged and recorded in OUT/failures/<id>.json; the others go on.
+  OUT holds one settings identity; a rerun skips committed videos (resume).
+
+--format npy writes, once a video is committed to the cache, into OUT/npy/:
+  <id>_<tap>.npy          [frames, channels] float32 (tap e.g. L09_T20)
+  <id>_timestamp_ms.npy   [frames] float64, each row's time in the video
+  <id>_frame_index.npy    [frames] int64, each row's frame in the video; written last
+  (each file atomically; a rerun writes only videos whose files are missing).
+
+--devices cuda:0,cuda:1 runs one worker process per device: each loads the backbone once and
+  takes the next video left, so a long video holds up only its own worker. Features are the
+  same bytes as a single-process run (each video's random draws are seeded by its content;
+  on CPU at the same torch thread count). CPU workers (cpu,cpu) each take torch's threads:
+  share the cores out, e.g. OMP_NUM_THREADS=1 actiondiff extract ... --devices cpu,cpu.
+
+On a terminal a bar shows the videos and one the current video's frames, per window; a log
+file gets one line per video (frames/s, ETA).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actiondiff", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -698,7 +733,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("extract-features", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache",
             aliases=("extract",))
+    p.epilog = EXTRACT_EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("videos", nargs="*", help="video files or frame folders (ad-hoc use; ids are the file stems)")
+    p.add_argument("--list", action="append", metavar="FILE",
+                   help="text file of video paths, one per line (blank lines and lines starting with # skipped; "
+                   "relative paths are relative to the list file's folder); with or without path arguments; repeatable")
+    p.add_argument("--format", choices=["zarr", "npy"], default="zarr",
+                   help="zarr (default): the per-video cache, which `pack-store` packs into a Zarr store; npy: the "
+                   "same cache, and also OUT/npy/<video_id>_<tap>.npy per video and tap (see below)")
     p.add_argument("--manifest", help="manifest CSV (instead of video files)")
     p.add_argument("--shard", type=int, help="shard index within the manifest")
     p.add_argument("--shard-size", type=int, default=16, help="videos per shard")
@@ -709,6 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_extraction_overrides(p)
     p.add_argument("--backbone", help="backbone name: svd | sdv2 | videomae | vjepa2 | an entry point (overrides config key `backbone`)")
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
+    p.add_argument("--devices", metavar="LIST",
+                   help="several devices, separated by commas (cuda:0,cuda:1): one worker process per device over the "
+                   "videos (cpu,cpu: two CPU workers)")
 
     p = add("weights", None, "check downloaded weights against the architectures they load as", settings=False)
     weights_sub = p.add_subparsers(dest="weights_command", required=True)

@@ -1,9 +1,14 @@
-"""One extraction job: a shard of videos through one loaded extractor into the cache.
+"""One extraction job: a list of videos through one loaded extractor into the cache.
 
 Committed videos are skipped, so a killed or preempted job, rerun, redoes only the rest. A
 video that fails is recorded in the cache's failure manifest and the job carries on; a video
 that decodes only partly (a `VideoWarning`) keeps its features and gets a manifest line of
 kind "warning".
+
+Progress: on a terminal, a bar over the job's videos and, under it, a bar over the current
+video's frames, ticked after each window; in a log file (Snakemake's `> {log}`), one
+`progress_line` per video. `multi_device.py` runs the same per-video step in one worker
+process per device.
 """
 
 from __future__ import annotations
@@ -12,16 +17,35 @@ import logging
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
-from actiondiff.features.backbones import Backbone
-from actiondiff.io.video import VideoError, VideoWarning
+from actiondiff.features.backbones import Backbone, backbone_class, weight_checksums
+from actiondiff.features.backbones.registry import weight_paths
+from actiondiff.features.weight_files import WeightsError
+from actiondiff.io.video import VideoError, VideoWarning, declared_frames
+from actiondiff.settings import DecodeSettings, WeightsSettings
 from actiondiff.store.cache import FeatureCache
 from actiondiff.store.records import VideoFeatures
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoOutcome:
+    """What extracting one video did; small, as worker processes hand it to their parent."""
+
+    video_id: str
+    failed: bool
+    warned: bool = False
+    frames: int = 0  # kept frames (rows of features)
+    seconds: float = 0.0
+    worker: str = ""  # multi-device runs: which worker (e.g. "1:cuda:1")
 
 
 @dataclass
@@ -32,6 +56,14 @@ class JobSummary:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     warned: list[str] = field(default_factory=list)
+
+    def add(self, outcome: VideoOutcome) -> None:
+        if outcome.failed:
+            self.failed.append(outcome.video_id)
+            return
+        self.extracted.append(outcome.video_id)
+        if outcome.warned:
+            self.warned.append(outcome.video_id)
 
     def line(self) -> str:
         ok = len(self.extracted) + len(self.skipped)
@@ -50,18 +82,82 @@ def progress_line(done: int, total: int, video_id: str, frames: int, seconds: fl
     )
 
 
-def run_extraction(
-    videos: list[tuple[str, str]], cache: FeatureCache, extractor_factory, strict: bool = False
-) -> JobSummary:
-    """Extract every uncommitted video of `videos` [(video_id, path)] into `cache`.
+class VideoProgress:
+    """Progress over a job's videos: a tqdm bar on a terminal, else one `progress_line` per
+    extracted video in the log (a log file gets no carriage returns)."""
+
+    def __init__(self, total: int, console: bool) -> None:
+        self.total, self.console, self.done = total, console, 0
+        self.start = time.perf_counter()
+        self.bar = tqdm(total=total, desc="extract", unit="video", disable=not console)
+
+    def finished(self, outcome: VideoOutcome) -> None:
+        self.done += 1
+        self.bar.update()
+        if not self.console and not outcome.failed:
+            elapsed = time.perf_counter() - self.start
+            log.info("%s", progress_line(self.done, self.total, outcome.video_id, outcome.frames, outcome.seconds, elapsed))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class FramesBar:
+    """A tqdm bar over one video's source frames (total: what the video declares), ticked by
+    calling it with each window's [f] source frame indices: an `on_window` callback."""
+
+    def __init__(self, label: str, path: str, position: int = 1) -> None:
+        self.bar = tqdm(total=declared_frames(path), desc=label, unit="frame", position=position, leave=False)
+
+    def __call__(self, frame_index: np.ndarray) -> None:
+        self.bar.update(int(frame_index[-1]) + 1 - self.bar.n)  # the bar stands at the last index + 1
+
+
+@contextmanager
+def frames_bar(label: str, path: str, console: bool, position: int = 1) -> Iterator[FramesBar | None]:
+    """On a terminal a `FramesBar` for one video, closed after it; elsewhere None (no callback).
 
     Args:
-        extractor_factory: builds the `Backbone` (anything with `extract_video(path, video_id)`);
-            called only if some video needs work,
-            so a fully committed shard never loads the models.
-        strict: re-raise the first video error instead of recording it.
+        position: the bar's line under the videos bar (worker k of a multi-device run: k + 1).
     """
-    summary = JobSummary()
+    if not console:
+        yield None
+        return
+    bar = FramesBar(label, path, position)
+    try:
+        yield bar
+    finally:
+        bar.bar.close()
+
+
+@dataclass(frozen=True)
+class BackboneLoader:
+    """Loads the backbone of one feature identity on a device; picklable, so that each worker
+    process of a multi-device run loads its own.
+
+    The weights' checksums are taken again once they are loaded (a file changed since the
+    identity was computed is an error), so a cache records the weights that produced its
+    features (`weights.json`), not those found at pack time.
+    """
+
+    backbone: str
+    settings: Any  # the backbone's settings object (`ExtractSettings` for svd / sdv2)
+    decode: DecodeSettings
+    weights: WeightsSettings
+    identity: dict[str, Any]  # `feature_identity` of these settings and weights
+
+    def __call__(self, device: str, cache: FeatureCache) -> Backbone:
+        model = backbone_class(self.backbone).load(self.settings, self.decode, self.weights, device)
+        loaded, expected = weight_checksums(self.backbone, self.weights), self.identity["weights_sha256"]
+        if loaded != expected:
+            changed = sorted(r for r in {*loaded, *expected} if loaded.get(r) != expected.get(r))
+            raise WeightsError(f"Expected the weight files to stay as they were while they were loaded, but {changed} changed. Rerun.")
+        cache.record_weights({path: loaded[role] for path, role in weight_paths(self.backbone, self.weights).items()})
+        return model
+
+
+def pending(videos: list[tuple[str, str]], cache: FeatureCache, summary: JobSummary) -> list[tuple[str, str]]:
+    """The videos of `videos` [(video_id, path)] not yet committed; the others go to `summary.skipped`."""
     todo = []
     for video_id, path in videos:
         if cache.is_committed(video_id):
@@ -70,40 +166,85 @@ def run_extraction(
             todo.append((video_id, path))
     if summary.skipped:
         log.info("%d videos already committed for settings %s", len(summary.skipped), cache.settings_hash)
+    return todo
+
+
+def run_extraction(
+    videos: list[tuple[str, str]],
+    cache: FeatureCache,
+    extractor_factory: Callable[[], Backbone],
+    strict: bool = False,
+    on_committed: Callable[[str], None] | None = None,
+) -> JobSummary:
+    """Extract every uncommitted video of `videos` [(video_id, path)] into `cache`.
+
+    Args:
+        extractor_factory: builds the `Backbone` (anything with `extract_video(path, video_id,
+            on_window)`); called only if some video needs work, so a fully committed shard
+            never loads the models.
+        strict: re-raise the first video error instead of recording it.
+        on_committed: called with the id of each video committed, now or before (e.g. to
+            write it in another format too).
+    """
+    summary = JobSummary()
+    todo = pending(videos, cache, summary)
+    for video_id in summary.skipped if on_committed else ():
+        on_committed(video_id)
     if not todo:
         return summary
-    extractor: Backbone = extractor_factory()
-    # A console gets tqdm's bar; a log file (Snakemake's `> {log}`) gets one line per video.
+    extractor = extractor_factory()
     console = sys.stderr.isatty()
-    start = time.perf_counter()
-    for done, (video_id, path) in enumerate(tqdm(todo, desc="extract", unit="video", disable=not console), start=1):
-        began = time.perf_counter()
-        try:
-            features, problems = _extract_one(extractor, path, video_id)
-        except VideoError as error:
-            if strict:
-                raise
-            log.warning("video %s failed: %s", video_id, error)
-            cache.record_failure(video_id, path, error)
-            summary.failed.append(video_id)
-            continue
-        cache.commit(features)  # removes an earlier failure record of this video
-        if problems:
-            log.warning("video %s decoded partly: %s", video_id, "; ".join(map(str, problems)))
-            cache.record_failure(video_id, path, VideoWarning(" | ".join(map(str, problems))), kind="warning")
-            summary.warned.append(video_id)
-        summary.extracted.append(video_id)
-        if not console:
-            now = time.perf_counter()
-            log.info("%s", progress_line(done, len(todo), video_id, len(features.frame_index), now - began, now - start))
+    progress = VideoProgress(len(todo), console)
+    try:
+        for video_id, path in todo:
+            with frames_bar(video_id, path, console) as on_window:
+                outcome = extract_into_cache(extractor, cache, video_id, path, strict, on_window)
+            summary.add(outcome)
+            progress.finished(outcome)
+            if on_committed and not outcome.failed:
+                on_committed(video_id)
+    finally:
+        progress.close()
     return summary
 
 
-def _extract_one(extractor: Backbone, path: str, video_id: str) -> tuple[VideoFeatures, list[VideoWarning]]:
+def extract_into_cache(
+    extractor: Backbone,
+    cache: FeatureCache,
+    video_id: str,
+    path: str,
+    strict: bool = False,
+    on_window: Callable[[np.ndarray], None] | None = None,
+) -> VideoOutcome:
+    """Extract one video and commit it to `cache`, or record why it failed (`strict`: raise).
+
+    A partly decoded video is committed and also recorded, with kind "warning".
+    """
+    began = time.perf_counter()
+    try:
+        features, problems = _extract_one(extractor, path, video_id, on_window)
+    except VideoError as error:
+        if strict:
+            raise
+        log.warning("video %s failed: %s", video_id, error)
+        cache.record_failure(video_id, path, error)
+        return VideoOutcome(video_id, failed=True, seconds=time.perf_counter() - began)
+    cache.commit(features)  # removes an earlier failure record of this video
+    if problems:
+        log.warning("video %s decoded partly: %s", video_id, "; ".join(map(str, problems)))
+        cache.record_failure(video_id, path, VideoWarning(" | ".join(map(str, problems))), kind="warning")
+    return VideoOutcome(
+        video_id, failed=False, warned=bool(problems), frames=len(features.frame_index), seconds=time.perf_counter() - began
+    )
+
+
+def _extract_one(
+    extractor: Backbone, path: str, video_id: str, on_window: Callable[[np.ndarray], None] | None
+) -> tuple[VideoFeatures, list[VideoWarning]]:
     """Extract one video, collecting the `VideoWarning`s its decode emits; others pass through."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VideoWarning)
-        features = extractor.extract_video(path, video_id)
+        features = extractor.extract_video(path, video_id, on_window=on_window)
     problems = []
     for item in caught:
         if issubclass(item.category, VideoWarning):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -155,9 +156,14 @@ class SVDExtractor:
             return torch.autocast(self.device.type, dtype=self.dtype)
         return contextlib.nullcontext()
 
-    def extract_video(self, path: str | Path, video_id: str) -> VideoFeatures:
-        """Decode one video and return its per-frame features for every requested tap."""
-        return extract_windows(path, video_id, self.decode, self.extract, self.extract_window, self.device)
+    def extract_video(
+        self, path: str | Path, video_id: str, on_window: Callable[[np.ndarray], None] | None = None
+    ) -> VideoFeatures:
+        """Decode one video and return its per-frame features for every requested tap
+        (`on_window`: called after each window with its [f] source frame indices, for progress)."""
+        return extract_windows(
+            path, video_id, self.decode, self.extract, self.extract_window, self.device, on_window=on_window
+        )
 
     def extract_window(self, frames: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray]:
         """Features of one window as arrays.

@@ -60,6 +60,7 @@ def extract_windows(
     device: str | torch.device = "cpu",
     prefetch: int = PREFETCH_WINDOWS,
     timings: dict[str, float] | None = None,
+    on_window: Callable[[np.ndarray], None] | None = None,
 ) -> VideoFeatures:
     """Decode one video in windows and concatenate `extract_window`'s features of each.
 
@@ -74,6 +75,8 @@ def extract_windows(
         extract_window: [f, 3, h, w] frames in [-1, 1] on `device` and the generator -> {tap: [f, c]}.
         timings: if given, gets `wait_s` (time the backbone waited for decoded frames),
             `model_s` (resize and `extract_window`) and `frames`, accumulated.
+        on_window: if given, called after each window with its [f] int64 source frame indices
+            (a progress bar's tick; it sees indices, not frames, so it cannot change features).
     """
     generator = torch.Generator(device="cpu").manual_seed(video_seed(content_key(path), seed_settings))
     parts: dict[str, list[np.ndarray]] = {}
@@ -87,6 +90,8 @@ def extract_windows(
         model_s += time.perf_counter() - start
         indices.append(window.frame_index)
         stamps.append(window.timestamp_ms)
+        if on_window is not None:
+            on_window(window.frame_index)
     if timings is not None:
         timings["wait_s"] = timings.get("wait_s", 0.0) + sum(waits)
         timings["model_s"] = timings.get("model_s", 0.0) + model_s

@@ -405,6 +405,30 @@ def iter_frames(path: str | Path, settings: DecodeSettings) -> Iterator[tuple[in
         warnings.warn(VideoWarning(f"{path}: {problem}; kept the {decoded} frames that decoded"), stacklevel=2)
 
 
+def declared_frames(path: str | Path) -> int | None:
+    """How many frames a video says it has, for a progress bar's total (no frame is decoded).
+
+    The container's frame count, else its duration x frame rate; a frame folder's image count.
+    None when it does not say, or cannot be opened: decoding, not this, reports a bad video.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return sum(1 for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            if stream.frames:
+                return int(stream.frames)
+            if rate and container.duration:  # in microseconds (av.time_base)
+                return int(container.duration * rate / av.time_base)
+    except (av.FFmpegError, OSError):
+        return None
+    return None
+
+
 def iter_windows(path: str | Path, settings: DecodeSettings, resize: bool = True) -> Iterator[Window]:
     """Yield the video's kept frames in windows of `settings.window` (the last may be shorter).
 

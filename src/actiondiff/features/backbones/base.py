@@ -13,7 +13,7 @@ A backbone is a frozen video (or image) model behind five facts and one method:
 
 `extract_video` (here, shared by every backbone) decodes a video with the decode settings'
 frame sampling, resized to `input_size`, in windows of `clip_length`, so every kept frame gets
-one feature per tap. Tap names are known from the settings alone (`taps_of`), before any
+one feature per tap (an `on_window` callback, for progress, hears of each window). Tap names are known from the settings alone (`taps_of`), before any
 weight is loaded, because the workflow plans its training runs from them.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -137,12 +138,19 @@ class Backbone(ABC):
         height, width = self.input_size
         return dataclasses.replace(self.decode, height=height, width=width, window=self.clip_length)
 
-    def extract_video(self, path: str | Path, video_id: str):
-        """Decode one video and return its per-frame features (`VideoFeatures`) for every tap."""
+    def extract_video(
+        self, path: str | Path, video_id: str, on_window: Callable[[np.ndarray], None] | None = None
+    ):
+        """Decode one video and return its per-frame features (`VideoFeatures`) for every tap.
+
+        `on_window`, if given, is called after each window with its [f] source frame indices
+        (progress; see `extract_windows`)."""
         from actiondiff.features.windows import extract_windows
 
         device = getattr(self, "device", "cpu")  # where frames are resized: the backbone's device
-        return extract_windows(path, video_id, self.video_decode, self.settings, self.extract_window, device)
+        return extract_windows(
+            path, video_id, self.video_decode, self.settings, self.extract_window, device, on_window=on_window
+        )
 
 
 def pad_clip(frames: torch.Tensor, clip_length: int) -> torch.Tensor:

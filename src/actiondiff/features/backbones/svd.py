@@ -76,9 +76,9 @@ class SVDBackbone(Backbone):
         """`SVDExtractor.extract_window`: frames [f, 3, H, W] in [-1, 1] -> {tap: [f, c] float32}."""
         return self.extractor.extract_window(frames, generator)
 
-    def extract_video(self, path, video_id: str):
+    def extract_video(self, path, video_id: str, on_window=None):
         """`SVDExtractor.extract_video`, unchanged."""
-        return self.extractor.extract_video(path, video_id)
+        return self.extractor.extract_video(path, video_id, on_window)
 
 
 class SDv2Backbone(SVDBackbone):
