@@ -244,7 +244,12 @@ def _extract_one(
     """Extract one video, collecting the `VideoWarning`s its decode emits; others pass through."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VideoWarning)
-        features = extractor.extract_video(path, video_id, on_window=on_window)
+        # without a callback (log files), the two-argument call that backbones of other
+        # packages, written before `on_window`, still answer
+        if on_window is None:
+            features = extractor.extract_video(path, video_id)
+        else:
+            features = extractor.extract_video(path, video_id, on_window=on_window)
     problems = []
     for item in caught:
         if issubclass(item.category, VideoWarning):
