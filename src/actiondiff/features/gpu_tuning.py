@@ -3,7 +3,7 @@
 Each is an `ExtractSettings` field, off by default (`tf32`, `channels_last`, `compile`), so the
 default features are those of before these options existed; each changes the rounding of the
 features, never what is computed, and is measured on its own by
-`benchmarks/bench_throughput.py --tuning` (BENCHMARKS.md, "GPU tuning").
+`benchmarks/bench_gpu_tuning.py` (BENCHMARKS.md, "GPU tuning").
 
 Attention needs no option: diffusers' UNet and VAE attention layers already run
 `F.scaled_dot_product_attention` (`AttnProcessor2_0`), and OpenCLIP's `nn.MultiheadAttention`
