@@ -41,7 +41,11 @@ from actiondiff.tools.flops import build_models, ours_cost  # noqa: E402
 
 
 def build_extractor(arch: str, decode: DecodeSettings, extract: ExtractSettings, device: str, workdir: Path) -> SVDExtractor:
-    """Tiny seeded weights through the real loaders, or full-size models with random weights."""
+    """Tiny seeded weights through the real loaders, or full-size models with random weights.
+
+    Each call builds fresh models: the extractor moves, casts (`half_precision: cast`) and may
+    convert or compile (`channels_last`, `compile`) the modules it runs in place.
+    """
     if arch == "tiny":
         from actiondiff.settings import WeightsSettings
         from actiondiff.tools.tiny_weights import make_tiny_weights
@@ -50,9 +54,27 @@ def build_extractor(arch: str, decode: DecodeSettings, extract: ExtractSettings,
         weights = WeightsSettings(svd=str(paths["svd"]), clip_arch=str(paths["clip_arch"]),
                                   clip_checkpoint=str(paths["clip_checkpoint"]))
         return SVDExtractor.from_weights(weights, decode, extract, device)
-    unet, vae, clip = build_models(arch)
-    dtype = getattr(torch, extract.dtype)
-    return SVDExtractor(unet.to(dtype), vae.to(dtype), clip.to(dtype), decode, extract, device)
+    return SVDExtractor(*random_models(arch, device), decode, extract, device)
+
+
+def random_models(arch: str, device: str, seed: int = 0) -> tuple[torch.nn.Module, ...]:
+    """Float32 models with seeded random weights, initialised straight on `device` (seconds on
+    a GPU; speed does not depend on the values), frozen: `svd-xt` is the SVD-XT UNet, the SVD
+    VAE and OpenCLIP ViT-H-14; `tiny` the test configs (a CPU dry run of this path)."""
+    import open_clip
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+
+    from actiondiff.features.weights import SVD_VAE_CONFIG
+    from actiondiff.tools.tiny_weights import TINY_CLIP_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
+
+    tiny = arch == "tiny"
+    torch.manual_seed(seed)
+    with torch.device(device):
+        models = (UNetSpatioTemporalConditionModel(**(TINY_UNET_CONFIG if tiny else {})),
+                  AutoencoderKLTemporalDecoder(**(TINY_VAE_CONFIG if tiny else SVD_VAE_CONFIG)),
+                  open_clip.CLIP(**(TINY_CLIP_CONFIG if tiny else open_clip.get_model_config("ViT-H-14"))))
+    # diffusers' AlphaBlender creates its mix factor outside the device context
+    return tuple(model.to(device).eval().requires_grad_(False) for model in models)
 
 
 def synchronize(device: str) -> None:
@@ -69,13 +91,19 @@ def decode_only(video: Path, decode: DecodeSettings, device: str) -> tuple[float
 
 
 @torch.inference_mode()
-def model_only(extractor: SVDExtractor, windows: list[torch.Tensor], device: str) -> float:
+def model_only(extractor: SVDExtractor, windows: list[torch.Tensor], device: str,
+               features: list[dict] | None = None) -> float:
+    """Seconds of `extract_window` on every window (after one warm-up window); `features`, if
+    given, gets each window's {tap: [f, c] array}."""
     generator = torch.Generator().manual_seed(0)
-    extractor.extract_window(windows[0], generator)  # warm-up (allocator, kernels)
+    extractor.extract_window(windows[0], generator)  # warm-up (allocator, kernels, compilation)
     synchronize(device)
+    generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     for frames in windows:
-        extractor.extract_window(frames, generator)
+        out = extractor.extract_window(frames, generator)
+        if features is not None:
+            features.append(out)
     synchronize(device)
     return time.perf_counter() - start
 

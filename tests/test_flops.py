@@ -19,6 +19,7 @@ from actiondiff.tools.flops import (
     full_unet_cost,
     layer_costs,
     ours_cost,
+    ours_flops_by_kind,
 )
 
 FULL = DecodeSettings()  # 576x1024, window 25
@@ -59,6 +60,11 @@ def test_tiny_costs_decompose_as_the_procedures_say():
     # authors: the whole UNet on the guidance batch of 2 x window, once per timestep
     assert authors.unet == pytest.approx(2 * num_t * full, rel=1e-9)
     assert authors.total / ours.total > 3
+    # split by model and op kind, as a mixed-precision MFU needs: the same totals
+    kinds = ours_flops_by_kind(models, TINY, extract)
+    assert kinds["vae", "conv"] + kinds["vae", "matmul"] == pytest.approx(ours.vae, rel=1e-9)
+    assert sum(kinds.values()) == pytest.approx(ours.total, rel=1e-9)
+    assert kinds["vae", "matmul"] > 0 and kinds["unet_clip", "conv"] > 0  # the VAE's attention, the UNet's convs
 
 
 @pytest.mark.slow

@@ -26,6 +26,16 @@ LATENT_MODES = ("mean", "sample")
 PADDING_MODES = ("black", "grey")
 COND_NOISE_MODES = ("pixel", "latent")
 HALF_PRECISION_MODES = ("autocast", "cast")
+# torch.compile modes offered for the UNet down path and the VAE encoder. No mode with CUDA
+# graphs: a graph's outputs are overwritten by its next replay, and the extractor keeps some.
+COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs")
+# Fields of ExtractSettings that change how fast the backbone runs on a GPU, and with it the
+# rounding, but not what it computes (issue 18). They are part of the feature identity when set
+# (caches of a tuned and an untuned run never mix) but left out of its hash at their defaults,
+# so identities written before these fields existed keep their hash; and they never seed a
+# video's random draws (`draw_settings`), so a tuned run draws the noise of the untuned one and
+# its features differ from the untuned ones by rounding only.
+TUNING_FIELDS = ("tf32", "channels_last", "compile")
 NUM_UNET_LAYERS = 13
 
 
@@ -76,6 +86,18 @@ def settings_hash(settings: Any, length: int = 12) -> str:
     values = to_dict(settings) if dataclasses.is_dataclass(settings) else settings
     text = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def draw_settings(settings: Any) -> dict[str, Any]:
+    """The settings that seed a video's random draws: all of them but `TUNING_FIELDS`."""
+    return {k: v for k, v in to_dict(settings).items() if k not in TUNING_FIELDS}
+
+
+def without_default_tuning(values: dict[str, Any]) -> dict[str, Any]:
+    """An `extraction` block without the `TUNING_FIELDS` that hold their defaults (what the
+    feature hash covers)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ExtractSettings) if f.name in TUNING_FIELDS}
+    return {k: v for k, v in values.items() if k not in defaults or v != defaults[k]}
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -159,6 +181,9 @@ class ExtractSettings:
     )
     vae_dtype: str = _doc("float32", "dtype the VAE encoder is loaded and run in whatever `dtype` (SVD's force_upcast; the authors: float32)")
     vae_chunk: int = _doc(8, "frames per VAE encoder call (bounds activation memory)")
+    tf32: bool = _doc(False, "CUDA: TF32 matmuls and convolutions for the float32 parts (the VAE; all under dtype float32); no effect on CPU")
+    channels_last: bool = _doc(False, "UNet and VAE encoder 2-D convolutions and the frames in channels-last memory format")
+    compile: str = _doc("none", "torch.compile the UNet down path and the VAE encoder: none | default | max-autotune-no-cudagraphs")
     latent: str = _doc("sample", "first-stage VAE posterior: sample (authors, seeded per video) | mean")
     seed: int = _doc(0, "base seed; each video's generator is seeded from it and the video id")
 
@@ -204,6 +229,10 @@ class ExtractSettings:
         _check_choice("half_precision", self.half_precision, HALF_PRECISION_MODES)
         _check_choice("vae_dtype", self.vae_dtype, DTYPES)
         _check_min("vae_chunk", self.vae_chunk, 1)
+        for name in ("tf32", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"Expected `{name}` to be a bool, but got {getattr(self, name)!r}.")
+        _check_choice("compile", self.compile, COMPILE_MODES)
         _check_min("cond_aug", self.cond_aug, 0)
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(

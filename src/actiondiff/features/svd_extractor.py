@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from actiondiff.features import sigmas
-from actiondiff.features.unet_taps import modules_needed, tap_unet
+from actiondiff.features.gpu_tuning import compile_modules, set_conv_memory_format, tf32_scope
+from actiondiff.features.unet_taps import down_path_modules, modules_needed, tap_unet
 from actiondiff.features.weights import WeightsError, load_clip, load_svd
 from actiondiff.features.windows import extract_windows
 from actiondiff.settings import (
@@ -88,6 +89,10 @@ class SVDExtractor:
     as the authors run them (`half_precision: autocast`: weights as loaded, convolutions and
     matmuls in `dtype` under `torch.autocast`, inputs and time ids in float32) or with their
     weights and inputs cast (`cast`).
+
+    GPU tuning (`features/gpu_tuning.py`): `tf32` holds for every window; `channels_last` and
+    `compile` change the modules that run in place (a later extractor on the same modules sets
+    their memory format again, but does not undo a compile).
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class SVDExtractor:
         self.autocast = self.dtype != torch.float32 and extract.half_precision == "autocast"
         # the dtype of the tensors fed to the UNet and CLIP (autocast casts inside each op)
         self.input_dtype = torch.float32 if self.autocast else self.dtype
+        self.memory_format = torch.channels_last if extract.channels_last else torch.contiguous_format
         self.unet, self.vae, self.clip = unet, vae, clip
         self._place_needed_modules()
         schedule = sigmas.karras_sigmas(extract.num_timesteps, extract.sigma_min, extract.sigma_max, extract.rho)
@@ -140,7 +146,8 @@ class SVDExtractor:
         (unless `action_text` needs it) stay where they were loaded. The VAE encoder goes to
         `vae_dtype`; the UNet and CLIP keep their loaded dtype under autocast.
         """
-        needed = modules_needed(self.unet, self.extract.deepest_layer)
+        unet_parts = modules_needed(self.unet, self.extract.deepest_layer)
+        needed = list(unet_parts)
         if self.extract.conditioning in ("middle_frame", "per_frame"):
             needed.append(self.clip.visual)
         elif self.extract.conditioning == "action_text":
@@ -149,6 +156,9 @@ class SVDExtractor:
             module.to(self.device) if self.autocast else module.to(self.device, self.dtype)
         for module in (self.vae.encoder, self.vae.quant_conv):
             module.to(self.device, self.vae_dtype)
+        # GPU tuning: CLIP runs once per window on one frame, too little to be worth it
+        set_conv_memory_format([*unet_parts, self.vae.encoder, self.vae.quant_conv], self.extract.channels_last)
+        compile_modules([*down_path_modules(self.unet, self.extract.deepest_layer), self.vae.encoder], self.extract.compile)
 
     def _precision(self) -> contextlib.AbstractContextManager:
         """The context the UNet and CLIP run in: autocast to `dtype`, or nothing."""
@@ -199,20 +209,22 @@ class SVDExtractor:
         #    uint8 zeros after x / 127.5 - 1, grey is 0
         value = -1.0 if self.extract.padding == "black" else 0.0
         padded = F.pad(frames, (0, 0, 0, 0, 0, 0, 0, window - num_real), value=value) if num_real < window else frames
-        # contiguous whatever the caller's layout: flat (black) frames are ill-conditioned for
-        # GroupNorm, and channels-last convolutions round differently
-        padded = padded.to(self.device, torch.float32).contiguous()
-        # 2. one VAE pass: posterior mean and log-variance, each [window, 4, h, w] float32
-        mean, logvar = self._encode_vae(padded)
-        # 3. conditioning: context [window, tokens, d] and unscaled concat latent [window, 4, h, w]
-        embedding, concat = self._conditioning(padded, mean, num_real, generator)
-        # 4. first-stage latent z = scaling_factor * (posterior sample | mean)
-        if self.extract.latent == "sample":
-            noise = torch.randn(mean.shape, generator=generator).to(mean)
-            mean = mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
-        z = mean * self.vae.config.scaling_factor
-        # 5. all timesteps in one batch, to the deepest layer
-        pooled = self._run_timesteps(z, concat, embedding, generator)
+        # one memory layout whatever the caller's (contiguous, or channels-last under that
+        # setting): flat (black) frames are ill-conditioned for GroupNorm, and channels-last
+        # convolutions round differently, so the layout must be the settings', not the caller's
+        padded = padded.to(self.device, torch.float32).contiguous(memory_format=self.memory_format)
+        with tf32_scope(self.extract.tf32):
+            # 2. one VAE pass: posterior mean and log-variance, each [window, 4, h, w] float32
+            mean, logvar = self._encode_vae(padded)
+            # 3. conditioning: context [window, tokens, d] and unscaled concat latent [window, 4, h, w]
+            embedding, concat = self._conditioning(padded, mean, num_real, generator)
+            # 4. first-stage latent z = scaling_factor * (posterior sample | mean)
+            if self.extract.latent == "sample":
+                noise = torch.randn(mean.shape, generator=generator).to(mean)
+                mean = mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
+            z = mean * self.vae.config.scaling_factor
+            # 5. all timesteps in one batch, to the deepest layer
+            pooled = self._run_timesteps(z, concat, embedding, generator)
         return {layer: values[:, :num_real] for layer, values in pooled.items()}
 
     def _encode_vae(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

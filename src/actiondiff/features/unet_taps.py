@@ -73,6 +73,24 @@ def modules_needed(unet: torch.nn.Module, deepest: int) -> list[torch.nn.Module]
     return needed
 
 
+def down_path_modules(unet: torch.nn.Module, deepest: int) -> list[torch.nn.Module]:
+    """The modules `tap_unet` calls one after the other to reach layer `deepest` (1..13).
+
+    conv_in, each resnet and its attention, each downsampler and the mid block, in order:
+    the units `torch.compile` compiles one by one (the loop between them taps and may stop).
+    The time embedding's small MLPs are left out.
+    """
+    units: list[list[torch.nn.Module]] = [[unet.conv_in]]  # one entry per tap, as _down_path yields
+    for block in unet.down_blocks:
+        attentions = block.attentions if getattr(block, "has_cross_attention", False) else None
+        for i, resnet in enumerate(block.resnets):
+            units.append([resnet] if attentions is None else [resnet, attentions[i]])
+        if block.downsamplers is not None:
+            units.append([block.downsamplers[0]])
+    units.append([unet.mid_block])
+    return [module for unit in units[:deepest] for module in unit]
+
+
 @contextlib.contextmanager
 def capture_taps(unet: torch.nn.Module, layers: tuple[int, ...] | list[int]) -> Iterator[dict[int, torch.Tensor]]:
     """Record the outputs of the tapped modules during any forward (e.g. the stock one).

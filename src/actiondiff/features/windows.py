@@ -18,14 +18,15 @@ import torch
 
 from actiondiff.io.prefetch import prefetched
 from actiondiff.io.video import iter_windows, resize_frames
-from actiondiff.settings import DecodeSettings, ExtractSettings, settings_hash
+from actiondiff.settings import DecodeSettings, ExtractSettings, draw_settings, settings_hash
 from actiondiff.store.records import VideoFeatures
 
 
 def video_seed(key: str, settings: ExtractSettings) -> int:
     """A per-video seed from a video key (`content_key`) and the settings (any backbone's;
-    `seed` 0 if it has none), independent of run order."""
-    text = f"{getattr(settings, 'seed', 0)}:{settings_hash(settings)}:{key}"
+    `seed` 0 if it has none), independent of run order. The GPU tuning fields
+    (`settings.TUNING_FIELDS`) do not enter it: a tuned run draws the untuned run's noise."""
+    text = f"{getattr(settings, 'seed', 0)}:{settings_hash(draw_settings(settings))}:{key}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 

@@ -78,6 +78,43 @@ def ours_cost(models: tuple[Any, Any, Any], decode: DecodeSettings, extract: Ext
     conditioning frame(s) (`cond_noise: pixel`); CLIP: the image embedding(s) (the action
     names' text embedding is computed once per run, not per frame, and is not counted).
     """
+    total, first_stage, conditioning, clip = _ours_counts(models, decode, extract, count_flops)
+    vae = first_stage + conditioning - clip
+    scale = 1e9 * decode.window
+    return Cost("ours", vae / scale, clip / scale, (total - vae - clip) / scale)
+
+
+def ours_flops_by_kind(
+    models: tuple[Any, Any, Any], decode: DecodeSettings, extract: ExtractSettings
+) -> dict[tuple[str, str], float]:
+    """GFLOP per frame of `window_taps`, by model and op kind: what a mixed-precision MFU needs.
+
+    Returns:
+        {(model, kind): GFLOP/frame} for model "vae" (run in `vae_dtype`) or "unet_clip" (in
+        `dtype`), kind "conv" (convolutions, cuDNN) or "matmul" (matmuls and attention, cuBLAS);
+        the values sum to `ours_cost(...).total`.
+    """
+    total, first_stage, conditioning, clip = _ours_counts(models, decode, extract, count_flops_by_kind)
+    scale = 1e9 * decode.window
+    out = {}
+    for kind in ("conv", "matmul"):
+        vae = first_stage[kind] + conditioning[kind] - clip[kind]
+        out["vae", kind], out["unet_clip", kind] = vae / scale, (total[kind] - vae) / scale
+    return out
+
+
+def count_flops_by_kind(fn: Callable[[], Any]) -> dict[str, int]:
+    """FLOPs executed by `fn()`: {"conv": convolutions, "matmul": everything else counted}."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    conv = sum(n for op, n in counter.get_flop_counts()["Global"].items() if "convolution" in str(op))
+    return {"conv": conv, "matmul": counter.get_total_flops() - conv}
+
+
+def _ours_counts(models: tuple[Any, Any, Any], decode: DecodeSettings, extract: ExtractSettings, count: Callable) -> tuple:
+    """`count` of one full window on `meta`: (all of `window_taps`, the first-stage VAE pass,
+    the conditioning (its VAE pass and CLIP), CLIP alone: 0 when nothing is embedded)."""
     from actiondiff.features.svd_extractor import SVDExtractor
 
     extractor = SVDExtractor(*models, decode, extract, device="meta")
@@ -88,14 +125,12 @@ def ours_cost(models: tuple[Any, Any, Any], decode: DecodeSettings, extract: Ext
     with torch.inference_mode():
         if extract.conditioning == "action_text":
             extractor._text_embed()  # cached: once per run
-        total = count_flops(lambda: extractor.window_taps(frames, generator))
-        first_stage = count_flops(lambda: extractor._encode_vae(frames))
+        total = count(lambda: extractor.window_taps(frames, generator))
+        first_stage = count(lambda: extractor._encode_vae(frames))
         mean, _ = extractor._encode_vae(frames)
-        conditioning = count_flops(lambda: extractor._conditioning(frames, mean, decode.window, generator))
-        clip = count_flops(lambda: extractor._clip_embed(cond_frames)) if cond_frames is not None else 0
-    vae = first_stage + conditioning - clip
-    scale = 1e9 * decode.window
-    return Cost("ours", vae / scale, clip / scale, (total - vae - clip) / scale)
+        conditioning = count(lambda: extractor._conditioning(frames, mean, decode.window, generator))
+        clip = count(lambda: extractor._clip_embed(cond_frames)) if cond_frames is not None else count(lambda: None)
+    return total, first_stage, conditioning, clip
 
 
 def authors_cost(models: tuple[Any, Any, Any], decode: DecodeSettings, extract: ExtractSettings) -> Cost:

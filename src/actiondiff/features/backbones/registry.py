@@ -29,6 +29,7 @@ from actiondiff.settings import (
     from_dict,
     settings_hash,
     to_dict,
+    without_default_tuning,
 )
 
 ENTRY_POINT_GROUP = "actiondiff.backbones"
@@ -113,7 +114,9 @@ def feature_identity(
 ) -> dict[str, Any]:
     """Everything that determines the features: its hash (`feature_hash`) names the cache and the store.
 
-    Blocks: `decode`, `extraction` (the backbone's settings), `weights` (where the weights
+    Blocks: `decode`, `extraction` (the backbone's settings; for SVD without the GPU tuning
+    fields that hold their defaults, `settings.TUNING_FIELDS`, so identities recorded before
+    those fields existed keep their hash), `weights` (where the weights
     were read: recorded, not hashed), `weights_sha256` ({role: SHA-256} of exactly the files
     the backbone loads, `Backbone.weight_files`: the weights' content, hashed) and, for any
     backbone but SVD, `backbone`.
@@ -124,9 +127,12 @@ def feature_identity(
             workflow plans before a download) counts as `missing`, which no file matches.
     """
     cls = backbone_class(name)
+    extraction = to_dict(settings)
+    if cls.settings_class is ExtractSettings:  # SVD: as identities recorded before these fields
+        extraction = without_default_tuning(extraction)
     identity = {
         "decode": {k: v for k, v in to_dict(decode).items() if k not in cls.replaces_decode},
-        "extraction": to_dict(settings),
+        "extraction": extraction,
         "weights": {key: getattr(weights, key) for key in cls.weight_keys},
         "weights_sha256": dict(checksums) if checksums is not None else weight_checksums(name, weights, strict=False),
     }
