@@ -156,8 +156,14 @@ class BackboneLoader:
         return model
 
 
-def pending(videos: list[tuple[str, str]], cache: FeatureCache, summary: JobSummary) -> list[tuple[str, str]]:
-    """The videos of `videos` [(video_id, path)] not yet committed; the others go to `summary.skipped`."""
+def pending(
+    videos: list[tuple[str, str]],
+    cache: FeatureCache,
+    summary: JobSummary,
+    on_committed: Callable[[str], None] | None = None,
+) -> list[tuple[str, str]]:
+    """The videos of `videos` [(video_id, path)] not yet committed; the others go to
+    `summary.skipped`, and to `on_committed` if given."""
     todo = []
     for video_id, path in videos:
         if cache.is_committed(video_id):
@@ -166,6 +172,8 @@ def pending(videos: list[tuple[str, str]], cache: FeatureCache, summary: JobSumm
             todo.append((video_id, path))
     if summary.skipped:
         log.info("%d videos already committed for settings %s", len(summary.skipped), cache.settings_hash)
+    for video_id in summary.skipped if on_committed else ():
+        on_committed(video_id)
     return todo
 
 
@@ -187,9 +195,7 @@ def run_extraction(
             write it in another format too).
     """
     summary = JobSummary()
-    todo = pending(videos, cache, summary)
-    for video_id in summary.skipped if on_committed else ():
-        on_committed(video_id)
+    todo = pending(videos, cache, summary, on_committed)
     if not todo:
         return summary
     extractor = extractor_factory()

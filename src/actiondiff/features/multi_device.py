@@ -86,9 +86,7 @@ def run_on_devices(
             failed, naming them (a rerun extracts exactly those).
     """
     summary = JobSummary()
-    todo = pending(videos, cache, summary)
-    for video_id in summary.skipped if on_committed else ():
-        on_committed(video_id)
+    todo = pending(videos, cache, summary, on_committed)
     if not todo:
         return summary
     devices = devices[: len(todo)]  # no worker without a video
