@@ -61,20 +61,8 @@ def random_models(arch: str, device: str, seed: int = 0) -> tuple[torch.nn.Modul
     """Float32 models with seeded random weights, initialised straight on `device` (seconds on
     a GPU; speed does not depend on the values), frozen: `svd-xt` is the SVD-XT UNet, the SVD
     VAE and OpenCLIP ViT-H-14; `tiny` the test configs (a CPU dry run of this path)."""
-    import open_clip
-    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
-
-    from actiondiff.features.weights import SVD_VAE_CONFIG
-    from actiondiff.tools.tiny_weights import TINY_CLIP_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
-
-    tiny = arch == "tiny"
     torch.manual_seed(seed)
-    with torch.device(device):
-        models = (UNetSpatioTemporalConditionModel(**(TINY_UNET_CONFIG if tiny else {})),
-                  AutoencoderKLTemporalDecoder(**(TINY_VAE_CONFIG if tiny else SVD_VAE_CONFIG)),
-                  open_clip.CLIP(**(TINY_CLIP_CONFIG if tiny else open_clip.get_model_config("ViT-H-14"))))
-    # diffusers' AlphaBlender creates its mix factor outside the device context
-    return tuple(model.to(device).eval().requires_grad_(False) for model in models)
+    return build_models(arch, device)
 
 
 def synchronize(device: str) -> None:

@@ -21,8 +21,9 @@ from actiondiff.settings import DecodeSettings, ExtractSettings
 ARCHES = ("svd-xt", "tiny")
 
 
-def build_models(arch: str) -> tuple[Any, Any, Any]:
-    """(unet, vae, clip) of `arch` on the `meta` device, without weights.
+def build_models(arch: str, device: str = "meta") -> tuple[Any, Any, Any]:
+    """(unet, vae, clip) of `arch`, frozen, initialised straight on `device`: on `meta` (the
+    default) without weights, elsewhere with torch's random initialisation (seed it first).
 
     `svd-xt`: `UNetSpatioTemporalConditionModel()` (its default config is SVD-XT's UNet), the
     SVD VAE and OpenCLIP ViT-H-14; `tiny`: the tiny test configs of the same classes.
@@ -36,12 +37,12 @@ def build_models(arch: str) -> tuple[Any, Any, Any]:
     if arch not in ARCHES:
         raise ValueError(f"Expected `arch` to be one of {list(ARCHES)}, but got {arch!r}.")
     tiny = arch == "tiny"
-    with torch.device("meta"):
+    with torch.device(device):
         unet = UNetSpatioTemporalConditionModel(**(TINY_UNET_CONFIG if tiny else {}))
         vae = AutoencoderKLTemporalDecoder(**(TINY_VAE_CONFIG if tiny else SVD_VAE_CONFIG))
         clip = open_clip.CLIP(**(TINY_CLIP_CONFIG if tiny else open_clip.get_model_config("ViT-H-14")))
     # diffusers' AlphaBlender creates its mix factor outside the device context
-    return tuple(model.to("meta").eval().requires_grad_(False) for model in (unet, vae, clip))
+    return tuple(model.to(device).eval().requires_grad_(False) for model in (unet, vae, clip))
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
