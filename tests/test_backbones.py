@@ -80,6 +80,10 @@ def test_svd_identity_holds_the_weights_content_and_sdv2_is_svd_with_sdv2_true(t
     assert feature_hash({**before, "extraction": to_dict(ExtractSettings())}) == feature_hash(before)  # written out
     tuned = feature_identity(DECODE, name, dataclasses.replace(extract, tf32=True), weights)
     assert tuned["extraction"] == {**untuned, "tf32": True} and feature_hash(tuned) != feature_hash(identity)
+    # the authors' model where ours departs (issue 30): hashed when set, like the tuning fields
+    authors = feature_identity(DECODE, name, dataclasses.replace(extract, z_encoder="first_stage", resnet_norm_eps="sgm"), weights)
+    assert authors["extraction"] == {**untuned, "z_encoder": "first_stage", "resnet_norm_eps": "sgm"}
+    assert feature_hash(authors) != feature_hash(identity)
     _, sdv2 = resolve_settings({"sdv2": False}, {"backbone": "sdv2"}, "svd", "test")
     assert sdv2 == ExtractSettings(sdv2=True)
     assert feature_identity(DECODE, "sdv2", sdv2, weights) == feature_identity(DECODE, "svd", ExtractSettings(sdv2=True), weights)

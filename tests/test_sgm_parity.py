@@ -258,6 +258,19 @@ def test_extractor_equals_the_authors_sgm_modules_in_float64(files, engines, mod
         assert max_relative_difference(default[13][0], theirs[0][13]) > 1e-2
 
 
+def test_first_stage_encoder_needs_the_single_file(tiny_weights, files):
+    """A diffusers snapshot keeps one encoder copy: `z_encoder: first_stage` is refused, naming it."""
+    from actiondiff.features.weight_files import WeightsError
+    from actiondiff.features.weights import load_first_stage_encoder, load_svd
+
+    with pytest.raises(WeightsError, match=r"single sgm file .* for `extraction.z_encoder: first_stage`.*diffusers snapshot"):
+        load_first_stage_encoder(tiny_weights["svd"])
+    # the tiny file's first-stage copy is a clone of the conditioner's (write_single_file)
+    first_stage = load_first_stage_encoder(files["single"]).state_dict()
+    conditioner = load_svd(files["single"])[1].encoder.state_dict()
+    assert first_stage.keys() == conditioner.keys() and all(torch.equal(v, conditioner[k]) for k, v in first_stage.items())
+
+
 def test_clip_resize_equals_kornias_own():
     """Our kornia-0.6.9 resize against the kornia installed (their `preprocess`), shrinking and enlarging."""
     kornia = pytest.importorskip("kornia")
