@@ -73,3 +73,19 @@ def test_claim_each_puts_off_held_videos_then_waits_and_skips_what_the_other_run
         other.wait()
         thread.join()
     assert got == ["b", "c"] and elsewhere == ["a"]  # `a` put off, waited for, found committed
+
+
+def test_a_file_system_without_locks_warns_once_and_extracts_unclaimed(tmp_path, monkeypatch, caplog):
+    import errno
+
+    from actiondiff.features import claims
+
+    def no_locks(fd: int, operation: int) -> None:  # what NFS mounted with `nolock` answers
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(claims.fcntl, "flock", no_locks)
+    cache = FeatureCache(tmp_path, "abc")
+    got = [video_id for video_id, _ in claim_each([("a", "a.mp4"), ("b", "b.mp4")], cache, lambda v: None)]
+    assert got == ["a", "b"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "videos are not claimed, so concurrent runs" in warnings[0]

@@ -25,6 +25,7 @@ from actiondiff.store.cache import FeatureCache, safe_name
 log = logging.getLogger(__name__)
 
 CLAIMS = "claims"
+_WARNED: set[Path] = set()  # caches whose file system refused a lock: warned about once
 
 
 def claim_path(cache: FeatureCache, video_id: str) -> Path:
@@ -70,7 +71,10 @@ def claim(cache: FeatureCache, video_id: str, wait: bool) -> Iterator[bool]:
     try:
         fd = _lock(path, wait)
     except OSError as error:  # e.g. ENOLCK: a network file system mounted without locks
-        log.warning("could not claim video %s (%s): concurrent runs on %s may extract it twice", video_id, error, cache.root)
+        if cache.root not in _WARNED:
+            _WARNED.add(cache.root)
+            log.warning("could not lock %s (%s): videos are not claimed, so concurrent runs on %s may extract a "
+                        "video twice", path, error, cache.root)
         yield True
         return
     if fd is None:
