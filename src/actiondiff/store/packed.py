@@ -597,7 +597,7 @@ def verify_store(path: str | Path) -> VerifyReport:
             if damaged := readers["features"].blame(start, stop):
                 report.flag(ids[i], damaged)
                 continue
-            cached = _check_video(group["features"], offsets, i, ids[i], tap_columns, expected, report, cached,
+            cached = _check_video(readers["features"].array, offsets, i, ids[i], tap_columns, expected, report, cached,
                                   readers["features"])
     return report
 
