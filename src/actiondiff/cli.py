@@ -662,7 +662,8 @@ ad-hoc use:
   actiondiff extract clip.mp4 frames_dir/ --list videos.txt --out feats --config config/config.yaml
   Video ids are the file stems (a frame folder: its name). A video that cannot be decoded, or a
   path that does not exist, is logged and recorded in OUT/failures/<id>.json; the others go on.
-  OUT holds one settings identity; a rerun skips committed videos (resume).
+  OUT holds one settings identity; a rerun skips committed videos (resume). Two runs at once
+  on one OUT share its videos out: each claims a video (OUT/claims/<id>.lock) before extracting.
 
 --format npy writes, once a video is committed to the cache, into OUT/npy/:
   <id>_<tap>.npy          [frames, channels] float32 (tap e.g. L09_T20)
