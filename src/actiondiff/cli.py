@@ -228,7 +228,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.done:  # the workflow's output: written whole or not at all, so a kill leaves no empty JSON
         Path(args.done).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(Path(args.done), (json.dumps(summary.__dict__, indent=2, sort_keys=True) + "\n").encode())
-    return 1 if args.strict and summary.failed else 0
+    # Failed videos are recorded, not an error of the run (the workflow packs the rest and
+    # reports them); --strict raised at the first one, which `main` turns into exit status 2.
+    return 0
 
 
 def read_video_list(list_file: str | Path) -> list[str]:
@@ -660,7 +662,8 @@ ad-hoc use:
   actiondiff extract clip.mp4 frames_dir/ --list videos.txt --out feats --config config/config.yaml
   Video ids are the file stems (a frame folder: its name). A video that cannot be decoded, or a
   path that does not exist, is logged and recorded in OUT/failures/<id>.json; the others go on.
-  OUT holds one settings identity; a rerun skips committed videos (resume).
+  OUT holds one settings identity; a rerun skips committed videos (resume). Two runs at once
+  on one OUT share its videos out: each claims a video (OUT/claims/<id>.lock) before extracting.
 
 --format npy writes, once a video is committed to the cache, into OUT/npy/:
   <id>_<tap>.npy          [frames, channels] float32 (tap e.g. L09_T20)
@@ -676,6 +679,12 @@ ad-hoc use:
 
 On a terminal a bar shows the videos and one the current video's frames, per window; a log
 file gets one line per video (frames/s, ETA).
+
+Exit status: 0 when every video is committed or recorded as failed, so 0 also with failed
+  videos (the summary line counts them, OUT/failures/<id>.json says why); with --strict, 2 at
+  the first video that fails (its error logged, the later ones not extracted); 2 for bad
+  arguments, settings or weights (before any video), and when --devices workers stop, leaving
+  videos neither committed nor recorded (they are named; a rerun does them).
 """
 
 
@@ -748,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="cache folder for these settings")
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
     p.add_argument("--settings-hash", help="the hash the workflow planned (an error if the weights changed since)")
-    p.add_argument("--strict", action="store_true", help="stop at the first bad video")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad video (exit status 2)")
     add_extraction_overrides(p)
     p.add_argument("--backbone", help="backbone name: svd | sdv2 | videomae | vjepa2 | an entry point (overrides config key `backbone`)")
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")

@@ -2,7 +2,8 @@
 
 `extract --devices cuda:0,cuda:1` starts one process per device ('spawn', as CUDA needs).
 Each loads the backbone once, then claims the next unclaimed video of the shared list (a
-counter in shared memory, taken under its lock), extracts it and commits it to the cache
+counter in shared memory, taken under its lock, then the video's claim in the cache, which
+other runs on the same folder respect: `claims.py`), extracts it and commits it to the cache
 itself, with the same atomic commits and failure records as a single-process job
 (`job.extract_into_cache`), and tells the parent what it did. A slow video holds up only its
 own worker. The parent counts, shows progress and writes the one summary.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from actiondiff.features.claims import claim_each
 from actiondiff.features.job import (
     BackboneLoader,
     JobSummary,
@@ -155,6 +157,18 @@ def _messages(outcomes, workers: list) -> Iterator[VideoOutcome | WorkerStopped]
             return
 
 
+def _taken(todo: list[tuple[str, str]], next_video, parent) -> Iterator[tuple[str, str]]:
+    """The videos of `todo` this worker takes from the shared counter (under its lock), until
+    none is left or the parent is gone."""
+    while parent is None or parent.is_alive():
+        with next_video.get_lock():
+            index = next_video.value
+            next_video.value += 1
+        if index >= len(todo):
+            return
+        yield todo[index]
+
+
 def _work(
     slot: int,
     device: str,
@@ -178,13 +192,12 @@ def _work(
         if torch.device(device).type == "cuda" and torch.device(device).index is not None:
             torch.cuda.set_device(device)  # else pinned copies would open a context on cuda:0
         extractor = loader(device, cache)
-        while parent is None or parent.is_alive():
-            with next_video.get_lock():
-                index = next_video.value
-                next_video.value += 1
-            if index >= len(todo):
-                return
-            video_id, path = todo[index]
+        # each video taken from the shared counter is also claimed in the cache, as another
+        # run on the same folder may be extracting it (see `claims.py`)
+        def elsewhere(video_id: str) -> None:
+            outcomes.put(VideoOutcome(video_id, failed=False, worker=label, elsewhere=True))
+
+        for video_id, path in claim_each(_taken(todo, next_video, parent), cache, elsewhere):
             with frames_bar(f"[{label}] {video_id}", path, console, position=slot + 1) as on_window:
                 outcome = extract_into_cache(extractor, cache, video_id, path, strict, on_window)
             outcomes.put(dataclasses.replace(outcome, worker=label))
