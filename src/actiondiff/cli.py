@@ -160,7 +160,7 @@ def warn_if_demo_weights(backbone: str, weights: WeightsSettings) -> None:
     channels = json.loads(config.read_text()).get("block_out_channels")
     if list(channels or []) != SVD_XT_BLOCK_OUT_CHANNELS:
         log.warning(
-            "WARNING: %s is not SVD-XT's UNet (block_out_channels %s, SVD-XT has %s): these look like the "
+            "%s is not SVD-XT's UNet (block_out_channels %s, SVD-XT has %s): these look like the "
             "demo's tiny RANDOM weights, and their features mean nothing. Set `weights.svd` to a real "
             "SVD-XT download (README, Getting the weights).", weights.svd, channels, SVD_XT_BLOCK_OUT_CHANNELS,
         )
@@ -918,8 +918,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # Log lines print above the progress bars, not into them (the same lines where no bar is drawn).
     try:
-        return args.func(args)
+        with logging_redirect_tqdm():
+            return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         log.error("%s", error)
         return 2
