@@ -246,3 +246,13 @@ def test_each_model_gets_a_loading_line_with_its_size(tiny_weights, caplog):
     caplog.clear()
     load_svd(tiny_weights["svd"], values=False)  # `weights check`: nothing is read, no line
     assert "loading" not in caplog.text
+
+
+def test_hashing_a_weight_file_is_said_once(tiny_weights, tmp_path, caplog):
+    caplog.set_level("INFO", logger="actiondiff")
+    files = svd_files(tiny_weights["svd"])
+    ChecksumCache(tmp_path / "sums.json").checksums(files)
+    assert caplog.text.count("for the feature identity, once") == sum(not isinstance(v, dict) for v in files.values())
+    caplog.clear()
+    ChecksumCache(tmp_path / "sums.json").checksums(files)  # cached: nothing to say
+    assert "hashing" not in caplog.text
