@@ -675,8 +675,9 @@ ad-hoc use:
   on CPU at the same torch thread count). CPU workers (cpu,cpu) each take torch's threads:
   share the cores out, e.g. OMP_NUM_THREADS=1 actiondiff extract ... --devices cpu,cpu.
 
-On a terminal a bar shows the videos and one the current video's frames, per window; a log
-file gets one line per video (frames/s, ETA).
+Each model's loading is logged with its size. On a terminal a bar shows the videos and one the
+current video's frames, per window (log lines print above them); a log file gets one line per
+video (frames/s, ETA from the end of loading).
 """
 
 
