@@ -169,7 +169,7 @@ def assign(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.M
 
 def log_loading(name: str, path: str | Path, model: torch.nn.Module, dtype: torch.dtype) -> None:
     """One line per model before its tensors are read (a large one takes a while), e.g.
-    "loading SVD UNet from .../diffusion_pytorch_model.fp16.safetensors (3.05 GB as float16)"."""
+    "loading SVD UNet from .../diffusion_pytorch_model.fp16.safetensors (<GB> as float16)"."""
     values = sum(math.prod(shape) for shape in expected_shapes(model).values())
     log.info("loading %s from %s (%.2f GB as %s)", name, path, values * dtype.itemsize / 1e9, str(dtype).removeprefix("torch."))
 
