@@ -496,11 +496,11 @@ def load_transformers_model(
     root = files["config.json"].parent
     where = ", ".join(str(f) for name, f in files.items() if name not in ("config.json", "preprocessor_config.json"))
     config_values = json.loads(files["config.json"].read_text())
+    log.info("loading %s from %s (%.2f GB of files)", cls.__name__, where,
+             sum(f.stat().st_size for n, f in files.items() if n not in ("config.json", "preprocessor_config.json")) / 1e9)
     if str(config_values.get("model_type", "")).startswith("VideoMAEv2"):
         return _frozen(load_videomae_v2(files, dtype, key)), root
     hf_logging.disable_progress_bar()
-    log.info("loading %s from %s (%.2f GB of files)", cls.__name__, where,
-             sum(f.stat().st_size for n, f in files.items() if n not in ("config.json", "preprocessor_config.json")) / 1e9)
     try:
         # ignore_mismatched_sizes=True only reports size mismatches in `info` (transformers' own
         # error does not name the keys); any missing, unexpected or mismatched key fails below.
