@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ def warn_if_demo_weights(backbone: str, weights: WeightsSettings) -> None:
     channels = json.loads(config.read_text()).get("block_out_channels")
     if list(channels or []) != SVD_XT_BLOCK_OUT_CHANNELS:
         log.warning(
-            "WARNING: %s is not SVD-XT's UNet (block_out_channels %s, SVD-XT has %s): these look like the "
+            "%s is not SVD-XT's UNet (block_out_channels %s, SVD-XT has %s): these look like the "
             "demo's tiny RANDOM weights, and their features mean nothing. Set `weights.svd` to a real "
             "SVD-XT download (README, Getting the weights).", weights.svd, channels, SVD_XT_BLOCK_OUT_CHANNELS,
         )
@@ -677,8 +678,9 @@ ad-hoc use:
   on CPU at the same torch thread count). CPU workers (cpu,cpu) each take torch's threads:
   share the cores out, e.g. OMP_NUM_THREADS=1 actiondiff extract ... --devices cpu,cpu.
 
-On a terminal a bar shows the videos and one the current video's frames, per window; a log
-file gets one line per video (frames/s, ETA).
+Each model's loading is logged with its size. On a terminal a bar shows the videos and one the
+current video's frames, per window (log lines print above them); a log file gets one line per
+video (frames/s, ETA from the end of loading).
 
 Exit status: 0 when every video is committed or recorded as failed, so 0 also with failed
   videos (the summary line counts them, OUT/failures/<id>.json says why); with --strict, 2 at
@@ -688,14 +690,40 @@ Exit status: 0 when every video is committed or recorded as failed, so 0 also wi
 """
 
 
+# The verbs of ad-hoc use, listed first and in this order by `actiondiff --help` (by their short
+# alias where they have one); every other verb is run by the workflow rule of its name.
+USER_VERBS = ("extract-features", "predict", "localize", "weights", "store", "flops", "train-head",
+              "evaluate", "layers", "pack-store", "plot-results")
+
+
+def grouped_verbs(verbs: dict[str, tuple[tuple[str, ...], str]]) -> str:
+    """`--help`'s list of verbs ({name: (aliases, help)}): user verbs apart from rule verbs."""
+    def lines(names: list[str], short: bool) -> list[str]:
+        out = []
+        for name in names:
+            aliases, help_text = verbs[name]
+            shown, full = (aliases[0], f" (= {name})") if short and aliases else (name, "")
+            out += textwrap.wrap(help_text + full, 100, initial_indent=f"  {shown:<20} ", subsequent_indent=" " * 23)
+        return out
+
+    rules = [name for name in verbs if name not in USER_VERBS]
+    return "\n".join(["commands:", *lines(list(USER_VERBS), short=True), "",
+                      "workflow rule verbs (each run by the rule of its name: rule pack_store runs pack-store):",
+                      *lines(rules, short=False), "", "`actiondiff <verb> --help` describes a verb."])
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="actiondiff", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="actiondiff", description=__doc__.splitlines()[0], usage="%(prog)s [-h] [-v] <verb> ...",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # The verbs are listed in the epilog, grouped (argparse lists subcommands in one flat list).
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<verb>", help=argparse.SUPPRESS)
+    verbs: dict[str, tuple[tuple[str, ...], str]] = {}
 
     def add(name: str, func, help_text: str, settings: bool = True, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
         # Each workflow rule runs the verb of its own name (rule `pack_store`: `pack-store`);
         # the short aliases are the verbs of ad-hoc use.
+        verbs[name] = (aliases, help_text)
         command = sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
         command.set_defaults(func=func)
         if settings:
@@ -890,6 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failures", required=True, help="failures CSV of `pack`")
     p.add_argument("--settings-csv", required=True)
     p.add_argument("--failures-csv", required=True)
+    parser.epilog = grouped_verbs(verbs)
     return parser
 
 
@@ -899,8 +928,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # Log lines print above the progress bars, not into them (the same lines where no bar is drawn).
     try:
-        return args.func(args)
+        with logging_redirect_tqdm():
+            return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         log.error("%s", error)
         return 2

@@ -18,10 +18,13 @@ from actiondiff.plan import (
 from actiondiff.io.manifest import num_shards, read_manifest
 from actiondiff.tools.demo_weights import ensure_demo_weights
 
-
 # Our own short message first (key, allowed values, source); Snakemake's validate then fills
 # in the schema's defaults.
-check_config(config, workflow.source_path("../schemas/config.schema.yaml"), "config/config.yaml, --configfile or --config")
+check_config(
+    config,
+    workflow.source_path("../schemas/config.schema.yaml"),
+    "config/config.yaml, --configfile or --config",
+)
 validate(config, "../schemas/config.schema.yaml")
 
 # The feature hash names the weights' content, so the demo's tiny weights (seconds to build,
@@ -72,20 +75,32 @@ def get_final_outputs():
     """Every table and figure of every experiment, plus the extraction report of each store."""
     outputs = []
     for protocol in table_protocols():
-        outputs += expand("results/tables/{dataset}/results_{protocol}.{ext}", dataset=DATASET, protocol=protocol, ext=["csv", "md"])
+        outputs += expand(
+            "results/tables/{dataset}/results_{protocol}.{ext}",
+            dataset=DATASET,
+            protocol=protocol,
+            ext=["csv", "md"],
+        )
     if _in_table("ablation"):
-        outputs += expand("results/tables/{dataset}/ablation.{ext}", dataset=DATASET, ext=["csv", "md"])
+        outputs += expand(
+            "results/tables/{dataset}/ablation.{ext}", dataset=DATASET, ext=["csv", "md"]
+        )
     for name, experiment in EXPERIMENTS.items():
         figures = f"results/figures/{DATASET}/{name}"
         if experiment.settings.grid:
             outputs += [f"{figures}/grid.png", f"{figures}/grid.pdf"]
         if experiment.settings.matrix:
-            outputs += expand(f"{figures}/{{plot}}.{{ext}}", plot=["matrix", "baseline"], ext=["png", "pdf"])
-            outputs.append(f"{figures}/frequency")  # the figure, or a page saying why it is not drawn
+            outputs += expand(
+                f"{figures}/{{plot}}.{{ext}}", plot=["matrix", "baseline"], ext=["png", "pdf"]
+            )
+            # the figure, or a page saying why it is not drawn
+            outputs.append(f"{figures}/frequency")
         if "results" in experiment.settings.tables and not experiment.settings.matrix:
             outputs += [f"{figures}/per_domain_accuracy.png", f"{figures}/confusion.png"]
     for name in USED_SETS:
-        outputs.append(f"results/tables/{DATASET}/extraction/{FEATURE_SETS[name].settings_hash}.settings.csv")
+        outputs.append(
+            f"results/tables/{DATASET}/extraction/{FEATURE_SETS[name].settings_hash}.settings.csv"
+        )
     return outputs
 
 
@@ -94,17 +109,25 @@ def get_settings_json(wildcards=None):
     fs = BY_HASH[wildcards.settings_hash]
     experiment = next(e for e in EXPERIMENTS.values() if e.feature_set.name == fs.name)
     values = experiment.run_settings(config, "main")
-    return json.dumps({k: values[k] for k in ("backbone", "decode", "extraction", "weights", "device")}, sort_keys=True)
+    return json.dumps(
+        {k: values[k] for k in ("backbone", "decode", "extraction", "weights", "device")},
+        sort_keys=True,
+    )
 
 
 def get_selection_settings(wildcards):
     """The protocol blocks of every run on one feature set (by its hash): they choose its videos."""
-    return json.dumps({"protocols": feature_set_protocols(EXPERIMENTS, BY_HASH[wildcards.settings_hash].name)}, sort_keys=True)
+    return json.dumps(
+        {"protocols": feature_set_protocols(EXPERIMENTS, BY_HASH[wildcards.settings_hash].name)},
+        sort_keys=True,
+    )
 
 
 def get_run_settings(wildcards):
     """Every settings block of one experiment run (feature set, protocol, head, train, run)."""
-    return json.dumps(EXPERIMENTS[wildcards.experiment].run_settings(config, wildcards.variant), sort_keys=True)
+    return json.dumps(
+        EXPERIMENTS[wildcards.experiment].run_settings(config, wildcards.variant), sort_keys=True
+    )
 
 
 def get_run_store(wildcards):
@@ -113,7 +136,10 @@ def get_run_store(wildcards):
 
 def get_model_files(wildcards):
     seeds = EXPERIMENTS[wildcards.experiment].seeds
-    return [f"results/models/{RUN}/seed{seed}.safetensors".format(**wildcards, seed=seed) for seed in seeds]
+    return [
+        f"results/models/{RUN}/seed{seed}.safetensors".format(**wildcards, seed=seed)
+        for seed in seeds
+    ]
 
 
 def get_protocol_evaluations(wildcards):
@@ -127,7 +153,11 @@ def get_protocol_evaluations(wildcards):
 
 
 def get_ablation_evaluations(wildcards):
-    return [_evaluation(e.name, variant, tap) for e in _in_table("ablation") for variant, tap in e.runs()]
+    return [
+        _evaluation(e.name, variant, tap)
+        for e in _in_table("ablation")
+        for variant, tap in e.runs()
+    ]
 
 
 def get_experiment_evaluations(wildcards):
@@ -158,7 +188,9 @@ def get_shard_outputs(wildcards):
     if full not in _CHECKED:
         check_protocols(EXPERIMENTS, read_manifest(full), full)
         _CHECKED.add(full)
-    manifest = checkpoints.select_videos.get(dataset=wildcards.dataset, settings_hash=wildcards.settings_hash).output.manifest
+    manifest = checkpoints.select_videos.get(
+        dataset=wildcards.dataset, settings_hash=wildcards.settings_hash
+    ).output.manifest
     count = num_shards(read_manifest(manifest), config["shard_size"])
     return expand(
         "results/features/{dataset}/{settings_hash}/shards/{shard}.json",

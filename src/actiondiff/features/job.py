@@ -97,6 +97,13 @@ class VideoProgress:
         self.start = time.perf_counter()
         self.bar = tqdm(total=total, desc="extract", unit="video", disable=not console)
 
+    def loaded(self) -> None:
+        """Restart the clock once the models are loaded (before any video is done), so that
+        the ETA counts extraction only (a multi-device run creates this before its workers load)."""
+        if self.done == 0:
+            self.start = time.perf_counter()
+            self.bar.reset()
+
     def finished(self, outcome: VideoOutcome) -> None:
         self.done += 1
         self.bar.update()

@@ -47,6 +47,13 @@ POLL_S = 0.5
 
 
 @dataclass
+class WorkerLoaded:
+    """A worker's first message: its backbone is loaded (the ETA starts at the first)."""
+
+    worker: str
+
+
+@dataclass
 class WorkerStopped:
     """A worker's last message when it stops on an error (the rest of its share goes to others)."""
 
@@ -106,6 +113,9 @@ def run_on_devices(
     progress, reported, stopped, per_worker = VideoProgress(len(todo), console), set(), {}, {}
     try:
         for message in _messages(outcomes, workers):
+            if isinstance(message, WorkerLoaded):
+                progress.loaded()
+                continue
             if isinstance(message, WorkerStopped):
                 log.error("worker %s stopped: %s", message.worker, message.reason)
                 stopped[message.worker] = message.reason
@@ -142,7 +152,7 @@ def run_on_devices(
     return summary
 
 
-def _messages(outcomes, workers: list) -> Iterator[VideoOutcome | WorkerStopped]:
+def _messages(outcomes, workers: list) -> Iterator[VideoOutcome | WorkerLoaded | WorkerStopped]:
     """The workers' messages as they come, until every worker has exited and all are read."""
     while True:
         try:
@@ -192,6 +202,7 @@ def _work(
         if torch.device(device).type == "cuda" and torch.device(device).index is not None:
             torch.cuda.set_device(device)  # else pinned copies would open a context on cuda:0
         extractor = loader(device, cache)
+        outcomes.put(WorkerLoaded(label))
         # each video taken from the shared counter is also claimed in the cache, as another
         # run on the same folder may be extracting it (see `claims.py`)
         def elsewhere(video_id: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,13 @@ def assign(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.M
     return model
 
 
+def log_loading(name: str, path: str | Path, model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """One line per model before its tensors are read (a large one takes a while), e.g.
+    "loading SVD UNet from .../diffusion_pytorch_model.fp16.safetensors (<GB> as float16)"."""
+    values = sum(math.prod(shape) for shape in expected_shapes(model).values())
+    log.info("loading %s from %s (%.2f GB as %s)", name, path, values * dtype.itemsize / 1e9, str(dtype).removeprefix("torch."))
+
+
 def load_mapped(
     model: torch.nn.Module,
     tensors: TensorFile,
@@ -294,6 +302,9 @@ def load_svd(
     vae_dtype = vae_dtype or dtype
     unet = build_on_meta(lambda: UNetSpatioTemporalConditionModel.from_config(_config(files["unet/config.json"])))
     vae = build_on_meta(lambda: AutoencoderKLTemporalDecoder.from_config(_config(files["vae/config.json"])))
+    if values:
+        for model, part, name, part_dtype in ((unet, "unet", "UNet", dtype), (vae, "vae", "VAE", vae_dtype)):
+            log_loading(f"SVD {name}", files.get("svd_xt") or files[f"{part}/weights"], model, part_dtype)
     if "svd_xt" in files:
         tensors = TensorFile(files["svd_xt"])
         assumed = assumed_configs(files)
@@ -459,6 +470,8 @@ def load_clip(
         config = clip_config(arch, cache_dir)
         model = _meta_clip(config)
         tensors = TensorFile(files["checkpoint"])
+        if values:
+            log_loading(f"OpenCLIP {arch}", tensors.path, model, dtype)
         expected = [k for k in model.state_dict() if k != "attn_mask"]
         load_mapped_partial(model, tensors, {k: k for k in expected}, dtype, f"OpenCLIP architecture {str(arch)!r}", values)
         if not values:
@@ -468,6 +481,8 @@ def load_clip(
     if "svd_xt" in files:
         visual = _visual_tower(clip_config(arch or SVD_XT_CLIP_ARCH, cache_dir))
         tensors = TensorFile(files["svd_xt"])
+        if values:
+            log_loading("OpenCLIP image encoder", tensors.path, visual, dtype)
         names = {k: f"{key_maps.SGM_CLIP_PREFIX}visual.{k}" for k in visual.state_dict()}
         load_mapped(visual, tensors, names, dtype, f"OpenCLIP {arch or SVD_XT_CLIP_ARCH} visual tower (the single file's conditioner)",
                     whole_file=False, values=values)
@@ -475,6 +490,8 @@ def load_clip(
     config = vision_config_from_hf(files["image_encoder/config.json"])
     visual = _visual_tower(config)
     tensors = TensorFile(files["image_encoder/weights"])
+    if values:
+        log_loading("OpenCLIP image encoder", tensors.path, visual, dtype)
     try:
         hf_shapes = {k: torch.empty(s, device="meta") for k, s in tensors.shapes.items()}
         mapped = key_maps.hf_vision_to_openclip(hf_shapes)
@@ -540,6 +557,8 @@ def load_transformers_model(
     root = files["config.json"].parent
     where = ", ".join(str(f) for name, f in files.items() if name not in ("config.json", "preprocessor_config.json"))
     config_values = json.loads(files["config.json"].read_text())
+    log.info("loading %s from %s (%.2f GB of files)", cls.__name__, where,
+             sum(f.stat().st_size for n, f in files.items() if n not in ("config.json", "preprocessor_config.json")) / 1e9)
     if str(config_values.get("model_type", "")).startswith("VideoMAEv2"):
         return _frozen(load_videomae_v2(files, dtype, key)), root
     hf_logging.disable_progress_bar()
