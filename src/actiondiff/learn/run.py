@@ -3,8 +3,8 @@
 This is where the frozen-backbone side (the store) meets the trainable side (the head). A run
 opens the store once and reads one tap of the videos it needs (train + val to train, val + test
 to evaluate: the training videos' labels come from the manifest), fitted to the head's
-`max_length`, float16 until a batch is formed, and streamed from the store when it would not fit. Its result is an `Evaluation`, written as the
-JSON that the report reads back.
+`max_length`, float16 until a batch is formed, streamed from the store when it would not fit.
+Its result is an `Evaluation`, written as the JSON that the report reads back.
 """
 
 from __future__ import annotations
