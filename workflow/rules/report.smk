@@ -96,7 +96,7 @@ rule plot_results:
 
 rule report_extraction:
     input:
-        store="results/stores/{dataset}/{settings_hash}.zarr",
+        store=ancient("results/stores/{dataset}/{settings_hash}.zarr"),  # see get_run_store
         failures="results/stores/{dataset}/{settings_hash}.failures.csv",
     output:
         settings=report("results/tables/{dataset}/extraction/{settings_hash}.settings.csv", caption="../report/extraction_settings.rst", category="Extraction", subcategory="{settings_hash}"),
