@@ -160,5 +160,7 @@ def test_config_values_and_inputs_fail_the_dry_run_with_one_line_each(finished, 
     assert "got unknown ['purple_nothing'] (config key `experiments.actiondiff`" in output
     annotations = tmp_path / "annotations.yaml"
     annotations.write_text(yaml.safe_dump({"dataset": {"annotations": "resources/gone.csv"}}))
-    output = snakemake(finished, "-n", "--configfile", str(annotations)).stderr
+    result = snakemake(finished, "-n", "--configfile", str(annotations))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
     assert "Expected config key `dataset.annotations` to name an existing file or folder, but resources/gone.csv does not exist" in output
