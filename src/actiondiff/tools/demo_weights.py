@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,52 +33,44 @@ def planning_weights(config: dict[str, Any], keys: tuple[str, ...], staging: str
     """The config's weights, where each of `keys` naming a demo weight not built yet points at
     the same file in a copy under `staging` (built there once, seeded: the same bytes)."""
     weights = from_dict(WeightsSettings, config.get("weights"), "config key `weights`")
-    absent = to_be_built(config, keys)
-    if not absent:
-        return weights
-    backbones = tuple(sorted({DEMO_WEIGHTS[k][1] for k in absent}))
-    folder = staged_demo_weights(Path(staging), backbones)
-    return dataclasses.replace(weights, **{k: str(folder / DEMO_WEIGHTS[k][0]) for k in absent})
+    staged = {
+        key: staged_demo_weights(Path(staging), DEMO_WEIGHTS[key][1]) / DEMO_WEIGHTS[key][0]
+        for key in to_be_built(config, keys)
+    }
+    return dataclasses.replace(weights, **{key: str(path) for key, path in staged.items()})
 
 
-def staged_demo_weights(staging: Path, backbones: tuple[str, ...]) -> Path:
-    """The tiny weights of `backbones` under `staging/<code version>/`, built when absent.
+def staged_demo_weights(staging: Path, backbone: str) -> Path:
+    """The folder holding the tiny weights of `backbone` (`tiny-*` entries), under
+    `staging/<code version>/`, built when absent.
 
-    Named by a hash of the module that builds them, so a changed generator never hashes stale
-    bytes. Built in a private folder and renamed into place: concurrent Snakemake processes
+    Named by a hash of the code that builds them and of the libraries that write them (a
+    diffusers config records its version), so a changed generator never hashes stale bytes. Built in a private folder and renamed into place: concurrent Snakemake processes
     (each job re-reads the workflow) never see a half-written copy.
     """
-    from actiondiff.tools import tiny_weights
+    from actiondiff.tools import demo_data, tiny_weights
 
-    version = hashlib.sha256(Path(tiny_weights.__file__).read_bytes()).hexdigest()[:12]
-    root = staging / version
-    for backbone in backbones:
-        done = root / backbone / ".complete"
-        if done.exists():
-            continue
-        root.mkdir(parents=True, exist_ok=True)
-        private = Path(tempfile.mkdtemp(prefix=f".{backbone}-", dir=root))
+    code = b"".join(Path(m.__file__).read_bytes() for m in (tiny_weights, demo_data))
+    libraries = " ".join(_version(name) for name in ("torch", "diffusers", "open_clip_torch", "transformers", "safetensors"))
+    version = hashlib.sha256(code + libraries.encode()).hexdigest()[:12]
+    folder = staging / version / backbone
+    if not (folder / ".complete").exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        private = Path(tempfile.mkdtemp(prefix=f".{backbone}-", dir=folder.parent))
         tiny_weights.make_tiny_weights(private, backbones=(backbone,))
         (private / ".complete").write_text("")
         try:
-            os.rename(private, root / backbone)
+            os.rename(private, folder)
         except OSError:  # another process finished first: its copy has the same bytes
             shutil.rmtree(private, ignore_errors=True)
-    return _merged(root, backbones)
+    return folder
 
 
-def _merged(root: Path, backbones: tuple[str, ...]) -> Path:
-    """One folder holding every backbone's tiny-* entries (links to the built copies)."""
-    merged = root / "+".join(backbones)
-    if len(backbones) == 1:
-        return root / backbones[0]
-    merged.mkdir(exist_ok=True)
-    for backbone in backbones:
-        for entry in (root / backbone).iterdir():
-            link = merged / entry.name
-            if entry.name != ".complete" and not link.exists():
-                link.symlink_to(entry.resolve())
-    return merged
+def _version(package: str) -> str:
+    try:
+        return f"{package}=={metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        return f"{package} absent"
 
 
 def planning_checksums(config: dict[str, Any], staging: str | Path) -> dict[str, dict[str, str]]:
