@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from actiondiff.features.backbones.registry import weight_checksums
-from actiondiff.plan import annotation_checksums, check_paths, path_errors
+from actiondiff.plan import annotation_checksums, check_paths, content_digest, path_errors
 from actiondiff.settings import WeightsSettings
 from actiondiff.tools.demo_weights import planning_checksums
 
@@ -98,3 +98,9 @@ def test_planning_hashes_a_staged_copy_of_the_demo_weights_as_the_built_ones(con
     assert staged == {"svd": built}
     assert not Path("resources").exists()  # nothing written outside .snakemake/
     assert planning_checksums(config, ".snakemake/actiondiff") == staged  # the copy is reused
+
+
+def test_the_annotation_digest_is_one_short_value_naming_paths_and_content():
+    one = content_digest({"a.txt": "0" * 64, "b.txt": "1" * 64})
+    assert len(one) == 64 and one == content_digest({"b.txt": "1" * 64, "a.txt": "0" * 64})
+    assert one != content_digest({"a.txt": "0" * 64, "b.txt": "2" * 64}) != content_digest({"c.txt": "0" * 64, "b.txt": "1" * 64})

@@ -19,6 +19,7 @@ numbers live in `actiondiff.report.paper`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -507,6 +508,11 @@ def annotation_checksums(config: dict[str, Any], cache: str | Path) -> dict[str,
         found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ANNOTATION_SUFFIXES) if path.is_dir() else [path]
         files.update({str(p): p for p in found if p.is_file()})
     return ChecksumCache(cache).checksums(files) if files else {}
+
+
+def content_digest(checksums: dict[str, str]) -> str:
+    """One SHA-256 of {path: SHA-256}: a short parameter however many annotation files there are."""
+    return hashlib.sha256("".join(f"{path}\t{sha}\n" for path, sha in sorted(checksums.items())).encode()).hexdigest()
 
 
 def manifest_is_current(manifest: str | Path, dataset: dict[str, Any]) -> bool:

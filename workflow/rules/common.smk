@@ -14,6 +14,7 @@ from actiondiff.plan import (
     check_config,
     check_paths,
     check_protocols,
+    content_digest,
     feature_set_protocols,
     feature_sets,
     manifest_is_current,
@@ -54,10 +55,11 @@ if manifest_is_current(_MANIFEST, config["dataset"]):
     check_protocols(EXPERIMENTS, read_manifest(_MANIFEST), _MANIFEST)
     _CHECKED.add(_MANIFEST)
 
-# build_manifest's settings: the dataset block, plus the annotation files' content (not for the
-# demo's own labels), so an edited file reruns it and a copied one (new mtime) does not.
+# build_manifest's settings: the dataset block, plus one SHA-256 of the annotation files' content
+# (not for the demo's own labels), so an edited file reruns it and a copied one (new mtime) does not.
 _ANNOTATIONS = annotation_checksums(config, f"{PLANNING}/annotations-sha256.json")
-MANIFEST_SETTINGS = json.dumps({"dataset": config["dataset"], **({"annotations_sha256": _ANNOTATIONS} if _ANNOTATIONS else {})})
+_DIGEST = {"annotations_sha256": content_digest(_ANNOTATIONS)} if _ANNOTATIONS else {}
+MANIFEST_SETTINGS = json.dumps({"dataset": config["dataset"], **_DIGEST})
 
 RUN = "{dataset}/{experiment}/{variant}/{tap}"
 
