@@ -2,44 +2,63 @@
 # Logic lives in the actiondiff package (actiondiff.plan); this file only hands config values to it.
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from actiondiff.plan import (
+    annotation_checksums,
     annotation_warnings,
     check_config,
+    check_paths,
     check_protocols,
+    content_digest,
     feature_set_protocols,
     feature_sets,
+    manifest_is_current,
     parse_experiments,
 )
 from actiondiff.io.manifest import num_shards, read_manifest
-from actiondiff.tools.demo_weights import ensure_demo_weights
+from actiondiff.tools.demo_weights import planning_checksums
 
 # Our own short message first (key, allowed values, source); Snakemake's validate then fills
-# in the schema's defaults.
-check_config(
-    config,
-    workflow.source_path("../schemas/config.schema.yaml"),
-    "config/config.yaml, --configfile or --config",
-)
+# in the schema's defaults. Then every input the config names must exist (the demo's own files
+# excepted while still to be built), one line per missing path, naming its key.
+SOURCE = "config/config.yaml, --configfile or --config"
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"), SOURCE)
 validate(config, "../schemas/config.schema.yaml")
+check_paths(config, SOURCE)
 
-# The feature hash names the weights' content, so the demo's tiny weights (seconds to build,
-# under `weights_dir`) are built before planning when missing; real weights are downloaded.
-ensure_demo_weights(config)
+# The feature hash names the weights' content. Planning writes nothing outside .snakemake/: it
+# keeps its checksum cache there and reads the demo's tiny weights, until the first run builds
+# them (rule make_tiny_weights), from a seeded copy built there once.
+PLANNING = ".snakemake/actiondiff"
 
 # The settings objects check values, names and references (an unknown feature set, a tap the
 # feature set does not extract) and refuse unknown keys too, before any job runs.
-FEATURE_SETS = feature_sets(config)
-EXPERIMENTS = parse_experiments(config)
+FEATURE_SETS = feature_sets(config, planning_checksums(config, PLANNING))
+EXPERIMENTS = parse_experiments(config, FEATURE_SETS)
 BY_HASH = {fs.settings_hash: fs for fs in FEATURE_SETS.values()}
 USED_SETS = sorted({e.feature_set.name for e in EXPERIMENTS.values()})
 DATASET = config["dataset"]["name"]
 for warning in annotation_warnings(config["dataset"], EXPERIMENTS):
     print(f"WARNING: {warning}", file=sys.stderr)
+
+# Every experiment's protocol against the manifest's domains, now when a current manifest is
+# there (one line); otherwise once the checkpoint is read (get_shard_outputs).
+_CHECKED = set()
+_MANIFEST = f"results/manifests/{DATASET}.csv"
+if manifest_is_current(_MANIFEST, config["dataset"]):
+    check_protocols(EXPERIMENTS, read_manifest(_MANIFEST), _MANIFEST)
+    _CHECKED.add(_MANIFEST)
+
+# build_manifest's settings: the dataset block, plus one SHA-256 of the annotation files' content
+# (not for the demo's own labels), so an edited file reruns it and a copied one (new mtime) does not.
+_ANNOTATIONS = annotation_checksums(config, f"{PLANNING}/annotations-sha256.json")
+_DIGEST = {"annotations_sha256": content_digest(_ANNOTATIONS)} if _ANNOTATIONS else {}
+MANIFEST_SETTINGS = json.dumps({"dataset": config["dataset"], **_DIGEST})
 
 RUN = "{dataset}/{experiment}/{variant}/{tap}"
 
@@ -131,7 +150,9 @@ def get_run_settings(wildcards):
 
 
 def get_run_store(wildcards):
-    return _store(EXPERIMENTS[wildcards.experiment].feature_set)
+    """The run's store, ancient: a folder (no checksum), named by its features' identity; a
+    re-pack of the same cache writes the same bytes."""
+    return ancient(_store(EXPERIMENTS[wildcards.experiment].feature_set))
 
 
 def get_model_files(wildcards):
@@ -171,13 +192,22 @@ def get_first_evaluation(wildcards):
 
 
 def get_weight_files(wildcards):
-    """The feature set's backbone weight files as inputs when they are local files (the demo's are built by a rule)."""
+    """The feature set's backbone weight files as inputs when they are local files (the demo's
+    are built by a rule). Ancient: their content names the feature hash (the cache and store
+    paths), so a copy with new mtimes reruns nothing and other bytes plan a new store."""
     files = BY_HASH[wildcards.settings_hash].weight_inputs
     demo = config["weights_dir"]
-    return [f for f in files if f.startswith(demo) or os.path.exists(f)]
+    return [ancient(f) for f in files if f.startswith(demo) or os.path.exists(f)]
 
 
-_CHECKED = set()
+def get_annotations(wildcards):
+    """The dataset's annotation files. A user's are ancient: their content is in build_manifest's
+    settings (MANIFEST_SETTINGS), so a copy reruns nothing and an edit reruns the manifest. The
+    demo's own labels are a plain input: rebuilt by make_demo_data when the demo settings change."""
+    files = config["dataset"]["annotations"]
+    files = files if isinstance(files, list) else [files]
+    own = os.path.normpath(f"{config['demo_dir']}/labels.csv")
+    return [f if os.path.normpath(f) == own else ancient(f) for f in files]
 
 
 def get_shard_outputs(wildcards):

@@ -16,7 +16,7 @@ localrules:
 
 checkpoint build_manifest:
     input:
-        annotations=config["dataset"]["annotations"],
+        annotations=get_annotations,
     output:
         manifest="results/manifests/{dataset}.csv",
         classes="results/manifests/{dataset}.classes.csv",
@@ -28,7 +28,7 @@ checkpoint build_manifest:
     params:
         adapter=config["dataset"]["adapter"],
         videos=get_videos_dir,
-        settings=json.dumps({"dataset": config["dataset"]}),
+        settings=MANIFEST_SETTINGS,
     shell:
         "actiondiff build-manifest {params.adapter} --annotations {input.annotations:q} --videos {params.videos:q}"
         " --out {output.manifest} --missing {output.missing} --settings {params.settings:q} > {log} 2>&1"

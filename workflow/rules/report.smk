@@ -177,7 +177,7 @@ rule plot_results:
 
 rule report_extraction:
     input:
-        store="results/stores/{dataset}/{settings_hash}.zarr",
+        store=ancient("results/stores/{dataset}/{settings_hash}.zarr"),  # see get_run_store
         failures="results/stores/{dataset}/{settings_hash}.failures.csv",
     output:
         settings=report(
