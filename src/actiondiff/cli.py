@@ -297,6 +297,14 @@ def cmd_flops(args: argparse.Namespace) -> int:
     if args.backbones:
         print(format_backbone_table(tiny=args.arch == "tiny"))
         return 0
+    values = _load_settings(args)
+    if values.get("feature_sets") and not args.per_frame:
+        from actiondiff.tools.config_cost import config_cost, format_config_cost
+
+        cost = config_cost(values, videos=args.videos, kept_frames=args.kept_frames, arch=args.arch)
+        title = f"{args.config or 'the config'}: {args.arch}, every feature set, separate passes vs one shared pass per video"
+        print(format_config_cost(cost, title, fps=args.fps))
+        return 0
     decode, extract, _ = extraction_settings(_with_extraction_overrides(_load_settings(args), args))
     title = (
         f"{args.arch} at {decode.height}x{decode.width}, window {decode.window}, layers "
@@ -768,8 +776,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
     p.add_argument("--gflops", action="store_true", help="add cumulative GFLOP/frame (slower)")
 
-    p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device")
+    p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device; with a "
+            "config's feature_sets: GFLOP and GPU-hours of each set and the whole config, separate vs shared passes")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--per-frame", action="store_true",
+                   help="with feature_sets in the config: the authors' vs ours table of the `extraction` block instead")
+    p.add_argument("--videos", type=int, help="videos every feature set reads (default: the annotations-only "
+                   "manifest if the annotations are on disk, else the published counts per protocol)")
+    p.add_argument("--kept-frames", type=int, help="kept frames per video (default: README's assumed clip length of the dataset)")
+    p.add_argument("--fps", type=float, default=20.0,
+                   help="frames/s of the paper settings the GPU-hours assume (default 20: README's as-shipped H200 estimate)")
     p.add_argument("--backbones", action="store_true",
                    help="instead: GFLOP per frame of each backbone (SVD, SDv2, VideoMAE v2 ViT-g, V-JEPA 2 ViT-L/ViT-g)")
     add_extraction_overrides(p)
