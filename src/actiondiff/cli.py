@@ -231,6 +231,53 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 1 if args.strict and summary.failed else 0
 
 
+def cmd_extract_shared(args: argparse.Namespace) -> int:
+    """One shard of the union of several feature sets' videos, one pass per video for the sets
+    that need it (`features/shared.py`), each committed into its own cache."""
+    import pandas as pd
+
+    from actiondiff.features.backbones import feature_hash, feature_identity, weight_checksums
+    from actiondiff.features.job import BackboneLoader
+    from actiondiff.features.shared import SetTarget, run_shared_extraction
+    from actiondiff.features.weight_files import WeightsError
+    from actiondiff.io.manifest import read_manifest, shard_ids
+    from actiondiff.store.cache import FeatureCache
+
+    spec = json.loads(Path(args.sets).read_text() if Path(args.sets).is_file() else args.sets)
+    targets, paths = {}, {}
+    for entry in spec["sets"]:
+        where = f"--sets entry {entry.get('name')!r}"
+        decode, backbone, extract, weights = backbone_settings(entry["settings"])
+        manifest = read_manifest(entry["manifest"])
+        paths.update(zip(manifest.video_id, manifest.path, strict=True))
+        identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
+        digest = feature_hash(identity)
+        if entry.get("settings_hash") and entry["settings_hash"] != digest:
+            raise WeightsError(
+                f"Expected the extraction identity to hash to {entry['settings_hash']} (as the workflow planned it), but "
+                f"it hashes to {digest} now ({where}): the weights changed after Snakemake planned the run. Rerun snakemake."
+            )
+        cache = FeatureCache(Path(entry["out"]), digest)
+        check_one_identity(cache.root, digest)
+        cache.root.mkdir(parents=True, exist_ok=True)
+        for path in cache.remove_stale_temporaries():
+            log.info("removed %s, left by a killed writer", path)
+        atomic_write(cache.root / "settings.json", (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
+        loader = BackboneLoader(backbone, extract, decode, weights, identity)
+        targets[entry["name"]] = SetTarget(loader, cache, frozenset(manifest.video_id))
+    # the shard: a block of the id-sorted union, as `extract-features` shards one manifest
+    union = pd.DataFrame({"video_id": sorted(paths)})
+    ids = shard_ids(union, args.shard, args.shard_size) if args.shard is not None else list(union.video_id)
+    summaries = run_shared_extraction([(v, paths[v]) for v in ids], targets, args.device or spec.get("device", "cpu"), args.strict)
+    for name, summary in summaries.items():
+        print(f"{name}: {summary.line()}")
+    if args.done:  # written whole or not at all
+        Path(args.done).parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({name: s.__dict__ for name, s in summaries.items()}, indent=2, sort_keys=True) + "\n"
+        atomic_write(Path(args.done), text.encode())
+    return 1 if args.strict and any(s.failed for s in summaries.values()) else 0
+
+
 def read_video_list(list_file: str | Path) -> list[str]:
     """The video paths of a list file (`extract --list`): one per line; blank lines and `#`
     comments skipped; a relative path is relative to the list file's folder.
@@ -738,6 +785,16 @@ def build_parser() -> argparse.ArgumentParser:
             "protocols read (settings: {\"protocols\": [protocol blocks]})")
     p.add_argument("--manifest", required=True, help="the dataset's manifest CSV")
     p.add_argument("--out", required=True, help="manifest CSV of the selected videos")
+
+    p = add("extract-shared", cmd_extract_shared, "one shard of several feature sets' videos, one pass per video "
+            "(decode, VAE and CLIP shared), each set committed into its own cache", settings=False)
+    p.add_argument("--sets", required=True, help='JSON (or a JSON file): {"sets": [{"name", "manifest", "out", '
+                   '"settings": {backbone, decode, extraction, weights}, "settings_hash" (optional)}], "device"}')
+    p.add_argument("--shard", type=int, help="shard index within the id-sorted union of the sets' manifests")
+    p.add_argument("--shard-size", type=int, default=16, help="videos per shard")
+    p.add_argument("--done", help="write a JSON summary per set here when the shard is finished")
+    p.add_argument("--device", help="torch device (overrides the JSON's `device`; default cpu)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad video")
 
     p = add("extract-features", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache",
             aliases=("extract",))
