@@ -141,3 +141,18 @@ def test_config_cost_separate_vs_shared_on_meta(capsys):
     assert main(["flops", "--config", str(ROOT / "config" / "ucf_hmdb.yaml"), "--arch", "tiny", "--videos", "10"]) == 0
     out = capsys.readouterr().out
     assert "| paper | 25 | 10 |" in out and "separate / shared" in out and "--videos 10" in out
+
+
+def test_window_memory_estimate_on_meta():
+    """Tiny models on meta: the VAE chunk bounds the activation peak; weights as placed."""
+    from actiondiff.tools.flops import build_models
+    from actiondiff.tools.memory import placed_bytes, window_memory
+
+    models = build_models("tiny")
+    decode = DecodeSettings(height=64, width=64, window=8)
+    one, eight = (window_memory(models, decode, ExtractSettings(vae_chunk=c)) for c in (1, 8))
+    assert 0 < one.activations < eight.activations and one.weights == eight.weights
+    assert placed_bytes(models, ExtractSettings(layers=(13,))) > placed_bytes(models, ExtractSettings(layers=(1,)))
+    assert placed_bytes(models, ExtractSettings(conditioning="none")) < placed_bytes(models, ExtractSettings())  # no CLIP
+    autocast = window_memory(models, decode, ExtractSettings(dtype="bfloat16"))
+    assert autocast.weights == one.weights  # autocast keeps the float32 weights

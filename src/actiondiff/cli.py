@@ -345,6 +345,12 @@ def cmd_flops(args: argparse.Namespace) -> int:
         print(format_backbone_table(tiny=args.arch == "tiny"))
         return 0
     values = _load_settings(args)
+    if args.memory:
+        from actiondiff.tools.memory import config_memory, format_config_memory
+
+        title = f"{args.config or 'the config'}: {args.arch}, peak GPU memory of one window (meta-device estimate)"
+        print(format_config_memory(config_memory(values, arch=args.arch), title))
+        return 0
     if values.get("feature_sets") and not args.per_frame:
         from actiondiff.tools.config_cost import config_cost, format_config_cost
 
@@ -836,6 +842,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device; with a "
             "config's feature_sets: GFLOP and GPU-hours of each set and the whole config, separate vs shared passes")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--memory", action="store_true",
+                   help="instead: peak GPU memory of one window per feature set and vae_chunk, and the cards (24/40/80 GB) it fits")
     p.add_argument("--per-frame", action="store_true",
                    help="with feature_sets in the config: the authors' vs ours table of the `extraction` block instead")
     p.add_argument("--videos", type=int, help="videos every feature set reads (default: the annotations-only "
