@@ -136,3 +136,14 @@ def test_a_video_that_fails_is_recorded_in_every_set_that_needs_it(tiny_weights,
     for name, target in targets.items():
         assert summaries[name].failed == ["gone"]
         assert target.cache.failure("gone")["video_id"] == "gone"
+
+
+def test_plan_groups_the_sets_that_may_share(tiny_weights):
+    from actiondiff.plan import share_groups
+
+    sets = tiny_sets("animal_kingdom", tiny_weights)
+    assert share_groups(sets) == [list(sets)]  # all seven in one pass
+    config = yaml.safe_load((ROOT / "config" / "animal_kingdom.yaml").read_text())
+    config["weights"] = {key: str(value) for key, value in tiny_weights.items()}
+    config["feature_sets"] = {"paper": {}, "float32": {"dtype": "float32"}, "half": {"decode": {"height": 64, "width": 64}}}
+    assert share_groups(feature_sets(config)) == [["paper"], ["float32"], ["half"]]

@@ -373,3 +373,16 @@ def annotation_warnings(dataset: dict[str, Any], experiments: dict[str, Experime
                     f"neither {candidates[0]} nor {candidates[1]} is in {folder}: its jobs will fail."
                 )
     return warnings
+
+
+def share_groups(sets: dict[str, FeatureSet]) -> list[list[str]]:
+    """Which feature sets go together in one pass per video (`features/shared.py`, `actiondiff
+    extract-shared`): the SVD sets of one `share_key` (same weights, decode but for the window,
+    dtypes and tuning); every other set alone. Groups and their members in config order."""
+    from actiondiff.features.shared import share_key
+
+    groups: dict[Any, list[str]] = {}
+    for name, fs in sets.items():
+        key = share_key(fs.backbone, fs.decode, fs.extract, fs.weights)
+        groups.setdefault(("alone", name) if key is None else key, []).append(name)
+    return list(groups.values())
