@@ -7,6 +7,7 @@ as separate jobs do) and once in one shared pass; every array must be byte-ident
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,15 @@ def test_plan_groups_the_sets_that_may_share(tiny_weights):
     config["weights"] = {key: str(value) for key, value in tiny_weights.items()}
     config["feature_sets"] = {"paper": {}, "float32": {"dtype": "float32"}, "half": {"decode": {"height": 64, "width": 64}}}
     assert share_groups(feature_sets(config)) == [["paper"], ["float32"], ["half"]]
+
+
+def test_extract_shared_refuses_one_video_under_two_paths(tmp_path, caplog):
+    from actiondiff.cli import main
+
+    sets = []
+    for name, path in (("a", "x/one.mp4"), ("b", "y/one.mp4")):
+        manifest = tmp_path / f"{name}.csv"
+        manifest.write_text(f"video_id,path,labels,domain,split\none,{path},run,d,train\n")
+        sets.append({"name": name, "manifest": str(manifest), "out": str(tmp_path / name), "settings": {}})
+    assert main(["extract-shared", "--sets", json.dumps({"sets": sets})]) == 2
+    assert "Expected video 'one' to have one path in every manifest of --sets" in caplog.text

@@ -244,12 +244,19 @@ def cmd_extract_shared(args: argparse.Namespace) -> int:
     from actiondiff.store.cache import FeatureCache
 
     spec = json.loads(Path(args.sets).read_text() if Path(args.sets).is_file() else args.sets)
-    targets, paths = {}, {}
+    targets, paths, manifests = {}, {}, {}
+    for entry in spec["sets"]:  # every manifest first: a conflict fails before any weight is hashed
+        manifests[entry["name"]] = manifest = read_manifest(entry["manifest"])
+        for video_id, path in zip(manifest.video_id, manifest.path, strict=True):
+            if paths.setdefault(video_id, path) != path:
+                raise ValueError(
+                    f"Expected video {video_id!r} to have one path in every manifest of --sets, but got "
+                    f"{paths[video_id]!r} and {path!r} (--sets entry {entry['name']!r}, {entry['manifest']})."
+                )
     for entry in spec["sets"]:
-        where = f"--sets entry {entry.get('name')!r}"
+        where = f"--sets entry {entry['name']!r}"
         decode, backbone, extract, weights = backbone_settings(entry["settings"])
-        manifest = read_manifest(entry["manifest"])
-        paths.update(zip(manifest.video_id, manifest.path, strict=True))
+        manifest = manifests[entry["name"]]
         identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
         digest = feature_hash(identity)
         if entry.get("settings_hash") and entry["settings_hash"] != digest:
