@@ -234,6 +234,60 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract_shared(args: argparse.Namespace) -> int:
+    """One shard of the union of several feature sets' videos, one pass per video for the sets
+    that need it (`features/shared.py`), each committed into its own cache."""
+    import pandas as pd
+
+    from actiondiff.features.backbones import feature_hash, feature_identity, weight_checksums
+    from actiondiff.features.job import BackboneLoader
+    from actiondiff.features.shared import SetTarget, run_shared_extraction
+    from actiondiff.features.weight_files import WeightsError
+    from actiondiff.io.manifest import read_manifest, shard_ids
+    from actiondiff.store.cache import FeatureCache
+
+    spec = json.loads(Path(args.sets).read_text() if Path(args.sets).is_file() else args.sets)
+    targets, paths, manifests = {}, {}, {}
+    for entry in spec["sets"]:  # every manifest first: a conflict fails before any weight is hashed
+        manifests[entry["name"]] = manifest = read_manifest(entry["manifest"])
+        for video_id, path in zip(manifest.video_id, manifest.path, strict=True):
+            if paths.setdefault(video_id, path) != path:
+                raise ValueError(
+                    f"Expected video {video_id!r} to have one path in every manifest of --sets, but got "
+                    f"{paths[video_id]!r} and {path!r} (--sets entry {entry['name']!r}, {entry['manifest']})."
+                )
+    for entry in spec["sets"]:
+        where = f"--sets entry {entry['name']!r}"
+        decode, backbone, extract, weights = backbone_settings(entry["settings"])
+        manifest = manifests[entry["name"]]
+        identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
+        digest = feature_hash(identity)
+        if entry.get("settings_hash") and entry["settings_hash"] != digest:
+            raise WeightsError(
+                f"Expected the extraction identity to hash to {entry['settings_hash']} (as the workflow planned it), but "
+                f"it hashes to {digest} now ({where}): the weights changed after Snakemake planned the run. Rerun snakemake."
+            )
+        cache = FeatureCache(Path(entry["out"]), digest)
+        check_one_identity(cache.root, digest)
+        cache.root.mkdir(parents=True, exist_ok=True)
+        for path in cache.remove_stale_temporaries():
+            log.info("removed %s, left by a killed writer", path)
+        atomic_write(cache.root / "settings.json", (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
+        loader = BackboneLoader(backbone, extract, decode, weights, identity)
+        targets[entry["name"]] = SetTarget(loader, cache, frozenset(manifest.video_id))
+    # the shard: a block of the id-sorted union, as `extract-features` shards one manifest
+    union = pd.DataFrame({"video_id": sorted(paths)})
+    ids = shard_ids(union, args.shard, args.shard_size) if args.shard is not None else list(union.video_id)
+    summaries = run_shared_extraction([(v, paths[v]) for v in ids], targets, args.device or spec.get("device", "cpu"), args.strict)
+    for name, summary in summaries.items():
+        print(f"{name}: {summary.line()}")
+    if args.done:  # written whole or not at all
+        Path(args.done).parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({name: s.__dict__ for name, s in summaries.items()}, indent=2, sort_keys=True) + "\n"
+        atomic_write(Path(args.done), text.encode())
+    return 1 if args.strict and any(s.failed for s in summaries.values()) else 0
+
+
 def read_video_list(list_file: str | Path) -> list[str]:
     """The video paths of a list file (`extract --list`): one per line; blank lines and `#`
     comments skipped; a relative path is relative to the list file's folder.
@@ -299,6 +353,20 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
     if args.backbones:
         print(format_backbone_table(tiny=args.arch == "tiny"))
+        return 0
+    values = _load_settings(args)
+    if args.memory:
+        from actiondiff.tools.memory import config_memory, format_config_memory
+
+        title = f"{args.config or 'the config'}: {args.arch}, peak GPU memory of one window (meta-device estimate)"
+        print(format_config_memory(config_memory(values, arch=args.arch), title))
+        return 0
+    if values.get("feature_sets") and not args.per_frame:
+        from actiondiff.tools.config_cost import config_cost, format_config_cost
+
+        cost = config_cost(values, videos=args.videos, kept_frames=args.kept_frames, arch=args.arch)
+        title = f"{args.config or 'the config'}: {args.arch}, every feature set, separate passes vs one shared pass per video"
+        print(format_config_cost(cost, title, fps=args.fps))
         return 0
     decode, extract, _ = extraction_settings(_with_extraction_overrides(_load_settings(args), args))
     title = (
@@ -768,6 +836,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="the dataset's manifest CSV")
     p.add_argument("--out", required=True, help="manifest CSV of the selected videos")
 
+    p = add("extract-shared", cmd_extract_shared, "one shard of several feature sets' videos, one pass per video "
+            "(decode, VAE and CLIP shared), each set committed into its own cache", settings=False)
+    p.add_argument("--sets", required=True, help='JSON (or a JSON file): {"sets": [{"name", "manifest", "out", '
+                   '"settings": {backbone, decode, extraction, weights}, "settings_hash" (optional)}], "device"}')
+    p.add_argument("--shard", type=int, help="shard index within the id-sorted union of the sets' manifests")
+    p.add_argument("--shard-size", type=int, default=16, help="videos per shard")
+    p.add_argument("--done", help="write a JSON summary per set here when the shard is finished")
+    p.add_argument("--device", help="torch device (overrides the JSON's `device`; default cpu)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad video")
+
     p = add("extract-features", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache",
             aliases=("extract",))
     p.epilog = EXTRACT_EPILOG
@@ -805,8 +883,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
     p.add_argument("--gflops", action="store_true", help="add cumulative GFLOP/frame (slower)")
 
-    p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device")
+    p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device; with a "
+            "config's feature_sets: GFLOP and GPU-hours of each set and the whole config, separate vs shared passes")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--memory", action="store_true",
+                   help="instead: peak GPU memory of one window per feature set and vae_chunk, and the cards (24/40/80 GB) it fits")
+    p.add_argument("--per-frame", action="store_true",
+                   help="with feature_sets in the config: the authors' vs ours table of the `extraction` block instead")
+    p.add_argument("--videos", type=int, help="videos every feature set reads (default: the annotations-only "
+                   "manifest if the annotations are on disk, else the published counts per protocol)")
+    p.add_argument("--kept-frames", type=int, help="kept frames per video (default: README's assumed clip length of the dataset)")
+    p.add_argument("--fps", type=float, default=20.0,
+                   help="frames/s of the paper settings the GPU-hours assume (default 20: README's as-shipped H200 estimate)")
     p.add_argument("--backbones", action="store_true",
                    help="instead: GFLOP per frame of each backbone (SVD, SDv2, VideoMAE v2 ViT-g, V-JEPA 2 ViT-L/ViT-g)")
     add_extraction_overrides(p)

@@ -525,3 +525,16 @@ def manifest_is_current(manifest: str | Path, dataset: dict[str, Any]) -> bool:
     built = manifest.stat().st_mtime
     paths = [Path(p) for p in _as_list(dataset.get("annotations"))]
     return all(p.exists() and p.stat().st_mtime <= built for p in paths)
+
+
+def share_groups(sets: dict[str, FeatureSet]) -> list[list[str]]:
+    """Which feature sets go together in one pass per video (`features/shared.py`, `actiondiff
+    extract-shared`): the SVD sets of one `share_key` (same weights, decode but for the window,
+    dtypes and tuning); every other set alone. Groups and their members in config order."""
+    from actiondiff.features.shared import share_key
+
+    groups: dict[Any, list[str]] = {}
+    for name, fs in sets.items():
+        key = share_key(fs.backbone, fs.decode, fs.extract, fs.weights)
+        groups.setdefault(("alone", name) if key is None else key, []).append(name)
+    return list(groups.values())

@@ -161,12 +161,17 @@ class BackboneLoader:
 
     def __call__(self, device: str, cache: FeatureCache) -> Backbone:
         model = backbone_class(self.backbone).load(self.settings, self.decode, self.weights, device)
+        self.check_and_record(cache)
+        return model
+
+    def check_and_record(self, cache: FeatureCache) -> None:
+        """Once the weights are loaded: their checksums are the identity's (else an error), and
+        they are recorded in `cache` (also for modules loaded once for several sets)."""
         loaded, expected = weight_checksums(self.backbone, self.weights), self.identity["weights_sha256"]
         if loaded != expected:
             changed = sorted(r for r in {*loaded, *expected} if loaded.get(r) != expected.get(r))
             raise WeightsError(f"Expected the weight files to stay as they were while they were loaded, but {changed} changed. Rerun.")
         cache.record_weights({path: loaded[role] for path, role in weight_paths(self.backbone, self.weights).items()})
-        return model
 
 
 def pending(
