@@ -10,13 +10,17 @@ child). Shapes:
 Training side: a child opens the one-tap store and does what `train_seeds` does before the
 first epoch (read the train + val videos of one tap fitted to max_length 75 as float16, fit the
 head's scaling), then trains a linear head for a few steps on a subset; its peak RSS is
-compared with the float16 size of the tap. A second child times batches read from memory and
-streamed from the store (`StoreSequences`).
+compared with the float16 size of the tap; it saves that head as a checkpoint. An evaluation
+child then runs `evaluate_run` with it (val + test features read, training labels from the
+manifest) and its peak RSS is set beside training's (`--compare-src DIR` runs the evaluation
+child a second time with the package of another checkout, e.g. an older version, on
+PYTHONPATH). A last child times batches read from memory and streamed from the store
+(`StoreSequences`).
 
 Features come from a fixed pool of random rows (video i takes rows at its own stride plus its
 own offset): cheap to make, different per video, and about as incompressible as random data.
 Run:  PYTHONPATH=src python benchmarks/bench_scale.py --videos 1000,10000,30000 [--grid 250,1000]
-      [--root DIR] [--train 30000]   (prints Markdown tables; deletes its data as it goes)
+      [--root DIR] [--train 30000] [--compare-src DIR]   (prints Markdown tables; deletes its data as it goes)
 """
 
 from __future__ import annotations
@@ -70,9 +74,14 @@ def write_cache(root: Path, videos: int, kind: str) -> float:
     return time.perf_counter() - start
 
 
-def child(args: list[str]) -> tuple[dict, float]:
-    """Run this script's child mode; (its JSON line, its peak RSS in GiB from wait4)."""
-    process = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+def child(args: list[str], src: str | None = None) -> tuple[dict, float]:
+    """Run this script's child mode; (its JSON line, its peak RSS in GiB from wait4).
+
+    Args:
+        src: a package folder put first on the child's PYTHONPATH (None: this environment's).
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)) if src else None
+    process = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     out = process.stdout.read()
     if os.waitstatus_to_exitcode(status) != 0:
@@ -109,7 +118,7 @@ def child_train(root: Path, videos: int, steps: int) -> None:
     from actiondiff.learn.head import HeadSettings, build_head
     from actiondiff.learn.protocols import ProtocolSettings
     from actiondiff.learn.run import load_sets
-    from actiondiff.learn.train import TrainSettings, train_head
+    from actiondiff.learn.train import TrainSettings, checkpoint_info, save_checkpoint, train_head
     from actiondiff.store.packed import FeatureStore
 
     torch.set_num_threads(2)
@@ -124,12 +133,28 @@ def child_train(root: Path, videos: int, steps: int) -> None:
     train, val = sets["train"], sets["val"]
     n = steps * 16
     start = time.perf_counter()
-    train_head((train.sequences[:n], train.targets[:n]), (val.sequences[:64], val.targets[:64]), head,
-               TrainSettings(epochs=1, batch_size=16, multilabel=True, loss="focal"))
+    settings = TrainSettings(epochs=1, batch_size=16, multilabel=True, loss="focal")
+    model, _ = train_head((train.sequences[:n], train.targets[:n]), (val.sequences[:64], val.targets[:64]), head, settings)
     train_s = time.perf_counter() - start
+    save_checkpoint(model, root / "seed0.safetensors", checkpoint_info(
+        head, settings, classes=sets.classes, settings_hash=store.attrs["settings_hash"], tap="L09_T20", width=1280))
     frames = sum(len(s) for s in train.sequences) + sum(len(s) for s in val.sequences)
     print(json.dumps({"read_s": read_s, "fit_s": fit_s, "train_s": train_s, "frames": frames,
                       "tap_f16_bytes": int(store.offsets[-1]) * 1280 * 2}))
+
+
+def child_evaluate(root: Path, videos: int) -> None:
+    """`evaluate_run` of the head the training child saved: what `actiondiff evaluate` does."""
+    import torch
+
+    from actiondiff.learn.protocols import ProtocolSettings
+    from actiondiff.learn.run import evaluate_run
+
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    result = evaluate_run(root / "store.zarr", manifest_of(videos), ProtocolSettings(), [root / "seed0.safetensors"])
+    print(json.dumps({"seconds": time.perf_counter() - start, "test_videos": result.num_test_videos,
+                      "val_videos": result.in_domain.num_videos if result.in_domain else 0}))
 
 
 def child_batches(root: Path, batches: int) -> None:
@@ -163,6 +188,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=30000, help="one-tap size also measured on the training side (0: none)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--root", default="/tmp/bench_scale")
+    parser.add_argument("--compare-src", default="", help="also evaluate with the package of this src folder (e.g. an older checkout)")
     args = parser.parse_args()
     root = Path(args.root)
     print("| shape | videos | cache write s | pack s | pack peak RSS GiB | store GiB | store files |")
@@ -180,26 +206,33 @@ def main() -> None:
             if kind == "tap" and videos == args.train:
                 shutil.rmtree(root / "cache")  # the store is all training reads
                 trained, train_rss = child(["train", str(root), str(videos), str(args.steps)])
+                sources = ["", *([args.compare_src] if args.compare_src else [])]  # "": this environment's package
+                evaluated = [(src, *child(["evaluate", str(root), str(videos)], src)) for src in sources]
                 batches, _ = child(["batches", str(root), "20"])
-                training.append((videos, trained, train_rss, batches))
+                training.append((videos, trained, train_rss, batches, evaluated))
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    for videos, trained, rss, batches in training:
+    for videos, trained, rss, batches, evaluated in training:
         tap = trained["tap_f16_bytes"] / 2**30
         print(f"\nTraining side, one tap of {videos:,} videos (float16 size of the tap {tap:.2f} GiB; train + val read: "
               f"{trained['frames'] * 1280 * 2 / 2**30:.2f} GiB): peak RSS {rss:.2f} GiB = {rss / tap:.2f} x the tap; "
               f"read {trained['read_s']:.0f} s, scaling fit {trained['fit_s']:.0f} s, {args.steps} linear-head steps "
               f"{trained['train_s']:.0f} s. Batch of 16 (collate): {1e3 * batches['memory_s']:.1f} ms from memory, "
               f"{1e3 * batches['streamed_s']:.1f} ms streamed from the store.")
+        for src, result, eval_rss in evaluated:
+            print(f"Evaluation{f' with {src}' if src else ''} ({result['val_videos']:,} val + {result['test_videos']:,} test videos): "
+                  f"peak RSS {eval_rss:.2f} GiB ({eval_rss / rss:.2f} x training's), {result['seconds']:.0f} s.")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("pack", "train", "batches"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("pack", "train", "evaluate", "batches"):
         mode, where, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
         if mode == "pack":
             child_pack(where, count)
         elif mode == "train":
             child_train(where, count, int(sys.argv[4]))
+        elif mode == "evaluate":
+            child_evaluate(where, count)
         else:
             child_batches(where, count)
     else:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +106,23 @@ def test_rerun_skips_committed_videos_and_writes_only_missing_npy_files(single_r
     np.testing.assert_array_equal(np.load(out / "npy" / "b_frame_index.npy"), np.arange(5))
 
 
+def test_exit_status_with_failed_videos_is_0_and_2_with_strict(single_run, videos, settings, tmp_path, caplog, capsys):
+    # without --strict (single_run): `missing` failed and is recorded, the run exits 0
+    assert single_run["summary"]["failed"] == ["missing"]
+    out = tmp_path / "cache"
+    argv = ["extract", str(tmp_path / "gone.mp4"), str(videos["b"]), "--out", str(out), "--settings", settings, "--strict"]
+    assert main(argv) == 2  # --strict: stops at the first bad video
+    assert "gone.mp4" in caplog.text and not _cache(out).is_committed("b")
+    assert main(argv[:-1]) == 0
+    assert capsys.readouterr().out.startswith("1 ok (1 extracted, 0 already committed, 0 with warnings), 1 failed")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    helptext = " ".join(capsys.readouterr().out.split())
+    assert "Exit status: 0 when every video is committed or recorded as failed" in helptext
+    assert "with --strict, 2 at the first video that fails" in helptext
+
+
 def test_on_window_is_called_once_per_window_with_its_frames(videos):
     def extract_window(frames, generator):  # a per-window function: each frame's mean and a draw
         return {"L01_T20": (frames.mean(dim=(1, 2, 3)) + torch.rand(len(frames), generator=generator))[:, None].numpy()}
@@ -167,3 +189,56 @@ def test_two_cpu_workers_commit_each_video_once_with_the_single_process_bytes(
         a, b = ours.load(video_id), single.load(video_id)
         assert a.features["L01_T20"].tobytes() == b.features["L01_T20"].tobytes()
         assert a.frame_index.tobytes() == b.frame_index.tobytes()
+
+
+def _extract_process(out: Path, done: Path, settings: str, videos: list[Path]) -> subprocess.Popen:
+    """A real `actiondiff extract` run in its own process (one torch thread, as `single_run`)."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
+    argv = [sys.executable, "-m", "actiondiff", "extract", *map(str, videos), "--out", str(out), "--done", str(done),
+            "--settings", settings]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_runs_on_one_folder_extract_each_video_once(videos, settings, single_run, tmp_path):
+    out = tmp_path / "cache"
+    runs = [_extract_process(out, tmp_path / f"done{k}.json", settings, [videos[v] for v in "abc"]) for k in range(2)]
+    logs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], logs
+    summaries = [json.loads((tmp_path / f"done{k}.json").read_text()) for k in range(2)]
+    extracted = [set(s["extracted"]) for s in summaries]
+    assert not extracted[0] & extracted[1] and extracted[0] | extracted[1] == set("abc"), logs  # each once
+    for summary, other in zip(summaries, reversed(extracted), strict=True):
+        assert set(summary["skipped"]) == other  # what the other run did, counted as committed
+    ours, single = _cache(out), _cache(single_run["out"])
+    for video_id in "abc":
+        assert ours.load(video_id).features["L01_T20"].tobytes() == single.load(video_id).features["L01_T20"].tobytes()
+    assert list((out / "claims").iterdir()) == []
+
+
+def test_a_run_puts_off_videos_another_holds_and_takes_them_when_it_is_killed(videos, settings, single_run, tmp_path):
+    out = tmp_path / "cache"
+    cache = FeatureCache(out, _cache(single_run["out"]).settings_hash)  # the same settings
+    # another run, holding `a` and `b`: this test process's claims, then a process's, killed
+    hold = ("import sys, time\nfrom actiondiff.features.claims import claim\nfrom actiondiff.store.cache import "
+            "FeatureCache\ncache = FeatureCache(sys.argv[1], sys.argv[2])\nwith claim(cache, 'a', wait=False), "
+            "claim(cache, 'b', wait=False):\n    print('held', flush=True)\n    time.sleep(300)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    other = subprocess.Popen([sys.executable, "-c", hold, str(out), cache.settings_hash], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        run = _extract_process(out, tmp_path / "done.json", settings, [videos[v] for v in "abc"])
+        deadline = time.monotonic() + 300
+        while not cache.is_committed("c") and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # it goes on to wait for `a`
+        assert run.poll() is None, run.communicate()[0]
+        assert not cache.is_committed("a") and not cache.is_committed("b")
+        for name in ("a.npz", "a.done"):  # the other run commits `a` ...
+            shutil.copy(_cache(single_run["out"]).videos / name, cache.videos / name)
+    finally:
+        other.send_signal(signal.SIGKILL)  # ... and is killed with `b` claimed: its claims die with it
+        other.wait()
+    log = run.communicate(timeout=300)[0]
+    assert run.returncode == 0, log
+    summary = json.loads((tmp_path / "done.json").read_text())
+    assert (summary["extracted"], summary["skipped"], summary["failed"]) == (["c", "b"], ["a"], []), log

@@ -1,4 +1,4 @@
-"""Snakemake workflow-catalog conventions: lint clean, per-rule conda envs that agree with
+"""Snakemake workflow-catalog conventions: lint and snakefmt clean, per-rule conda envs that agree with
 pyproject.toml, the default profile found by plain `snakemake`, licence and catalog file."""
 
 from __future__ import annotations
@@ -45,6 +45,16 @@ def test_lint_is_clean(workflow):
     result = snakemake(workflow, "--lint")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_snakefmt_is_clean():
+    """Workflow files as snakefmt writes them (line length from pyproject's [tool.snakefmt])."""
+    def snakefmt(option: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "snakefmt", option, "Snakefile", "workflow"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    if snakefmt("--check").returncode != 0:  # names the files and lines that differ
+        pytest.fail("run `snakefmt Snakefile workflow`:\n" + snakefmt("--compact-diff").stdout[-3000:])
 
 
 def test_every_rule_has_a_conda_env_that_exists():

@@ -18,6 +18,7 @@ The counts of the published files themselves are pinned in tests/test_real_annot
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -584,6 +585,116 @@ def test_ucf_list_errors_name_file_and_line(tmp_path: Path):
     assert "trainlist01.txt line 1 (Archery/v_Archery_g08_c01.avi): expected `<Class>/<file>` followed by class number 1" in message
     assert "trainlist01.txt line 2 (Bowling/v_Bowling_g08_c01.avi): folder 'Bowling'" in message
     assert "video v_Archery_g01_c01 is listed twice" in message
+
+
+def _copy_lists(ucf_hmdb, tmp_path: Path) -> dict[str, Path]:
+    """Copies of the published-layout UCF and HMDB lists (not the videos), to damage."""
+    import shutil
+
+    paths = {key: tmp_path / path.name for key, path in ucf_hmdb.items() if key.endswith(("_lists", "_splits"))}
+    for key, path in paths.items():
+        shutil.copytree(ucf_hmdb[key], path)
+    return paths
+
+
+def test_a_missing_hmdb51_split_file_is_an_error_not_shifted_ids(ucf_hmdb, tmp_path: Path, caplog):
+    lists = _copy_lists(ucf_hmdb, tmp_path)
+    (lists["hmdb_splits"] / "brush_hair_test_split1.txt").unlink()  # split 2 and 3 files of the class remain
+    argv = ["manifest", "hmdb51", "--annotations", str(lists["hmdb_splits"]), "--annotations-only", "--out", str(tmp_path / "m.csv")]
+    assert main(argv) == 2 and not (tmp_path / "m.csv").exists()
+    assert "51 HMDB51 classes" in caplog.text and "1 are missing: ['brush_hair_test_split1.txt']" in caplog.text
+    assert read_hmdb51(lists["hmdb_splits"], "v", split_number=2, check_videos=False).label_ids.map(int).max() == 50
+    with pytest.raises(ManifestError, match=r"1 are missing: \['brush_hair_test_split1.txt'\]"):
+        read_ucf_hmdb(**lists, ucf_videos="u", hmdb_videos="h", check_videos=False)
+    (lists["hmdb_splits"] / "brush_hair_test_split1.txt").write_text("")  # present but empty
+    with pytest.raises(ManifestError, match=r"HMDB51 split file .*brush_hair_test_split1.txt' to list at least one line, but it is empty"):
+        read_hmdb51(lists["hmdb_splits"], "v", check_videos=False)
+    (lists["hmdb_splits"] / "brush_hair_test_split1.txt").write_text("a.avi 1 \n")
+    (lists["hmdb_splits"] / "brushhair_test_split1.txt").write_text("b.avi 1 \n")
+    with pytest.raises(ManifestError, match=r"\['brushhair_test_split1.txt'\] are of no HMDB51 class"):
+        read_hmdb51(lists["hmdb_splits"], "v", check_videos=False)
+
+
+@pytest.mark.parametrize("name, damage, expected", [
+    ("trainlist01.txt", "empty", r"UCF101 training list .*trainlist01.txt' to list at least one line, but it is empty"),
+    ("trainlist01.txt", "blank", r"trainlist01.txt' to list at least one line, but it is empty"),
+    ("testlist01.txt", "delete", r"UCF101 test list .* at '.*testlist01.txt', but it is absent"),
+    ("classInd.txt", "empty", r"UCF101 class list .*classInd.txt' to list at least one line"),
+])
+def test_missing_or_empty_ucf_lists_are_errors(ucf_hmdb, tmp_path: Path, caplog, name, damage, expected):
+    lists = _copy_lists(ucf_hmdb, tmp_path)
+    path = lists["ucf_lists"] / name
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(b"" if damage == "empty" else b"\r\n \r\n")
+    argv = ["manifest", "ucf101", "--annotations", str(lists["ucf_lists"]), "--annotations-only", "--out", str(tmp_path / "m.csv")]
+    assert main(argv) == 2 and not (tmp_path / "m.csv").exists()  # was: 3,783 test rows, no training row, exit 0
+    assert re.search(expected, caplog.text)
+    with pytest.raises(ManifestError, match=expected):
+        read_ucf_hmdb(**lists, ucf_videos="u", hmdb_videos="h", check_videos=False)
+
+
+def test_ucf_class_numbers_must_run_in_order(tmp_path: Path):
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    (folder / "classInd.txt").write_bytes(b"1 Archery\r\n3 Basketball\r\n3 Biking\r\n")
+    with pytest.raises(ManifestError, match=r"line 2: '3 Basketball' is not class number 2"):
+        read_ucf101(folder, tmp_path, check_videos=False)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("no classes file", r"Charades class list .* at '.*Charades_v1_classes.txt', but it is absent"),
+    ("empty classes file", r"Charades_v1_classes.txt' to list at least one line, but it is empty"),
+    ("156 classes", r"c000..c156 \(each once: the 157 Charades classes\), but got 156 codes"),
+    ("empty csv", r"Charades-Ego annotation CSV '.*CharadesEgo_v1_test.csv' to be a table separated by commas, but the file is empty"),
+    ("header only", r"CharadesEgo_v1_test.csv' to have at least one row below its header, but it has none"),
+    ("semicolons", r"CharadesEgo_v1_train.csv' to be separated by commas, but its header 'id;subject;.* is separated by semicolons"),
+    ("no id column", r"to have the columns \['id', 'actions', 'egocentric'\], but \['id'\] are absent"),
+    ("no test file", r"has no test file \(only \['CharadesEgo_v1_train.csv'\]\)"),
+])
+def test_charades_ego_missing_or_empty_files_are_named(tmp_path: Path, damage, expected):
+    folder = write_charades(tmp_path / "CharadesEgo")
+    classes, train, test = (folder / "Charades_v1_classes.txt", folder / "CharadesEgo_v1_train.csv",
+                            folder / "CharadesEgo_v1_test.csv")
+    if damage == "no classes file":
+        classes.unlink()
+    elif damage == "empty classes file":
+        classes.write_text("")
+    elif damage == "156 classes":
+        classes.write_text("\n".join(classes.read_text().splitlines()[:156]))
+    elif damage == "empty csv":
+        test.write_bytes(b"")
+    elif damage == "header only":
+        test.write_bytes((CHARADES_HEADER + "\r\n").encode())
+    elif damage == "semicolons":  # a spreadsheet's ;-export: cells with commas are quoted, so pandas splits nothing
+        train.write_bytes("\r\n".join([CHARADES_HEADER.replace(",", ";"), '8U2AR;KFGP;Living room;6;6;Yes;"Shoes, a laptop.";;{};;24.29;No;', ""]).encode())
+    elif damage == "no id column":
+        train.write_bytes(train.read_bytes().replace(b"id,subject", b"video,subject", 1))
+    else:
+        test.unlink()
+        (folder / "CharadesEgo_v1_test_only1st.csv").unlink()
+    with pytest.raises(ManifestError, match=expected):
+        read_charades_ego(folder, tmp_path, check_videos=False)
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("t.csv", "", r"label table '.*t.csv' to be a table separated by commas, but the file is empty"),
+    ("t.csv", "video,label,domain,split\r\n", r"t.csv' to have at least one row below its header, but it has none"),
+    ("t.csv", "video;label;domain;split\na.mp4;walk;x;\n", r"t.csv' to be separated by commas, but its header .* is separated by semicolons"),
+    ("t.csv", "video\tlabel\tdomain\tsplit\na.mp4\twalk\tx\t\n", r"separated by tabs\. Save the table with commas \(or name it \.tsv"),
+    ("t.tsv", "video,label,domain,split\na.mp4,walk,x,\n", r"t.tsv' to be separated by tabs, but its header .* is separated by commas"),
+    ("t.csv", 'video,label\na.mp4,"walk\nb.mp4,run\n', r"t.csv' to be a table separated by commas, but it cannot be read as one \(Error tokenizing"),
+    ("none.csv", None, r"label table at '.*none.csv', but it is absent"),
+])
+def test_custom_table_errors_name_the_file(tmp_path: Path, caplog, name, text, expected):
+    touch([tmp_path / "v" / "a.mp4"])
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ManifestError, match=expected):
+        read_custom(tmp_path / name, tmp_path / "v", CustomColumns())
+    argv = ["manifest", "custom", "--annotations", str(tmp_path / name), "--videos", str(tmp_path / "v"), "--out", str(tmp_path / "m.csv")]
+    assert main(argv) == 2 and re.search(expected, caplog.text) and "pandas" not in caplog.text
 
 
 # --------------------------------------------------------------------------- custom / demo / CLI

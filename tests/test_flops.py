@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from actiondiff.cli import main
 from actiondiff.features.svd_extractor import SVDExtractor
@@ -25,6 +28,8 @@ from actiondiff.tools.flops import (
 FULL = DecodeSettings()  # 576x1024, window 25
 TINY = DecodeSettings(height=64, width=64, window=25)
 GRID = ExtractSettings(layers=tuple(range(1, 14)), timestep_indices=(0, 5, 10, 15, 20, 25, 29))
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_full_size_unet_to_layer_9_and_vae_encoder_per_frame():
@@ -117,3 +122,37 @@ def test_transformer_backbones_per_frame_on_meta():
     assert videomae.input == "16 x 224x224" and videomae.gflop_per_frame * 1e9 == pytest.approx(22_543_073_280, abs=1)
     vjepa2 = encoder_cost(*ENCODERS["vjepa2-large"])
     assert vjepa2.input == "64 x 256x256" and vjepa2.gflop_per_frame * 1e9 == pytest.approx(180_791_279_616, abs=1)
+
+
+def test_config_cost_separate_vs_shared_on_meta(capsys):
+    """`flops --config` on a shipped config (bf16 autocast: no autocast on meta), tiny models:
+    every set listed, shared cheaper than separate, GPU-hours stated."""
+    from actiondiff.tools.config_cost import config_cost
+
+    config = yaml.safe_load((ROOT / "config" / "animal_kingdom.yaml").read_text())
+    cost = config_cost(config, arch="tiny")
+    assert list(cost.stages) == list(config["feature_sets"])
+    assert cost.videos["paper"] == 30_100 and cost.videos["grid"] == 5_749  # published counts, nested
+    assert cost.frames["window_10"] == 5_749 * 80  # 75 kept frames in 8 windows of 10
+    for name in ("window_10", "window_16", "window_21"):  # alone in their window length: nothing shared
+        assert cost.shared[name] == pytest.approx(cost.separate[name])
+    assert sum(cost.shared.values()) < sum(cost.separate.values())
+    assert cost.shared["paper"] < cost.separate["paper"]
+    assert main(["flops", "--config", str(ROOT / "config" / "ucf_hmdb.yaml"), "--arch", "tiny", "--videos", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "| paper | 25 | 10 |" in out and "separate / shared" in out and "--videos 10" in out
+
+
+def test_window_memory_estimate_on_meta():
+    """Tiny models on meta: the VAE chunk bounds the activation peak; weights as placed."""
+    from actiondiff.tools.flops import build_models
+    from actiondiff.tools.memory import placed_bytes, window_memory
+
+    models = build_models("tiny")
+    decode = DecodeSettings(height=64, width=64, window=8)
+    one, eight = (window_memory(models, decode, ExtractSettings(vae_chunk=c)) for c in (1, 8))
+    assert 0 < one.activations < eight.activations and one.weights == eight.weights
+    assert placed_bytes(models, ExtractSettings(layers=(13,))) > placed_bytes(models, ExtractSettings(layers=(1,)))
+    assert placed_bytes(models, ExtractSettings(conditioning="none")) < placed_bytes(models, ExtractSettings())  # no CLIP
+    autocast = window_memory(models, decode, ExtractSettings(dtype="bfloat16"))
+    assert autocast.weights == one.weights  # autocast keeps the float32 weights

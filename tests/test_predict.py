@@ -214,3 +214,61 @@ def test_streamed_training_gives_the_same_checkpoints_as_in_memory(trained, tmp_
     np.testing.assert_array_equal(fitted[1], whole[store.video_ids[1]][[0, 2, 3]])  # uniform: round(linspace(0, 3, 3))
     lazy = StoreSequences(store, TAP, np.asarray([4, 1]), head)
     assert len(lazy) == 2 and np.array_equal(lazy[0], fitted[0])
+
+
+def test_evaluation_reads_val_and_test_only_and_its_json_is_unchanged(trained, tmp_path, monkeypatch):
+    import actiondiff.learn.run as run
+
+    head = HeadSettings(num_layers=1, num_heads=2, max_length=3)  # 4 kept frames per video are fitted to 3
+    train = TrainSettings(epochs=1, batch_size=2, lr=1e-3, warmup_epochs=1, mixup_alpha=0.0)
+    store_path = trained["root"] / "store.zarr"
+    checkpoints = train_seeds(store_path, trained["manifest"], TAP, trained["protocol"], head, train, [0, 1], tmp_path)
+    store = FeatureStore(store_path)
+    manifest = trained["manifest"]
+    train_positions = set(store.indices(list(manifest.video_id[manifest.split == "train"])).tolist())
+    read: list[int] = []
+    iter_rows, rows = FeatureStore.iter_rows, FeatureStore.rows
+
+    def recorded_iter_rows(self, tap, indices, *args, **kwargs):
+        for i, block in iter_rows(self, tap, indices, *args, **kwargs):
+            read.append(i)
+            yield i, block
+
+    monkeypatch.setattr(FeatureStore, "iter_rows", recorded_iter_rows)
+    monkeypatch.setattr(FeatureStore, "rows", lambda self, tap, index: read.append(index) or rows(self, tap, index))
+
+    def evaluation() -> str:
+        result = evaluate_run(store_path, manifest, trained["protocol"], checkpoints)
+        return json.dumps(result.to_json(), sort_keys=True)
+
+    fitted = evaluation()
+    assert sorted(read) == sorted(set(range(len(store.video_ids))) - train_positions)  # val + test, each once
+    read.clear()
+    monkeypatch.setattr(run, "available_memory", lambda: 0)  # nothing fits: val and test are streamed
+    streamed = evaluation()
+    assert train_positions.isdisjoint(read) and len(read) == 2 * 4  # 2 seeds x (2 val + 2 test videos)
+    # The evaluation as it was: every role's videos read whole (training videos included).
+    load_sets = run.load_sets
+    monkeypatch.setattr(run, "load_sets", lambda store, manifest, tap, protocol, **_: load_sets(store, manifest, tap, protocol))
+    read.clear()
+    whole = evaluation()
+    assert train_positions <= set(read)
+    assert fitted == streamed == whole
+
+
+def test_predict_store_streams_the_tap_in_chunks(trained, monkeypatch):
+    import actiondiff.tools.predict as predict_module
+
+    store_path = trained["root"] / "store.zarr"
+    at_once = predict_store(store_path, None, trained["checkpoint"])
+    assert len(at_once) == 6 * 2 and at_once.video_id.unique().tolist() == FeatureStore(store_path).video_ids
+    import actiondiff.learn.train as train_module
+
+    reads: list[int] = []  # videos per store read
+    monkeypatch.setattr(train_module, "read_fitted",
+                        lambda store, tap, indices, head: reads.append(len(indices)) or read_fitted(store, tap, indices, head))
+    monkeypatch.setattr(predict_module, "STORE_CHUNK_VIDEOS", 4)
+    chunked = predict_store(store_path, None, trained["checkpoint"])
+    assert reads == [4, 2]
+    pd.testing.assert_frame_equal(chunked.drop(columns="score"), at_once.drop(columns="score"))
+    assert chunked.score.to_numpy() == pytest.approx(at_once.score.to_numpy(), abs=1e-6)

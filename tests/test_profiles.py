@@ -34,7 +34,7 @@ def workflow_with_manifest(work: Path, num_videos: int, shard_size: int) -> None
     config["shard_size"] = shard_size
     copy_workflow(work, config)
     (work / "resources" / "big").mkdir(parents=True)
-    (work / "resources" / "big" / "labels.csv").write_text("video,action\n")
+    (work / "resources" / "big" / "labels.csv").write_text("video,action,domain,split\n")  # the configured columns (checked when planning)
     manifests = work / "results" / "manifests"
     manifests.mkdir(parents=True)
     ids = [f"v{i:05d}" for i in range(num_videos)]

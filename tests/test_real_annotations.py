@@ -85,3 +85,16 @@ def test_published_ucf_hmdb_splits(split, ucf101, ucf_hmdb):
     classes = class_names(hmdb51)
     assert classes[5:7] == ["climb", "climb_stairs"] and classes[20:22] == ["kick", "kick_ball"]
     assert classes[44:46] == ["sword", "sword_exercise"]
+
+
+def test_published_lists_with_a_file_missing_or_emptied_are_refused(tmp_path):
+    import shutil
+
+    ucf, hmdb = shutil.copytree(needs("ucf"), tmp_path / "ucf"), shutil.copytree(needs("hmdb"), tmp_path / "hmdb")
+    (hmdb / "brush_hair_test_split1.txt").unlink()  # was: 50 classes, every later id one lower
+    with pytest.raises(ManifestError, match=r"1 are missing: \['brush_hair_test_split1.txt'\]"):
+        read_hmdb51(hmdb, "hmdb51", 1, check_videos=False)
+    assert len(class_names(read_hmdb51(hmdb, "hmdb51", 2, check_videos=False))) == 51  # split 2 is whole
+    (ucf / "trainlist01.txt").write_bytes(b"")  # was: 3,783 test rows and no training row
+    with pytest.raises(ManifestError, match=r"trainlist01.txt' to list at least one line, but it is empty"):
+        read_ucf101(ucf, "UCF-101", 1, check_videos=False)

@@ -161,7 +161,7 @@ def test_domain_matrices_by_hand(tmp_path):
         "freq": [matrices["frequency_correlation"].loc[s, t] for s in DOMAINS for t in DOMAINS if s != t],
     })
     assert rho["pairs"] == 6
-    assert rho["spearman"] == pytest.approx(pairs.acc.corr(pairs.freq, method="spearman"))
+    assert rho["spearman"] == pytest.approx(pairs.acc.rank().corr(pairs.freq.rank()))
     assert rho["pearson"] == pytest.approx(pairs.acc.corr(pairs.freq))
     long = matrix_long(matrices, rho)
     assert len(long) == 9 and long.set_index(["train_domain", "test_domain"]).loc[("b", "b"), "top1_accuracy"] == 91.0
@@ -289,3 +289,24 @@ def test_count_columns_are_integers_even_with_empty_rows(tmp_path):
     # encoder backbones report their window as "checkpoint": kept, the numbers still integers
     encoder = dataclasses.replace(evaluation(experiment="vmae"), run={**evaluation().run, "window": "checkpoint"})
     assert results_table([evaluation(), encoder]).window.tolist()[:2] == [25, "checkpoint"]
+
+
+def off_diagonal(values: list[float]) -> pd.DataFrame:
+    """A 3 x 3 domain matrix whose 6 off-diagonal cells, row by row, are `values`."""
+    cells = iter(values)
+    return pd.DataFrame([[np.nan if s == t else next(cells) for t in DOMAINS] for s in DOMAINS], index=DOMAINS, columns=DOMAINS)
+
+
+@pytest.mark.parametrize(
+    ("frequency", "expected"),
+    [
+        # No ties: rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)); ranks 2 1 4 3 6 5, sum(d^2) = 6.
+        ([0.2, 0.1, 0.4, 0.3, 0.6, 0.5], 1 - 6 * 6 / (6 * 35)),
+        # Ties take their average rank (1.5 1.5 3 4.5 4.5 6): Pearson of the ranks, 16.5 / sqrt(17.5 * 16.5).
+        ([0.1, 0.1, 0.2, 0.3, 0.3, 0.4], math.sqrt(16.5 / 17.5)),
+    ],
+)
+def test_spearman_rho_is_computed_without_scipy(frequency, expected):
+    matrices = {"accuracy": off_diagonal([10, 20, 30, 40, 50, 60]), "frequency_correlation": off_diagonal(frequency)}
+    rho = frequency_rho(matrices)
+    assert rho["pairs"] == 6 and rho["spearman"] == pytest.approx(expected, abs=1e-12)

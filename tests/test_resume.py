@@ -217,3 +217,45 @@ def test_workflow_repairs_a_damaged_cache_by_re_extracting_exactly_the_damaged_v
     assert tree_digest(store) == reference
     dry = snakemake(work, target, "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+# --- issue 27: one pass per video for two feature sets (windows 4 and 3), killed and rerun ---
+
+
+def shared_command(demo: dict, root: Path, done: Path) -> list[str]:
+    """`extract-shared` of the demo's 16 videos for sets `w4` (the demo settings) and `w3`."""
+    settings = json.loads(demo["settings"])
+    sets = []
+    for name, window in (("w4", 4), ("w3", 3)):
+        blocks = {**settings, "decode": {**settings["decode"], "window": window}}
+        sets.append({"name": name, "manifest": str(demo["manifest"]), "out": str(root / name), "settings": blocks})
+    return [sys.executable, "-m", "actiondiff", "extract-shared", "--sets", json.dumps({"sets": sets}),
+            "--shard", "0", "--shard-size", "16", "--done", str(done)]
+
+
+def test_shared_pass_killed_then_rerun_gives_the_bytes_of_separate_jobs(demo, reference):
+    root = demo["root"] / "shared"
+    w3 = json.loads(demo["settings"])
+    w3["decode"]["window"] = 3
+    separate = [*extract_command(demo, demo["root"] / "cache-w3", demo["root"] / "w3.json")]
+    separate[separate.index("--settings") + 1] = json.dumps(w3)
+    assert subprocess.run(separate, env=environment(), capture_output=True, timeout=600).returncode == 0
+    w3_digest = pack(demo, demo["root"] / "cache-w3", demo["root"] / "w3.zarr")
+    job = subprocess.Popen(shared_command(demo, root, root / "killed.json"), env=environment(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while job.poll() is None and len(committed(root / "w4") if (root / "w4" / "videos").is_dir() else ()) < 3:
+        assert time.monotonic() < deadline, "the job committed no video within 300 s"
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)
+    assert job.wait() == -signal.SIGKILL, "the job finished before it could be killed"
+    before = {name: committed(root / name) for name in ("w4", "w3")}
+    assert 3 <= len(before["w4"]) < 16 and not (root / "killed.json").exists()
+    rerun = subprocess.run(shared_command(demo, root, root / "rerun.json"), env=environment(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    summary = json.loads((root / "rerun.json").read_text())
+    for name in ("w4", "w3"):  # each set skips exactly what it had committed
+        assert set(summary[name]["skipped"]) == before[name]
+        assert len(summary[name]["extracted"]) == 16 - len(before[name])
+    assert pack(demo, root / "w4", root / "w4.zarr") == reference["digest"]
+    assert pack(demo, root / "w3", root / "w3.zarr") == w3_digest

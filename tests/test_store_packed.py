@@ -13,7 +13,7 @@ from actiondiff.cli import main
 from actiondiff.store.cache import FeatureCache
 from actiondiff.store.packed import (
     FeatureStore,
-    missing_chunks,
+    damaged_chunks,
     pack_store,
     rows_sha256,
     store_info,
@@ -193,13 +193,65 @@ def test_verify_fails_on_a_missing_chunk_of_any_array(tmp_path, name):
 def test_verify_fails_on_an_inner_chunk_emptied_in_a_shard_index(tmp_path):
     path, _ = packed(tmp_path, chunk_bytes=2 * 8 * 2, shard_bytes=4 * 8 * 2)  # 2 inner chunks per shard
     group = zarr.open_group(str(path), mode="r")
-    assert missing_chunks(path, "features", group["features"]) == []
+    assert damaged_chunks(path, "features", group["features"]) == []
     shard = path / "features" / "c" / "1" / "0"
     data = bytearray(shard.read_bytes())
     data[-36:-20] = b"\xff" * 16  # entry 0 of the 2-entry index (+ 4-byte CRC32C): empty
     shard.write_bytes(bytes(data))
-    assert missing_chunks(path, "features", group["features"]) == ["features chunk 1/0 inner chunk 0/0"]
-    assert not verify_store(path).ok
+    damage = damaged_chunks(path, "features", group["features"])
+    assert [(d.rows, d.label) for d in damage] == [((4, 6), "features chunk 1/0 inner chunk 0/0 is missing (empty in the shard index)")]
+    assert verify_store(path).bad["v1"] == [f"`features` rows 3:7 lie in a damaged chunk ({damage[0].label})"]
+
+
+def cut_in_half(file: Path) -> None:
+    """Cut a chunk file to its first half, as an interrupted copy leaves it."""
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("name", ["frame_index", "timestamp_ms"])
+def test_verify_blames_a_cut_frame_array_by_name(tmp_path, name, capsys):
+    path, _ = packed(tmp_path)  # frame_index / timestamp_ms: one chunk of 12 rows, Blosc
+    cut_in_half(path / name / "c" / "0")
+    label = f"{name} chunk 0 has 56 bytes where its Blosc header records 112: cut"
+    report = verify_store(path)
+    # read whole, the cut frame decodes to garbage with no error: it must be named, not read
+    assert report.problems == [f"Expected every chunk of `{name}` whole on disk, but {label}"]
+    assert report.bad == {
+        "v0": [f"`{name}` rows 0:3 lie in a damaged chunk ({label})"],
+        "v1": [f"`{name}` rows 3:7 lie in a damaged chunk ({label})"],
+        "v2": [f"`{name}` rows 7:12 lie in a damaged chunk ({label})"],
+    }
+    assert main(["store", "verify", str(path)]) == 1
+    assert f"BAD v1: `{name}` rows 3:7" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["frame_index", "timestamp_ms"])
+def test_verify_names_a_shortened_frame_array(tmp_path, name):
+    path, _ = packed(tmp_path)
+    zarr.open_group(str(path), mode="r+")[name].resize((10,))
+    assert verify_store(path).problems == [f"Expected `{name}` to have 12 rows (the last offset), but got 10"]
+
+
+def test_verify_blames_a_damaged_checksums_chunk_on_checksums(tmp_path):
+    path, _ = packed(tmp_path)  # checksums: one Zstd chunk of 4 videos
+    chunk = path / "checksums" / "c" / "0" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)  # zero its second half
+    chunk.write_bytes(bytes(data))
+    report = verify_store(path)
+    assert report.problems == [] and sorted(report.bad) == ["v0", "v1", "v2"]
+    for i, reasons in enumerate(report.bad.values()):
+        # the frame arrays and features are whole: only the checksums are blamed
+        assert len(reasons) == 1 and reasons[0].startswith(f"`checksums` row {i} unreadable (RuntimeError(")
+
+
+def test_verify_blames_a_cut_feature_shard_on_features(tmp_path):
+    path, _ = packed(tmp_path, chunk_bytes=2 * 8 * 2, shard_bytes=4 * 8 * 2)  # shards of 4 rows, 2 inner chunks
+    cut_in_half(path / "features" / "c" / "2" / "0")  # rows 8:12, all in v2
+    report = verify_store(path)
+    assert sorted(report.bad) == ["v2"] and report.bad["v2"][0].startswith("`features` rows 7:12 lie in a damaged chunk (")
+    assert report.problems and all(p.startswith("Expected every chunk of `features` whole on disk, but features chunk 2/0")
+                                   for p in report.problems)
 
 
 def test_verify_accepts_nan_timestamps_but_not_changed_ones(tmp_path):

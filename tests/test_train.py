@@ -48,6 +48,38 @@ def test_focal_loss_sigmoid_by_hand():
     assert float(focal_loss(logits, target, 0.25, 2.0, multilabel=True)) == pytest.approx(positive + negative, rel=1e-6)
 
 
+def test_focal_loss_sigmoid_form_agrees_with_torchvision():
+    # torchvision.ops.sigmoid_focal_loss is the same formula, but it multiplies in another
+    # order: ~1/3 of the terms differ in the last bit (measured 2026-12-07), so swapping it in
+    # would change trained heads (focal is the default loss). Ours is kept; this pins it to theirs.
+    from torchvision.ops import sigmoid_focal_loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(64, 20, generator=generator)
+    for target in ((torch.rand(64, 20, generator=generator) > 0.8).float(), torch.rand(64, 20, generator=generator)):
+        for alpha, gamma in ((0.25, 2.0), (0.5, 1.5), (0.75, 0.0)):
+            theirs = sigmoid_focal_loss(logits, target, alpha, gamma, reduction="none").sum(dim=1).mean()
+            torch.testing.assert_close(focal_loss(logits, target, alpha, gamma, multilabel=True), theirs, rtol=1e-6, atol=0)
+
+
+def test_learning_rate_after_warmup_is_transformers_cosine_schedule_bit_for_bit():
+    # transformers' get_cosine_schedule_with_warmup gives step 0 a learning rate of 0 (ours
+    # peak / warmup_steps: no step is wasted), so ours is kept; after the warm-up the two agree exactly.
+    from transformers import get_cosine_schedule_with_warmup
+
+    total, warmup, peak = 37, 5, 3e-4
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    schedule = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    theirs = []
+    for _ in range(total):
+        theirs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    ours = [learning_rate(step, total, warmup, peak) for step in range(total)]
+    assert ours[warmup:] == theirs[warmup:]
+    assert theirs[0] == 0 and ours[: warmup - 1] == pytest.approx(theirs[1:warmup])  # one step ahead
+
+
 def test_mixup_blends_frames_padding_and_targets():
     frames = torch.tensor([[[1.0], [2.0]], [[10.0], [0.0]]])
     padding = torch.tensor([[False, False], [False, True]])

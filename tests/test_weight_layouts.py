@@ -253,10 +253,10 @@ def test_vjepa2_classifier_checkpoint_drops_pooler_and_classifier(tmp_path, capl
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
-def test_videomae_v2_hub_layout_converts_exactly(tmp_path, caplog):
+def _videomae_v2_folder(tmp_path: Path) -> tuple[Path, torch.nn.Module, dict, dict[str, torch.Tensor]]:
+    """A tiny VideoMAE v2 hub folder (v2 names, config.json with `model_config`), and the
+    `VideoMAEModel` it converts to, its model_config and its tensors."""
     import transformers
-
-    from actiondiff.features.backbones.videomae_v2 import v2_to_videomae
 
     torch.manual_seed(0)
     model_config = dict(img_size=32, patch_size=8, in_chans=3, num_classes=0, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
@@ -283,6 +283,15 @@ def test_videomae_v2_hub_layout_converts_exactly(tmp_path, caplog):
     folder.mkdir()
     save_file({k: v.contiguous() for k, v in v2.items()}, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({"model_type": "VideoMAEv2_Base", "model_config": model_config}))
+    return folder, reference, model_config, v2
+
+
+def test_videomae_v2_hub_layout_converts_exactly(tmp_path, caplog):
+    import transformers
+
+    from actiondiff.features.backbones.videomae_v2 import v2_to_videomae
+
+    folder, reference, model_config, v2 = _videomae_v2_folder(tmp_path)
     assert sorted(v2_to_videomae(v2)[1]) == ["model.fc_norm.bias", "model.fc_norm.weight"]
     with caplog.at_level(logging.INFO):
         model, _ = load_transformers_model(transformers.VideoMAEModel, folder, "videomae")
@@ -326,6 +335,100 @@ def test_weights_check_reports_each_layout_and_names_what_is_wrong(layouts, tiny
     assert "conv_out.weight: [4, 32, 1, 1] in the file, [4, 32, 3, 3] expected" in out
     assert "1 missing keys: ['conv_out.bias']" in out and "file names of the missing: ['model.diffusion_model.out.2.bias']" in out
     assert out.count("FAIL") == 2 and "ok   " in out
+
+
+def test_shape_errors_name_the_tensor_as_the_file_does(layouts, tmp_path):
+    sgm = tmp_path / "single" / "svd_xt.safetensors"
+    shutil.copytree(Path(layouts["single_file"].svd).parent, sgm.parent)
+    state = load_file(str(sgm))
+    state["model.diffusion_model.out.2.weight"] = torch.zeros(4, 32, 1, 1)
+    save_file(state, str(sgm))
+    with pytest.raises(WeightsError) as error:
+        load_svd(sgm)
+    assert "['model.diffusion_model.out.2.weight: [4, 32, 1, 1] in the file, [4, 32, 3, 3] expected (loaded as conv_out.weight)']" \
+        in str(error.value)
+    # the VAE's 1x1 projections are reshaped on load: both shapes are given
+    state = load_file(str(Path(layouts["single_file"].svd)))
+    name = f"{key_maps.SGM_ENCODER_PREFIX}encoder.mid.attn_1.q.weight"
+    state[name] = torch.zeros(8, 8, 1, 1)
+    save_file(state, str(sgm))
+    with pytest.raises(WeightsError) as error:
+        load_svd(sgm)
+    assert f"['{name}: [8, 8, 1, 1] in the file ([8, 8] once converted), [32, 32] expected " \
+           f"(loaded as encoder.mid_block.attentions.0.to_q.weight)']" in str(error.value)
+
+
+def test_transformers_shape_errors_name_the_tensor_as_the_file_does(tmp_path):
+    import transformers
+
+    transformers.VideoMAEForVideoClassification(transformers.VideoMAEConfig(**TINY_VIDEOMAE_CONFIG, num_labels=3)).save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state["videomae.embeddings.patch_embeddings.projection.bias"] = torch.zeros(5)
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    expected = ("'videomae.embeddings.patch_embeddings.projection.bias: [5] in the file, [32] expected "
+                "(loaded as embeddings.patch_embeddings.projection.bias)'")
+    with pytest.raises(WeightsError) as error:
+        load_transformers_model(transformers.VideoMAEModel, tmp_path, "videomae")
+    assert f"1 mismatched keys: [{expected}]" in str(error.value)
+    with pytest.raises(WeightsError) as error:
+        check_weights(tmp_path)  # `weights check`: the same tensor, the same name
+    assert f"1 mismatched shapes: [{expected}]" in str(error.value)
+
+
+def test_single_file_without_configs_says_full_size_configs_were_assumed(layouts, tmp_path, caplog):
+    with_configs = Path(layouts["single_file"].svd)
+    assert check_weights(with_configs, clip_arch=layouts["reference"].clip_arch)[1] == \
+        "  configs: unet/config.json and vae/config.json beside the file"
+    alone = tmp_path / "svd_xt.safetensors"  # as downloaded: the real file carries no configs
+    shutil.copy(with_configs, alone)
+    assumed = (f"SVD-XT's full-size unet and vae configs were assumed for svd_xt.safetensors, since {tmp_path} has no "
+               f"unet/config.json or vae/config.json; for weights of another size, place their unet/config.json and "
+               f"vae/config.json there (configs beside the file are read).")
+    with pytest.raises(WeightsError) as error, caplog.at_level(logging.INFO):
+        load_svd(alone)  # the tiny tensors do not fit the full-size configs
+    assert str(error.value).endswith(assumed) and assumed in caplog.text
+    shutil.copytree(with_configs.parent / "unet", tmp_path / "unet")  # only the unet's: the vae's still assumed
+    with pytest.raises(WeightsError, match="full-size vae configs were assumed .* has no vae/config.json;"):
+        load_svd(alone)
+    shutil.copytree(with_configs.parent / "vae", tmp_path / "vae")
+    assert load_svd(alone, values=False)  # configs placed beside it are read
+
+
+def _checkpoint(tmp_path: Path, kind: str) -> Path:
+    """A tiny published-style checkpoint folder with heads: `save_pretrained` of the class named."""
+    import transformers
+
+    torch.manual_seed(0)
+    if kind == "VJEPA2ForVideoClassification":
+        config = transformers.VJEPA2Config(**TINY_VJEPA2_CONFIG, num_labels=3)
+    else:
+        config = transformers.VideoMAEConfig(**TINY_VIDEOMAE_CONFIG, num_labels=3)
+    getattr(transformers, kind)(config).save_pretrained(tmp_path / kind)
+    return tmp_path / kind
+
+
+@pytest.mark.parametrize("kind, dropped", [
+    ("VideoMAEForPreTraining", "decoder.* (64), encoder_to_decoder.* (1), mask_token (1)"),
+    ("VideoMAEForVideoClassification", "classifier.* (2), fc_norm.* (2)"),
+    ("VJEPA2ForVideoClassification", "classifier.* (2), pooler.* (31)"),
+])
+def test_weights_check_lists_the_dropped_heads_of_transformers_checkpoints(kind, dropped, tmp_path):
+    lines = check_weights(_checkpoint(tmp_path, kind))
+    assert lines[1] == f"  dropped heads (tensors the encoder does not have, not loaded): {dropped}"
+
+
+def test_weights_check_lists_no_dropped_heads_of_bare_encoders_and_videomae_v2_heads(tiny_encoders, tmp_path):
+    for name in ("videomae", "vjepa2"):
+        assert check_weights(tiny_encoders[name])[1].endswith("not loaded): none in the file")
+    folder, *_ = _videomae_v2_folder(tmp_path)  # VideoMAE v2's hub layout: its fc_norm is dropped
+    assert check_weights(folder)[1] == "  dropped heads (tensors the encoder does not have, not loaded): fc_norm.* (2)"
+    state = load_file(str(folder / "model.safetensors"))
+    state["model.blocks.1.attn.qkv.weight"] = torch.zeros(90, 32)  # a fused tensor, split on load
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(WeightsError) as error:
+        check_weights(folder)
+    assert ("'model.blocks.1.attn.qkv.weight: [90, 32] in the file ([30, 32] once converted), [32, 32] expected "
+            "(loaded as encoder.layer.1.attention.attention.key.weight)'") in str(error.value)
 
 
 # --- replacing the weights at the same path, as a user would (plan, extract, pack) -------------

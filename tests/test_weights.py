@@ -75,9 +75,10 @@ def test_missing_and_unexpected_unet_keys_name_the_file(tiny_weights, tmp_path):
     with pytest.raises(WeightsError) as error:
         load_svd(root)
     message = str(error.value)
-    assert str(weight_file) in message
-    assert "1 missing keys: ['conv_in.bias']" in message
-    assert "1 unexpected keys: ['extra.weight']" in message
+    assert message == (  # one sentence, the question after it (it once sat inside: "...Model. Is this ...? exactly")
+        f"Expected the weights in {weight_file} to match UNetSpatioTemporalConditionModel exactly, but got 1 missing keys: "
+        f"['conv_in.bias']; 1 unexpected keys: ['extra.weight']. Is this an SVD-XT snapshot (diffusers layout)?"
+    )
 
 
 def test_wrong_shape_is_an_error(tiny_weights, tmp_path):
@@ -234,3 +235,25 @@ def test_truncated_transformers_checkpoint_names_the_file(tiny_encoders, tmp_pat
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a download cut short
     with pytest.raises(WeightsError, match=rf"Could not load VideoMAEModel \(`weights.videomae`\) from {weights}"):
         load_transformers_model(transformers.VideoMAEModel, root, "videomae")
+
+
+def test_each_model_gets_a_loading_line_with_its_size(tiny_weights, caplog):
+    caplog.set_level("INFO", logger="actiondiff")
+    unet, _ = load_svd(tiny_weights["svd"], dtype=torch.bfloat16)
+    svd = Path(tiny_weights["svd"])
+    gigabytes = sum(t.numel() for t in unet.state_dict().values()) * 2 / 1e9
+    assert f"loading SVD UNet from {svd / 'unet' / 'diffusion_pytorch_model.safetensors'} ({gigabytes:.2f} GB as bfloat16)" in caplog.text
+    assert "loading SVD VAE from" in caplog.text and "as float32" not in caplog.text
+    caplog.clear()
+    load_svd(tiny_weights["svd"], values=False)  # `weights check`: nothing is read, no line
+    assert "loading" not in caplog.text
+
+
+def test_hashing_a_weight_file_is_said_once(tiny_weights, tmp_path, caplog):
+    caplog.set_level("INFO", logger="actiondiff")
+    files = svd_files(tiny_weights["svd"])
+    ChecksumCache(tmp_path / "sums.json").checksums(files)
+    assert caplog.text.count("for the feature identity, once") == sum(not isinstance(v, dict) for v in files.values())
+    caplog.clear()
+    ChecksumCache(tmp_path / "sums.json").checksums(files)  # cached: nothing to say
+    assert "hashing" not in caplog.text

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ def warn_if_demo_weights(backbone: str, weights: WeightsSettings) -> None:
     channels = json.loads(config.read_text()).get("block_out_channels")
     if list(channels or []) != SVD_XT_BLOCK_OUT_CHANNELS:
         log.warning(
-            "WARNING: %s is not SVD-XT's UNet (block_out_channels %s, SVD-XT has %s): these look like the "
+            "%s is not SVD-XT's UNet (block_out_channels %s, SVD-XT has %s): these look like the "
             "demo's tiny RANDOM weights, and their features mean nothing. Set `weights.svd` to a real "
             "SVD-XT download (README, Getting the weights).", weights.svd, channels, SVD_XT_BLOCK_OUT_CHANNELS,
         )
@@ -228,7 +229,63 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.done:  # the workflow's output: written whole or not at all, so a kill leaves no empty JSON
         Path(args.done).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(Path(args.done), (json.dumps(summary.__dict__, indent=2, sort_keys=True) + "\n").encode())
-    return 1 if args.strict and summary.failed else 0
+    # Failed videos are recorded, not an error of the run (the workflow packs the rest and
+    # reports them); --strict raised at the first one, which `main` turns into exit status 2.
+    return 0
+
+
+def cmd_extract_shared(args: argparse.Namespace) -> int:
+    """One shard of the union of several feature sets' videos, one pass per video for the sets
+    that need it (`features/shared.py`), each committed into its own cache."""
+    import pandas as pd
+
+    from actiondiff.features.backbones import feature_hash, feature_identity, weight_checksums
+    from actiondiff.features.job import BackboneLoader
+    from actiondiff.features.shared import SetTarget, run_shared_extraction
+    from actiondiff.features.weight_files import WeightsError
+    from actiondiff.io.manifest import read_manifest, shard_ids
+    from actiondiff.store.cache import FeatureCache
+
+    spec = json.loads(Path(args.sets).read_text() if Path(args.sets).is_file() else args.sets)
+    targets, paths, manifests = {}, {}, {}
+    for entry in spec["sets"]:  # every manifest first: a conflict fails before any weight is hashed
+        manifests[entry["name"]] = manifest = read_manifest(entry["manifest"])
+        for video_id, path in zip(manifest.video_id, manifest.path, strict=True):
+            if paths.setdefault(video_id, path) != path:
+                raise ValueError(
+                    f"Expected video {video_id!r} to have one path in every manifest of --sets, but got "
+                    f"{paths[video_id]!r} and {path!r} (--sets entry {entry['name']!r}, {entry['manifest']})."
+                )
+    for entry in spec["sets"]:
+        where = f"--sets entry {entry['name']!r}"
+        decode, backbone, extract, weights = backbone_settings(entry["settings"])
+        manifest = manifests[entry["name"]]
+        identity = feature_identity(decode, backbone, extract, weights, weight_checksums(backbone, weights))
+        digest = feature_hash(identity)
+        if entry.get("settings_hash") and entry["settings_hash"] != digest:
+            raise WeightsError(
+                f"Expected the extraction identity to hash to {entry['settings_hash']} (as the workflow planned it), but "
+                f"it hashes to {digest} now ({where}): the weights changed after Snakemake planned the run. Rerun snakemake."
+            )
+        cache = FeatureCache(Path(entry["out"]), digest)
+        check_one_identity(cache.root, digest)
+        cache.root.mkdir(parents=True, exist_ok=True)
+        for path in cache.remove_stale_temporaries():
+            log.info("removed %s, left by a killed writer", path)
+        atomic_write(cache.root / "settings.json", (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
+        loader = BackboneLoader(backbone, extract, decode, weights, identity)
+        targets[entry["name"]] = SetTarget(loader, cache, frozenset(manifest.video_id))
+    # the shard: a block of the id-sorted union, as `extract-features` shards one manifest
+    union = pd.DataFrame({"video_id": sorted(paths)})
+    ids = shard_ids(union, args.shard, args.shard_size) if args.shard is not None else list(union.video_id)
+    summaries = run_shared_extraction([(v, paths[v]) for v in ids], targets, args.device or spec.get("device", "cpu"), args.strict)
+    for name, summary in summaries.items():
+        print(f"{name}: {summary.line()}")
+    if args.done:  # written whole or not at all
+        Path(args.done).parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({name: s.__dict__ for name, s in summaries.items()}, indent=2, sort_keys=True) + "\n"
+        atomic_write(Path(args.done), text.encode())
+    return 1 if args.strict and any(s.failed for s in summaries.values()) else 0
 
 
 def read_video_list(list_file: str | Path) -> list[str]:
@@ -296,6 +353,20 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
     if args.backbones:
         print(format_backbone_table(tiny=args.arch == "tiny"))
+        return 0
+    values = _load_settings(args)
+    if args.memory:
+        from actiondiff.tools.memory import config_memory, format_config_memory
+
+        title = f"{args.config or 'the config'}: {args.arch}, peak GPU memory of one window (meta-device estimate)"
+        print(format_config_memory(config_memory(values, arch=args.arch), title))
+        return 0
+    if values.get("feature_sets") and not args.per_frame:
+        from actiondiff.tools.config_cost import config_cost, format_config_cost
+
+        cost = config_cost(values, videos=args.videos, kept_frames=args.kept_frames, arch=args.arch)
+        title = f"{args.config or 'the config'}: {args.arch}, every feature set, separate passes vs one shared pass per video"
+        print(format_config_cost(cost, title, fps=args.fps))
         return 0
     decode, extract, _ = extraction_settings(_with_extraction_overrides(_load_settings(args), args))
     title = (
@@ -660,7 +731,8 @@ ad-hoc use:
   actiondiff extract clip.mp4 frames_dir/ --list videos.txt --out feats --config config/config.yaml
   Video ids are the file stems (a frame folder: its name). A video that cannot be decoded, or a
   path that does not exist, is logged and recorded in OUT/failures/<id>.json; the others go on.
-  OUT holds one settings identity; a rerun skips committed videos (resume).
+  OUT holds one settings identity; a rerun skips committed videos (resume). Two runs at once
+  on one OUT share its videos out: each claims a video (OUT/claims/<id>.lock) before extracting.
 
 --format npy writes, once a video is committed to the cache, into OUT/npy/:
   <id>_<tap>.npy          [frames, channels] float32 (tap e.g. L09_T20)
@@ -674,19 +746,52 @@ ad-hoc use:
   on CPU at the same torch thread count). CPU workers (cpu,cpu) each take torch's threads:
   share the cores out, e.g. OMP_NUM_THREADS=1 actiondiff extract ... --devices cpu,cpu.
 
-On a terminal a bar shows the videos and one the current video's frames, per window; a log
-file gets one line per video (frames/s, ETA).
+Each model's loading is logged with its size. On a terminal a bar shows the videos and one the
+current video's frames, per window (log lines print above them); a log file gets one line per
+video (frames/s, ETA from the end of loading).
+
+Exit status: 0 when every video is committed or recorded as failed, so 0 also with failed
+  videos (the summary line counts them, OUT/failures/<id>.json says why); with --strict, 2 at
+  the first video that fails (its error logged, the later ones not extracted); 2 for bad
+  arguments, settings or weights (before any video), and when --devices workers stop, leaving
+  videos neither committed nor recorded (they are named; a rerun does them).
 """
 
 
+# The verbs of ad-hoc use, listed first and in this order by `actiondiff --help` (by their short
+# alias where they have one); every other verb is run by the workflow rule of its name.
+USER_VERBS = ("extract-features", "predict", "localize", "weights", "store", "flops", "train-head",
+              "evaluate", "layers", "pack-store", "plot-results")
+
+
+def grouped_verbs(verbs: dict[str, tuple[tuple[str, ...], str]]) -> str:
+    """`--help`'s list of verbs ({name: (aliases, help)}): user verbs apart from rule verbs."""
+    def lines(names: list[str], short: bool) -> list[str]:
+        out = []
+        for name in names:
+            aliases, help_text = verbs[name]
+            shown, full = (aliases[0], f" (= {name})") if short and aliases else (name, "")
+            out += textwrap.wrap(help_text + full, 100, initial_indent=f"  {shown:<20} ", subsequent_indent=" " * 23)
+        return out
+
+    rules = [name for name in verbs if name not in USER_VERBS]
+    return "\n".join(["commands:", *lines(list(USER_VERBS), short=True), "",
+                      "workflow rule verbs (each run by the rule of its name: rule pack_store runs pack-store):",
+                      *lines(rules, short=False), "", "`actiondiff <verb> --help` describes a verb."])
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="actiondiff", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="actiondiff", description=__doc__.splitlines()[0], usage="%(prog)s [-h] [-v] <verb> ...",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # The verbs are listed in the epilog, grouped (argparse lists subcommands in one flat list).
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<verb>", help=argparse.SUPPRESS)
+    verbs: dict[str, tuple[tuple[str, ...], str]] = {}
 
     def add(name: str, func, help_text: str, settings: bool = True, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
         # Each workflow rule runs the verb of its own name (rule `pack_store`: `pack-store`);
         # the short aliases are the verbs of ad-hoc use.
+        verbs[name] = (aliases, help_text)
         command = sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
         command.set_defaults(func=func)
         if settings:
@@ -731,6 +836,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="the dataset's manifest CSV")
     p.add_argument("--out", required=True, help="manifest CSV of the selected videos")
 
+    p = add("extract-shared", cmd_extract_shared, "one shard of several feature sets' videos, one pass per video "
+            "(decode, VAE and CLIP shared), each set committed into its own cache", settings=False)
+    p.add_argument("--sets", required=True, help='JSON (or a JSON file): {"sets": [{"name", "manifest", "out", '
+                   '"settings": {backbone, decode, extraction, weights}, "settings_hash" (optional)}], "device"}')
+    p.add_argument("--shard", type=int, help="shard index within the id-sorted union of the sets' manifests")
+    p.add_argument("--shard-size", type=int, default=16, help="videos per shard")
+    p.add_argument("--done", help="write a JSON summary per set here when the shard is finished")
+    p.add_argument("--device", help="torch device (overrides the JSON's `device`; default cpu)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad video")
+
     p = add("extract-features", cmd_extract, "extract features of videos (a manifest shard, or files) into a cache",
             aliases=("extract",))
     p.epilog = EXTRACT_EPILOG
@@ -748,7 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="cache folder for these settings")
     p.add_argument("--done", help="write a JSON summary here when the shard is finished")
     p.add_argument("--settings-hash", help="the hash the workflow planned (an error if the weights changed since)")
-    p.add_argument("--strict", action="store_true", help="stop at the first bad video")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad video (exit status 2)")
     add_extraction_overrides(p)
     p.add_argument("--backbone", help="backbone name: svd | sdv2 | videomae | vjepa2 | an entry point (overrides config key `backbone`)")
     p.add_argument("--device", help="torch device, e.g. cuda (overrides config key `device`; default cpu)")
@@ -768,8 +883,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
     p.add_argument("--gflops", action="store_true", help="add cumulative GFLOP/frame (slower)")
 
-    p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device")
+    p = add("flops", cmd_flops, "GFLOP per frame, authors' procedure vs ours, counted on the meta device; with a "
+            "config's feature_sets: GFLOP and GPU-hours of each set and the whole config, separate vs shared passes")
     p.add_argument("--arch", choices=["svd-xt", "tiny"], default="svd-xt", help="architecture")
+    p.add_argument("--memory", action="store_true",
+                   help="instead: peak GPU memory of one window per feature set and vae_chunk, and the cards (24/40/80 GB) it fits")
+    p.add_argument("--per-frame", action="store_true",
+                   help="with feature_sets in the config: the authors' vs ours table of the `extraction` block instead")
+    p.add_argument("--videos", type=int, help="videos every feature set reads (default: the annotations-only "
+                   "manifest if the annotations are on disk, else the published counts per protocol)")
+    p.add_argument("--kept-frames", type=int, help="kept frames per video (default: README's assumed clip length of the dataset)")
+    p.add_argument("--fps", type=float, default=20.0,
+                   help="frames/s of the paper settings the GPU-hours assume (default 20: README's as-shipped H200 estimate)")
     p.add_argument("--backbones", action="store_true",
                    help="instead: GFLOP per frame of each backbone (SVD, SDv2, VideoMAE v2 ViT-g, V-JEPA 2 ViT-L/ViT-g)")
     add_extraction_overrides(p)
@@ -881,6 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failures", required=True, help="failures CSV of `pack`")
     p.add_argument("--settings-csv", required=True)
     p.add_argument("--failures-csv", required=True)
+    parser.epilog = grouped_verbs(verbs)
     return parser
 
 
@@ -890,8 +1016,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # Log lines print above the progress bars, not into them (the same lines where no bar is drawn).
     try:
-        return args.func(args)
+        with logging_redirect_tqdm():
+            return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         log.error("%s", error)
         return 2

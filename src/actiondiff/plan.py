@@ -19,6 +19,7 @@ numbers live in `actiondiff.report.paper`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from actiondiff.features.backbones import (
 )
 from actiondiff.features.backbones.registry import canonical_name
 from actiondiff.io.datasets.charades_ego import view_files
+from actiondiff.io.datasets.custom import CustomColumns
 from actiondiff.learn.protocols import VIEW_SIDES, ProtocolSettings, assign_roles
 from actiondiff.settings import (
     DecodeSettings,
@@ -191,7 +193,7 @@ def _check_name(kind: str, name: str) -> None:
         raise ValueError(f"Expected {kind} names to match {NAME_PATTERN.pattern}, but got {name!r}.")
 
 
-def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
+def feature_sets(config: dict[str, Any], checksums: dict[str, dict[str, str]] | None = None) -> dict[str, FeatureSet]:
     """The config's feature sets (default: one, `default`, the `extraction` block as is).
 
     Each is a named override of the `extraction` block, plus optionally a `decode` block
@@ -199,6 +201,10 @@ def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
     the config's top-level `backbone`, else `svd`); see
     `actiondiff.features.backbones.registry.resolve_settings` for what each backbone inherits.
 
+    Args:
+        checksums: {backbone: {role: SHA-256}} of its weights, as planning reads them
+            (`actiondiff.tools.demo_weights.planning_checksums`); None: computed here through
+            the configured checksum cache, a file missing now counting as `missing`.
     Raises:
         ValueError: a bad name, an unknown backbone, key or value in an override.
     """
@@ -215,7 +221,7 @@ def feature_sets(config: dict[str, Any]) -> dict[str, FeatureSet]:
         backbone, extract = resolve_settings(
             config.get("extraction"), overrides, default_backbone, f"config key `feature_sets.{name}`"
         )
-        identity = feature_identity(decode, backbone, extract, weights)
+        identity = feature_identity(decode, backbone, extract, weights, None if checksums is None else checksums[backbone])
         sets[name] = FeatureSet(name, decode, extract, weights, feature_hash(identity), backbone)
     by_hash: dict[str, list[str]] = {}
     for name, feature_set in sets.items():
@@ -262,16 +268,18 @@ def check_config(config: dict[str, Any], schema_path: str | Path, source: str) -
         raise ValueError("Invalid config:\n  " + "\n  ".join(errors[:5]) + more)
 
 
-def parse_experiments(config: dict[str, Any]) -> dict[str, Experiment]:
+def parse_experiments(config: dict[str, Any], sets: dict[str, FeatureSet] | None = None) -> dict[str, Experiment]:
     """The config's experiments, validated with every reference resolved, before any job runs.
 
     Default: one experiment `main` on the feature set `default`.
 
+    Args:
+        sets: the config's feature sets when already built (`feature_sets`).
     Raises:
         ValueError: a bad name, an unknown feature set (named, with the known ones), a tap the
             feature set does not extract, or an invalid override.
     """
-    sets = feature_sets(config)
+    sets = feature_sets(config) if sets is None else sets
     experiments = {}
     for name, values in (config.get("experiments") or {"main": {}}).items():
         _check_name("experiment", name)
@@ -373,3 +381,160 @@ def annotation_warnings(dataset: dict[str, Any], experiments: dict[str, Experime
                     f"neither {candidates[0]} nor {candidates[1]} is in {folder}: its jobs will fail."
                 )
     return warnings
+
+
+# Where each `weights` key of the demo points, under `weights_dir`, and which tiny backbone
+# builds it (`actiondiff make-tiny-weights`, rule make_tiny_weights).
+DEMO_WEIGHTS = {
+    "svd": ("tiny-svd", "svd"),
+    "clip_arch": ("tiny-clip/open_clip_config.json", "svd"),
+    "clip_checkpoint": ("tiny-clip/open_clip_model.safetensors", "svd"),
+    "videomae": ("tiny-videomae", "videomae"),
+    "vjepa2": ("tiny-vjepa2", "vjepa2"),
+}
+# A `weights` value that names a file by its form, not only by existing.
+WEIGHT_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")
+
+
+def demo_weight_paths(config: dict[str, Any]) -> dict[str, Path]:
+    """{`weights` key: the demo's own path under `weights_dir`} (what `make_tiny_weights` writes)."""
+    folder = Path(config.get("weights_dir", "resources/weights"))
+    return {key: folder / relative for key, (relative, _) in DEMO_WEIGHTS.items()}
+
+
+def used_backbones(config: dict[str, Any]) -> list[str]:
+    """The backbone names the config's feature sets use (default: the top-level `backbone`, else svd)."""
+    default = config.get("backbone") or DEFAULT_BACKBONE
+    sets = config.get("feature_sets") or {"default": {}}
+    return sorted({(overrides or {}).get("backbone") or default for overrides in sets.values()})
+
+
+def _as_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)] if value else []
+
+
+def path_errors(config: dict[str, Any], source: str) -> list[str]:
+    """One line per configured input that does not exist, naming its config key and path.
+
+    Checked: `dataset.annotations` (files or folders), `dataset.videos` (folders), the
+    `weights` keys of every backbone a feature set uses when their value is a path (a hub id or
+    an OpenCLIP model name is checked when the weights are read), the custom adapter's
+    `dataset.columns` against the table's header. The demo's own files (labels under
+    `demo_dir`, tiny weights under `weights_dir`) are excepted while still to be built.
+    """
+    dataset, lines = config.get("dataset") or {}, []
+    demo = Path(config.get("demo_dir", "resources/demo"))
+    for path in _as_list(dataset.get("annotations")):
+        if not Path(path).exists() and Path(path) != demo / "labels.csv":
+            lines.append(f"Expected config key `dataset.annotations` to name an existing file or folder, but {path} does not exist ({source}).")
+    for path in _as_list(dataset.get("videos")):
+        if not Path(path).is_dir() and Path(path) != demo:
+            what = "is not a folder" if Path(path).exists() else "does not exist"
+            lines.append(f"Expected config key `dataset.videos` to name an existing folder, but {path} {what} ({source}).")
+    weights, own = config.get("weights") or {}, demo_weight_paths(config)
+    keys = sorted({k for name in used_backbones(config) for k in _weight_keys(name)})
+    for key in keys:
+        value = str(weights.get(key) or "")
+        if _names_a_path(value) and not Path(value).expanduser().exists() and Path(value) != own.get(key):
+            lines.append(f"Expected config key `weights.{key}` to name an existing file or folder, but {value} does not exist ({source}).")
+    device = str(config.get("device", "cpu"))
+    if not DEVICE_PATTERN.match(device):
+        lines.append(f"Expected config key `device` to be a torch device such as cpu, cuda, cuda:1 or mps, but got {device!r} ({source}).")
+    return lines + column_errors(dataset, source)
+
+
+def _names_a_path(value: str) -> bool:
+    """A `weights` value meant as a local path: not empty, not `hf-hub:<repo>`, not a hub id
+    (`org/name`: checked in the local cache when read), not a name (`ViT-H-14`)."""
+    if not value or value.startswith("hf-hub:"):
+        return False
+    hub_id = value.count("/") == 1 and not value.startswith((".", "/", "~"))
+    return not hub_id and ("/" in value or value.startswith((".", "~")) or value.endswith(WEIGHT_FILE_SUFFIXES))
+
+
+def _weight_keys(name: str) -> tuple[str, ...]:
+    try:
+        return backbone_class(name).weight_keys
+    except ValueError:  # an unknown backbone: named by feature_sets
+        return ()
+
+
+def column_errors(dataset: dict[str, Any], source: str) -> list[str]:
+    """The custom adapter's configured columns missing from its table's header (read now)."""
+    files = _as_list(dataset.get("annotations"))
+    if dataset.get("adapter") != "custom" or len(files) != 1 or not Path(files[0]).is_file():
+        return []
+    table = Path(files[0])
+    sep = "\t" if table.suffix in (".tsv", ".tab") else ","  # as the custom adapter reads it
+    try:
+        header = [c.strip() for c in pd.read_csv(table, sep=sep, nrows=0, dtype=str, encoding="utf-8-sig").columns]
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        return [f"Expected config key `dataset.annotations` to name a readable CSV/TSV table, but reading {table} failed: {error} ({source})."]
+    columns = to_dict(from_dict(CustomColumns, dataset.get("columns"), "config key `dataset.columns`"))
+    return [
+        f"Expected config key `dataset.columns.{key}` to name a column of {table}, but {name!r} is not among {header} ({source})."
+        for key, name in columns.items()
+        if name and name not in header
+    ]
+
+
+def check_paths(config: dict[str, Any], source: str) -> None:
+    """Raise one short ValueError listing every missing input and bad value (`path_errors`)."""
+    errors = path_errors(config, source)
+    if errors:
+        raise ValueError("Invalid config:\n  " + "\n  ".join(errors))
+
+
+# Annotation files whose content names the manifest (a folder's other files, e.g. videos, do not).
+ANNOTATION_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".json", ".xlsx", ".xls")
+
+
+def annotation_checksums(config: dict[str, Any], cache: str | Path) -> dict[str, str]:
+    """{path: SHA-256} of the dataset's annotation files (a folder: its annotation files, by
+    suffix), cached by path, size and mtime in `cache`. Empty for the demo's own label table,
+    whose content the demo settings name (rule make_demo_data).
+
+    The workflow passes it to build_manifest as a parameter: an edited annotation file reruns
+    the manifest by its content, with or without a new mtime, and a copied one does not.
+    """
+    from actiondiff.features.weight_files import ChecksumCache
+
+    demo = Path(config.get("demo_dir", "resources/demo")) / "labels.csv"
+    files: dict[str, Path] = {}
+    for path in map(Path, _as_list((config.get("dataset") or {}).get("annotations"))):
+        if path == demo:
+            continue
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ANNOTATION_SUFFIXES) if path.is_dir() else [path]
+        files.update({str(p): p for p in found if p.is_file()})
+    return ChecksumCache(cache).checksums(files) if files else {}
+
+
+def content_digest(checksums: dict[str, str]) -> str:
+    """One SHA-256 of {path: SHA-256}: a short parameter however many annotation files there are."""
+    return hashlib.sha256("".join(f"{path}\t{sha}\n" for path, sha in sorted(checksums.items())).encode()).hexdigest()
+
+
+def manifest_is_current(manifest: str | Path, dataset: dict[str, Any]) -> bool:
+    """Whether `manifest` exists and is newer than every annotation file: then planning checks
+    the protocols against it when it parses the workflow (one line), not only once the
+    checkpoint is read (a traceback). A stale or copied one is left to the checkpoint."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        return False
+    built = manifest.stat().st_mtime
+    paths = [Path(p) for p in _as_list(dataset.get("annotations"))]
+    return all(p.exists() and p.stat().st_mtime <= built for p in paths)
+
+
+def share_groups(sets: dict[str, FeatureSet]) -> list[list[str]]:
+    """Which feature sets go together in one pass per video (`features/shared.py`, `actiondiff
+    extract-shared`): the SVD sets of one `share_key` (same weights, decode but for the window,
+    dtypes and tuning); every other set alone. Groups and their members in config order."""
+    from actiondiff.features.shared import share_key
+
+    groups: dict[Any, list[str]] = {}
+    for name, fs in sets.items():
+        key = share_key(fs.backbone, fs.decode, fs.extract, fs.weights)
+        groups.setdefault(("alone", name) if key is None else key, []).append(name)
+    return list(groups.values())

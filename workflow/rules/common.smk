@@ -2,41 +2,63 @@
 # Logic lives in the actiondiff package (actiondiff.plan); this file only hands config values to it.
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from actiondiff.plan import (
+    annotation_checksums,
     annotation_warnings,
     check_config,
+    check_paths,
     check_protocols,
+    content_digest,
     feature_set_protocols,
     feature_sets,
+    manifest_is_current,
     parse_experiments,
 )
 from actiondiff.io.manifest import num_shards, read_manifest
-from actiondiff.tools.demo_weights import ensure_demo_weights
-
+from actiondiff.tools.demo_weights import planning_checksums
 
 # Our own short message first (key, allowed values, source); Snakemake's validate then fills
-# in the schema's defaults.
-check_config(config, workflow.source_path("../schemas/config.schema.yaml"), "config/config.yaml, --configfile or --config")
+# in the schema's defaults. Then every input the config names must exist (the demo's own files
+# excepted while still to be built), one line per missing path, naming its key.
+SOURCE = "config/config.yaml, --configfile or --config"
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"), SOURCE)
 validate(config, "../schemas/config.schema.yaml")
+check_paths(config, SOURCE)
 
-# The feature hash names the weights' content, so the demo's tiny weights (seconds to build,
-# under `weights_dir`) are built before planning when missing; real weights are downloaded.
-ensure_demo_weights(config)
+# The feature hash names the weights' content. Planning writes nothing outside .snakemake/: it
+# keeps its checksum cache there and reads the demo's tiny weights, until the first run builds
+# them (rule make_tiny_weights), from a seeded copy built there once.
+PLANNING = ".snakemake/actiondiff"
 
 # The settings objects check values, names and references (an unknown feature set, a tap the
 # feature set does not extract) and refuse unknown keys too, before any job runs.
-FEATURE_SETS = feature_sets(config)
-EXPERIMENTS = parse_experiments(config)
+FEATURE_SETS = feature_sets(config, planning_checksums(config, PLANNING))
+EXPERIMENTS = parse_experiments(config, FEATURE_SETS)
 BY_HASH = {fs.settings_hash: fs for fs in FEATURE_SETS.values()}
 USED_SETS = sorted({e.feature_set.name for e in EXPERIMENTS.values()})
 DATASET = config["dataset"]["name"]
 for warning in annotation_warnings(config["dataset"], EXPERIMENTS):
     print(f"WARNING: {warning}", file=sys.stderr)
+
+# Every experiment's protocol against the manifest's domains, now when a current manifest is
+# there (one line); otherwise once the checkpoint is read (get_shard_outputs).
+_CHECKED = set()
+_MANIFEST = f"results/manifests/{DATASET}.csv"
+if manifest_is_current(_MANIFEST, config["dataset"]):
+    check_protocols(EXPERIMENTS, read_manifest(_MANIFEST), _MANIFEST)
+    _CHECKED.add(_MANIFEST)
+
+# build_manifest's settings: the dataset block, plus one SHA-256 of the annotation files' content
+# (not for the demo's own labels), so an edited file reruns it and a copied one (new mtime) does not.
+_ANNOTATIONS = annotation_checksums(config, f"{PLANNING}/annotations-sha256.json")
+_DIGEST = {"annotations_sha256": content_digest(_ANNOTATIONS)} if _ANNOTATIONS else {}
+MANIFEST_SETTINGS = json.dumps({"dataset": config["dataset"], **_DIGEST})
 
 RUN = "{dataset}/{experiment}/{variant}/{tap}"
 
@@ -72,20 +94,32 @@ def get_final_outputs():
     """Every table and figure of every experiment, plus the extraction report of each store."""
     outputs = []
     for protocol in table_protocols():
-        outputs += expand("results/tables/{dataset}/results_{protocol}.{ext}", dataset=DATASET, protocol=protocol, ext=["csv", "md"])
+        outputs += expand(
+            "results/tables/{dataset}/results_{protocol}.{ext}",
+            dataset=DATASET,
+            protocol=protocol,
+            ext=["csv", "md"],
+        )
     if _in_table("ablation"):
-        outputs += expand("results/tables/{dataset}/ablation.{ext}", dataset=DATASET, ext=["csv", "md"])
+        outputs += expand(
+            "results/tables/{dataset}/ablation.{ext}", dataset=DATASET, ext=["csv", "md"]
+        )
     for name, experiment in EXPERIMENTS.items():
         figures = f"results/figures/{DATASET}/{name}"
         if experiment.settings.grid:
             outputs += [f"{figures}/grid.png", f"{figures}/grid.pdf"]
         if experiment.settings.matrix:
-            outputs += expand(f"{figures}/{{plot}}.{{ext}}", plot=["matrix", "baseline"], ext=["png", "pdf"])
-            outputs.append(f"{figures}/frequency")  # the figure, or a page saying why it is not drawn
+            outputs += expand(
+                f"{figures}/{{plot}}.{{ext}}", plot=["matrix", "baseline"], ext=["png", "pdf"]
+            )
+            # the figure, or a page saying why it is not drawn
+            outputs.append(f"{figures}/frequency")
         if "results" in experiment.settings.tables and not experiment.settings.matrix:
             outputs += [f"{figures}/per_domain_accuracy.png", f"{figures}/confusion.png"]
     for name in USED_SETS:
-        outputs.append(f"results/tables/{DATASET}/extraction/{FEATURE_SETS[name].settings_hash}.settings.csv")
+        outputs.append(
+            f"results/tables/{DATASET}/extraction/{FEATURE_SETS[name].settings_hash}.settings.csv"
+        )
     return outputs
 
 
@@ -94,26 +128,39 @@ def get_settings_json(wildcards=None):
     fs = BY_HASH[wildcards.settings_hash]
     experiment = next(e for e in EXPERIMENTS.values() if e.feature_set.name == fs.name)
     values = experiment.run_settings(config, "main")
-    return json.dumps({k: values[k] for k in ("backbone", "decode", "extraction", "weights", "device")}, sort_keys=True)
+    return json.dumps(
+        {k: values[k] for k in ("backbone", "decode", "extraction", "weights", "device")},
+        sort_keys=True,
+    )
 
 
 def get_selection_settings(wildcards):
     """The protocol blocks of every run on one feature set (by its hash): they choose its videos."""
-    return json.dumps({"protocols": feature_set_protocols(EXPERIMENTS, BY_HASH[wildcards.settings_hash].name)}, sort_keys=True)
+    return json.dumps(
+        {"protocols": feature_set_protocols(EXPERIMENTS, BY_HASH[wildcards.settings_hash].name)},
+        sort_keys=True,
+    )
 
 
 def get_run_settings(wildcards):
     """Every settings block of one experiment run (feature set, protocol, head, train, run)."""
-    return json.dumps(EXPERIMENTS[wildcards.experiment].run_settings(config, wildcards.variant), sort_keys=True)
+    return json.dumps(
+        EXPERIMENTS[wildcards.experiment].run_settings(config, wildcards.variant), sort_keys=True
+    )
 
 
 def get_run_store(wildcards):
-    return _store(EXPERIMENTS[wildcards.experiment].feature_set)
+    """The run's store, ancient: a folder (no checksum), named by its features' identity; a
+    re-pack of the same cache writes the same bytes."""
+    return ancient(_store(EXPERIMENTS[wildcards.experiment].feature_set))
 
 
 def get_model_files(wildcards):
     seeds = EXPERIMENTS[wildcards.experiment].seeds
-    return [f"results/models/{RUN}/seed{seed}.safetensors".format(**wildcards, seed=seed) for seed in seeds]
+    return [
+        f"results/models/{RUN}/seed{seed}.safetensors".format(**wildcards, seed=seed)
+        for seed in seeds
+    ]
 
 
 def get_protocol_evaluations(wildcards):
@@ -127,7 +174,11 @@ def get_protocol_evaluations(wildcards):
 
 
 def get_ablation_evaluations(wildcards):
-    return [_evaluation(e.name, variant, tap) for e in _in_table("ablation") for variant, tap in e.runs()]
+    return [
+        _evaluation(e.name, variant, tap)
+        for e in _in_table("ablation")
+        for variant, tap in e.runs()
+    ]
 
 
 def get_experiment_evaluations(wildcards):
@@ -141,13 +192,22 @@ def get_first_evaluation(wildcards):
 
 
 def get_weight_files(wildcards):
-    """The feature set's backbone weight files as inputs when they are local files (the demo's are built by a rule)."""
+    """The feature set's backbone weight files as inputs when they are local files (the demo's
+    are built by a rule). Ancient: their content names the feature hash (the cache and store
+    paths), so a copy with new mtimes reruns nothing and other bytes plan a new store."""
     files = BY_HASH[wildcards.settings_hash].weight_inputs
     demo = config["weights_dir"]
-    return [f for f in files if f.startswith(demo) or os.path.exists(f)]
+    return [ancient(f) for f in files if f.startswith(demo) or os.path.exists(f)]
 
 
-_CHECKED = set()
+def get_annotations(wildcards):
+    """The dataset's annotation files. A user's are ancient: their content is in build_manifest's
+    settings (MANIFEST_SETTINGS), so a copy reruns nothing and an edit reruns the manifest. The
+    demo's own labels are a plain input: rebuilt by make_demo_data when the demo settings change."""
+    files = config["dataset"]["annotations"]
+    files = files if isinstance(files, list) else [files]
+    own = os.path.normpath(f"{config['demo_dir']}/labels.csv")
+    return [f if os.path.normpath(f) == own else ancient(f) for f in files]
 
 
 def get_shard_outputs(wildcards):
@@ -158,7 +218,9 @@ def get_shard_outputs(wildcards):
     if full not in _CHECKED:
         check_protocols(EXPERIMENTS, read_manifest(full), full)
         _CHECKED.add(full)
-    manifest = checkpoints.select_videos.get(dataset=wildcards.dataset, settings_hash=wildcards.settings_hash).output.manifest
+    manifest = checkpoints.select_videos.get(
+        dataset=wildcards.dataset, settings_hash=wildcards.settings_hash
+    ).output.manifest
     count = num_shards(read_manifest(manifest), config["shard_size"])
     return expand(
         "results/features/{dataset}/{settings_hash}/shards/{shard}.json",

@@ -5,13 +5,13 @@
 rule make_demo_data:
     output:
         labels=f"{config['demo_dir']}/labels.csv",
+    log:
+        "logs/make_demo_data/demo.log",
+    conda:
+        "../../envs/actiondiff.yaml"
     params:
         settings=json.dumps({"demo": config.get("demo", {})}),
         out=get_demo_dir,
-    conda:
-        "../../envs/actiondiff.yaml"
-    log:
-        "logs/make_demo_data/demo.log",
     shell:
         "actiondiff make-demo-data --out {params.out} --settings {params.settings:q} > {log} 2>&1"
 
@@ -22,12 +22,12 @@ rule make_tiny_weights:
         vae=f"{config['weights_dir']}/tiny-svd/vae/config.json",
         clip_arch=f"{config['weights_dir']}/tiny-clip/open_clip_config.json",
         clip_checkpoint=f"{config['weights_dir']}/tiny-clip/open_clip_model.safetensors",
-    params:
-        out=get_weights_dir,
-    conda:
-        "../../envs/extract.yaml"
     log:
         "logs/make_tiny_weights/weights.log",
+    conda:
+        "../../envs/extract.yaml"
+    params:
+        out=get_weights_dir,
     shell:
         "actiondiff make-tiny-weights --out {params.out} > {log} 2>&1"
 
@@ -36,13 +36,13 @@ rule make_tiny_encoder_weights:
     output:
         config=f"{config['weights_dir']}/tiny-{{encoder}}/config.json",
         weights=f"{config['weights_dir']}/tiny-{{encoder}}/model.safetensors",
-    wildcard_constraints:
-        encoder="videomae|vjepa2",
-    params:
-        out=get_weights_dir,
-    conda:
-        "../../envs/extract.yaml"
     log:
         "logs/make_tiny_encoder_weights/{encoder}.log",
+    wildcard_constraints:
+        encoder="videomae|vjepa2",
+    conda:
+        "../../envs/extract.yaml"
+    params:
+        out=get_weights_dir,
     shell:
         "actiondiff make-tiny-weights --out {params.out} --backbone {wildcards.encoder} > {log} 2>&1"

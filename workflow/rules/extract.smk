@@ -16,19 +16,19 @@ localrules:
 
 checkpoint build_manifest:
     input:
-        annotations=config["dataset"]["annotations"],
+        annotations=get_annotations,
     output:
         manifest="results/manifests/{dataset}.csv",
         classes="results/manifests/{dataset}.classes.csv",
         missing="results/manifests/{dataset}.missing.csv",
+    log:
+        "logs/build_manifest/{dataset}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
     params:
         adapter=config["dataset"]["adapter"],
         videos=get_videos_dir,
-        settings=json.dumps({"dataset": config["dataset"]}),
-    conda:
-        "../../envs/actiondiff.yaml"
-    log:
-        "logs/build_manifest/{dataset}.log",
+        settings=MANIFEST_SETTINGS,
     shell:
         "actiondiff build-manifest {params.adapter} --annotations {input.annotations:q} --videos {params.videos:q}"
         " --out {output.manifest} --missing {output.missing} --settings {params.settings:q} > {log} 2>&1"
@@ -40,12 +40,12 @@ checkpoint select_videos:
     output:
         manifest="results/manifests/{dataset}/{settings_hash}.csv",
         classes="results/manifests/{dataset}/{settings_hash}.classes.csv",
-    params:
-        settings=get_selection_settings,
-    conda:
-        "../../envs/actiondiff.yaml"
     log:
         "logs/select_videos/{dataset}/{settings_hash}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
+    params:
+        settings=get_selection_settings,
     shell:
         "actiondiff select-videos --manifest {input.manifest} --out {output.manifest} --settings {params.settings:q} > {log} 2>&1"
 
@@ -56,14 +56,14 @@ rule extract_features:
         weights=get_weight_files,
     output:
         done="results/features/{dataset}/{settings_hash}/shards/{shard}.json",
+    log:
+        "logs/extract_features/{dataset}/{settings_hash}/{shard}.log",
+    conda:
+        "../../envs/extract.yaml"
     params:
         cache=get_cache_dir,
         shard_size=config["shard_size"],
         settings=get_settings_json,
-    conda:
-        "../../envs/extract.yaml"
-    log:
-        "logs/extract_features/{dataset}/{settings_hash}/{shard}.log",
     shell:
         "actiondiff extract-features --manifest {input.manifest} --shard {wildcards.shard} --shard-size {params.shard_size}"
         " --out {params.cache} --done {output.done} --settings-hash {wildcards.settings_hash} --settings {params.settings:q}"
@@ -76,14 +76,14 @@ rule verify_features:
         shards=get_shard_outputs,
     output:
         verified=temp("results/features/{dataset}/{settings_hash}/verified.json"),
-    params:
-        cache=get_cache_dir,
-        shard_size=config["shard_size"],
+    log:
+        "logs/verify_features/{dataset}/{settings_hash}.log",
     retries: 0  # a deterministic check: a retry would only overwrite its log
     conda:
         "../../envs/actiondiff.yaml"
-    log:
-        "logs/verify_features/{dataset}/{settings_hash}.log",
+    params:
+        cache=get_cache_dir,
+        shard_size=config["shard_size"],
     shell:
         "actiondiff verify-features --cache {params.cache} --manifest {input.manifest} --shard-size {params.shard_size}"
         " --shards {input.shards} --out {output.verified} > {log} 2>&1"
@@ -97,12 +97,12 @@ rule pack_store:
     output:
         store=directory("results/stores/{dataset}/{settings_hash}.zarr"),
         failures="results/stores/{dataset}/{settings_hash}.failures.csv",
-    params:
-        cache=get_cache_dir,
-    conda:
-        "../../envs/actiondiff.yaml"
     log:
         "logs/pack_store/{dataset}/{settings_hash}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
+    params:
+        cache=get_cache_dir,
     shell:
         "actiondiff pack-store --cache {params.cache} --manifest {input.manifest} --out {output.store}"
         " --failures {output.failures} > {log} 2>&1"

@@ -15,12 +15,22 @@ rule make_results_table:
     input:
         get_protocol_evaluations,
     output:
-        csv=report("results/tables/{dataset}/results_{protocol}.csv", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
-        markdown=report("results/tables/{dataset}/results_{protocol}.md", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
-    conda:
-        "../../envs/actiondiff.yaml"
+        csv=report(
+            "results/tables/{dataset}/results_{protocol}.csv",
+            caption="../report/results_table.rst",
+            category="Tables",
+            subcategory="{protocol}",
+        ),
+        markdown=report(
+            "results/tables/{dataset}/results_{protocol}.md",
+            caption="../report/results_table.rst",
+            category="Tables",
+            subcategory="{protocol}",
+        ),
     log:
         "logs/make_results_table/{dataset}/{protocol}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
     shell:
         "actiondiff make-results-table --evaluations {input} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
 
@@ -29,12 +39,22 @@ rule make_ablation_table:
     input:
         get_ablation_evaluations,
     output:
-        csv=report("results/tables/{dataset}/ablation.csv", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
-        markdown=report("results/tables/{dataset}/ablation.md", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
-    conda:
-        "../../envs/actiondiff.yaml"
+        csv=report(
+            "results/tables/{dataset}/ablation.csv",
+            caption="../report/ablation_table.rst",
+            category="Tables",
+            subcategory="ablations",
+        ),
+        markdown=report(
+            "results/tables/{dataset}/ablation.md",
+            caption="../report/ablation_table.rst",
+            category="Tables",
+            subcategory="ablations",
+        ),
     log:
         "logs/make_ablation_table/{dataset}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
     shell:
         "actiondiff make-ablation-table --evaluations {input} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
 
@@ -43,13 +63,28 @@ rule plot_grid:
     input:
         get_experiment_evaluations,
     output:
-        png=report("results/figures/{dataset}/{experiment}/grid.png", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
-        pdf=report("results/figures/{dataset}/{experiment}/grid.pdf", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
-        csv=report("results/tables/{dataset}/{experiment}/grid.csv", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
-    conda:
-        "../../envs/actiondiff.yaml"
+        png=report(
+            "results/figures/{dataset}/{experiment}/grid.png",
+            caption="../report/grid.rst",
+            category="{experiment}",
+            subcategory="layer x timestep grid",
+        ),
+        pdf=report(
+            "results/figures/{dataset}/{experiment}/grid.pdf",
+            caption="../report/grid.rst",
+            category="{experiment}",
+            subcategory="layer x timestep grid",
+        ),
+        csv=report(
+            "results/tables/{dataset}/{experiment}/grid.csv",
+            caption="../report/grid.rst",
+            category="{experiment}",
+            subcategory="layer x timestep grid",
+        ),
     log:
         "logs/plot_grid/{dataset}/{experiment}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
     shell:
         "actiondiff plot-grid --evaluations {input} --title 'Layer x timestep grid ({wildcards.experiment})'"
         " --csv {output.csv} --png {output.png} --pdf {output.pdf} > {log} 2>&1"
@@ -59,17 +94,48 @@ rule plot_matrix:
     input:
         get_experiment_evaluations,
     output:
-        matrix_png=report("results/figures/{dataset}/{experiment}/matrix.png", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
-        matrix_pdf=report("results/figures/{dataset}/{experiment}/matrix.pdf", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
+        matrix_png=report(
+            "results/figures/{dataset}/{experiment}/matrix.png",
+            caption="../report/matrix.rst",
+            category="{experiment}",
+            subcategory="domain matrix",
+        ),
+        matrix_pdf=report(
+            "results/figures/{dataset}/{experiment}/matrix.pdf",
+            caption="../report/matrix.rst",
+            category="{experiment}",
+            subcategory="domain matrix",
+        ),
         # A folder: the figure (PNG, PDF), or with fewer than 3 domain pairs a page saying why it is not drawn.
-        frequency=report(directory("results/figures/{dataset}/{experiment}/frequency"), patterns=["{name}.png", "{name}.pdf", "{name}.html"], caption="../report/frequency.rst", category="{experiment}", subcategory="action frequency"),
-        baseline_png=report("results/figures/{dataset}/{experiment}/baseline.png", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
-        baseline_pdf=report("results/figures/{dataset}/{experiment}/baseline.pdf", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
-        csv=report("results/tables/{dataset}/{experiment}/matrix.csv", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
-    conda:
-        "../../envs/actiondiff.yaml"
+        frequency=report(
+            directory("results/figures/{dataset}/{experiment}/frequency"),
+            patterns=["{name}.png", "{name}.pdf", "{name}.html"],
+            caption="../report/frequency.rst",
+            category="{experiment}",
+            subcategory="action frequency",
+        ),
+        baseline_png=report(
+            "results/figures/{dataset}/{experiment}/baseline.png",
+            caption="../report/baseline.rst",
+            category="{experiment}",
+            subcategory="most frequent class",
+        ),
+        baseline_pdf=report(
+            "results/figures/{dataset}/{experiment}/baseline.pdf",
+            caption="../report/baseline.rst",
+            category="{experiment}",
+            subcategory="most frequent class",
+        ),
+        csv=report(
+            "results/tables/{dataset}/{experiment}/matrix.csv",
+            caption="../report/matrix.rst",
+            category="{experiment}",
+            subcategory="domain matrix",
+        ),
     log:
         "logs/plot_matrix/{dataset}/{experiment}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
     shell:
         "actiondiff plot-matrix --evaluations {input} --csv {output.csv}"
         " --matrix-png {output.matrix_png} --matrix-pdf {output.matrix_pdf}"
@@ -81,14 +147,29 @@ rule plot_results:
     input:
         evaluation=get_first_evaluation,
     output:
-        table=report("results/tables/{dataset}/{experiment}/metrics.csv", caption="../report/metrics_table.rst", category="{experiment}", subcategory="results"),
+        table=report(
+            "results/tables/{dataset}/{experiment}/metrics.csv",
+            caption="../report/metrics_table.rst",
+            category="{experiment}",
+            subcategory="results",
+        ),
         markdown="results/tables/{dataset}/{experiment}/metrics.md",
-        figure=report("results/figures/{dataset}/{experiment}/per_domain_accuracy.png", caption="../report/per_domain_accuracy.rst", category="{experiment}", subcategory="results"),
-        confusion=report("results/figures/{dataset}/{experiment}/confusion.png", caption="../report/confusion.rst", category="{experiment}", subcategory="results"),
-    conda:
-        "../../envs/actiondiff.yaml"
+        figure=report(
+            "results/figures/{dataset}/{experiment}/per_domain_accuracy.png",
+            caption="../report/per_domain_accuracy.rst",
+            category="{experiment}",
+            subcategory="results",
+        ),
+        confusion=report(
+            "results/figures/{dataset}/{experiment}/confusion.png",
+            caption="../report/confusion.rst",
+            category="{experiment}",
+            subcategory="results",
+        ),
     log:
         "logs/plot_results/{dataset}/{experiment}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
     shell:
         "actiondiff plot-results --evaluation {input.evaluation} --table {output.table} --markdown {output.markdown}"
         " --figure {output.figure} --confusion {output.confusion} > {log} 2>&1"
@@ -96,15 +177,25 @@ rule plot_results:
 
 rule report_extraction:
     input:
-        store="results/stores/{dataset}/{settings_hash}.zarr",
+        store=ancient("results/stores/{dataset}/{settings_hash}.zarr"),  # see get_run_store
         failures="results/stores/{dataset}/{settings_hash}.failures.csv",
     output:
-        settings=report("results/tables/{dataset}/extraction/{settings_hash}.settings.csv", caption="../report/extraction_settings.rst", category="Extraction", subcategory="{settings_hash}"),
-        failures=report("results/tables/{dataset}/extraction/{settings_hash}.failures.csv", caption="../report/failures.rst", category="Extraction", subcategory="{settings_hash}"),
-    conda:
-        "../../envs/actiondiff.yaml"
+        settings=report(
+            "results/tables/{dataset}/extraction/{settings_hash}.settings.csv",
+            caption="../report/extraction_settings.rst",
+            category="Extraction",
+            subcategory="{settings_hash}",
+        ),
+        failures=report(
+            "results/tables/{dataset}/extraction/{settings_hash}.failures.csv",
+            caption="../report/failures.rst",
+            category="Extraction",
+            subcategory="{settings_hash}",
+        ),
     log:
         "logs/report_extraction/{dataset}/{settings_hash}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
     shell:
         "actiondiff report-extraction --store {input.store} --failures {input.failures}"
         " --settings-csv {output.settings} --failures-csv {output.failures} > {log} 2>&1"

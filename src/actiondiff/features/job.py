@@ -1,7 +1,8 @@
 """One extraction job: a list of videos through one loaded extractor into the cache.
 
-Committed videos are skipped, so a killed or preempted job, rerun, redoes only the rest. A
-video that fails is recorded in the cache's failure manifest and the job carries on; a video
+Committed videos are skipped, so a killed or preempted job, rerun, redoes only the rest. Each
+video is claimed before it is extracted (`claims.py`), so two runs on one cache folder share its
+videos out instead of both extracting every one. A video that fails is recorded in the cache's failure manifest and the job carries on; a video
 that decodes only partly (a `VideoWarning`) keeps its features and gets a manifest line of
 kind "warning".
 
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from actiondiff.features.backbones import Backbone, backbone_class, weight_checksums
 from actiondiff.features.backbones.registry import weight_paths
+from actiondiff.features.claims import claim_each
 from actiondiff.features.weight_files import WeightsError
 from actiondiff.io.video import VideoError, VideoWarning, declared_frames
 from actiondiff.settings import DecodeSettings, WeightsSettings
@@ -46,6 +48,7 @@ class VideoOutcome:
     frames: int = 0  # kept frames (rows of features)
     seconds: float = 0.0
     worker: str = ""  # multi-device runs: which worker (e.g. "1:cuda:1")
+    elsewhere: bool = False  # committed by another run on the same cache while this one ran
 
 
 @dataclass
@@ -58,6 +61,9 @@ class JobSummary:
     warned: list[str] = field(default_factory=list)
 
     def add(self, outcome: VideoOutcome) -> None:
+        if outcome.elsewhere:
+            self.skipped.append(outcome.video_id)
+            return
         if outcome.failed:
             self.failed.append(outcome.video_id)
             return
@@ -91,10 +97,17 @@ class VideoProgress:
         self.start = time.perf_counter()
         self.bar = tqdm(total=total, desc="extract", unit="video", disable=not console)
 
+    def loaded(self) -> None:
+        """Restart the clock once the models are loaded (before any video is done), so that
+        the ETA counts extraction only (a multi-device run creates this before its workers load)."""
+        if self.done == 0:
+            self.start = time.perf_counter()
+            self.bar.reset()
+
     def finished(self, outcome: VideoOutcome) -> None:
         self.done += 1
         self.bar.update()
-        if not self.console and not outcome.failed:
+        if not self.console and not outcome.failed and not outcome.elsewhere:
             elapsed = time.perf_counter() - self.start
             log.info("%s", progress_line(self.done, self.total, outcome.video_id, outcome.frames, outcome.seconds, elapsed))
 
@@ -148,12 +161,17 @@ class BackboneLoader:
 
     def __call__(self, device: str, cache: FeatureCache) -> Backbone:
         model = backbone_class(self.backbone).load(self.settings, self.decode, self.weights, device)
+        self.check_and_record(cache)
+        return model
+
+    def check_and_record(self, cache: FeatureCache) -> None:
+        """Once the weights are loaded: their checksums are the identity's (else an error), and
+        they are recorded in `cache` (also for modules loaded once for several sets)."""
         loaded, expected = weight_checksums(self.backbone, self.weights), self.identity["weights_sha256"]
         if loaded != expected:
             changed = sorted(r for r in {*loaded, *expected} if loaded.get(r) != expected.get(r))
             raise WeightsError(f"Expected the weight files to stay as they were while they were loaded, but {changed} changed. Rerun.")
         cache.record_weights({path: loaded[role] for path, role in weight_paths(self.backbone, self.weights).items()})
-        return model
 
 
 def pending(
@@ -201,14 +219,19 @@ def run_extraction(
     extractor = extractor_factory()
     console = sys.stderr.isatty()
     progress = VideoProgress(len(todo), console)
+
+    def finished(outcome: VideoOutcome) -> None:
+        summary.add(outcome)
+        progress.finished(outcome)
+        if on_committed and not outcome.failed:
+            on_committed(outcome.video_id)
+
     try:
-        for video_id, path in todo:
+        # claimed one by one: another run on this cache takes the videos this one holds
+        for video_id, path in claim_each(todo, cache, lambda v: finished(VideoOutcome(v, failed=False, elsewhere=True))):
             with frames_bar(video_id, path, console) as on_window:
                 outcome = extract_into_cache(extractor, cache, video_id, path, strict, on_window)
-            summary.add(outcome)
-            progress.finished(outcome)
-            if on_committed and not outcome.failed:
-                on_committed(video_id)
+            finished(outcome)
     finally:
         progress.close()
     return summary

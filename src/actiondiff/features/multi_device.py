@@ -2,7 +2,8 @@
 
 `extract --devices cuda:0,cuda:1` starts one process per device ('spawn', as CUDA needs).
 Each loads the backbone once, then claims the next unclaimed video of the shared list (a
-counter in shared memory, taken under its lock), extracts it and commits it to the cache
+counter in shared memory, taken under its lock, then the video's claim in the cache, which
+other runs on the same folder respect: `claims.py`), extracts it and commits it to the cache
 itself, with the same atomic commits and failure records as a single-process job
 (`job.extract_into_cache`), and tells the parent what it did. A slow video holds up only its
 own worker. The parent counts, shows progress and writes the one summary.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from actiondiff.features.claims import claim_each
 from actiondiff.features.job import (
     BackboneLoader,
     JobSummary,
@@ -42,6 +44,13 @@ log = logging.getLogger(__name__)
 
 # How often (seconds) the parent looks whether its workers still run while none reports.
 POLL_S = 0.5
+
+
+@dataclass
+class WorkerLoaded:
+    """A worker's first message: its backbone is loaded (the ETA starts at the first)."""
+
+    worker: str
 
 
 @dataclass
@@ -104,6 +113,9 @@ def run_on_devices(
     progress, reported, stopped, per_worker = VideoProgress(len(todo), console), set(), {}, {}
     try:
         for message in _messages(outcomes, workers):
+            if isinstance(message, WorkerLoaded):
+                progress.loaded()
+                continue
             if isinstance(message, WorkerStopped):
                 log.error("worker %s stopped: %s", message.worker, message.reason)
                 stopped[message.worker] = message.reason
@@ -140,7 +152,7 @@ def run_on_devices(
     return summary
 
 
-def _messages(outcomes, workers: list) -> Iterator[VideoOutcome | WorkerStopped]:
+def _messages(outcomes, workers: list) -> Iterator[VideoOutcome | WorkerLoaded | WorkerStopped]:
     """The workers' messages as they come, until every worker has exited and all are read."""
     while True:
         try:
@@ -153,6 +165,18 @@ def _messages(outcomes, workers: list) -> Iterator[VideoOutcome | WorkerStopped]
             yield outcomes.get_nowait()
         except queue.Empty:
             return
+
+
+def _taken(todo: list[tuple[str, str]], next_video, parent) -> Iterator[tuple[str, str]]:
+    """The videos of `todo` this worker takes from the shared counter (under its lock), until
+    none is left or the parent is gone."""
+    while parent is None or parent.is_alive():
+        with next_video.get_lock():
+            index = next_video.value
+            next_video.value += 1
+        if index >= len(todo):
+            return
+        yield todo[index]
 
 
 def _work(
@@ -178,13 +202,13 @@ def _work(
         if torch.device(device).type == "cuda" and torch.device(device).index is not None:
             torch.cuda.set_device(device)  # else pinned copies would open a context on cuda:0
         extractor = loader(device, cache)
-        while parent is None or parent.is_alive():
-            with next_video.get_lock():
-                index = next_video.value
-                next_video.value += 1
-            if index >= len(todo):
-                return
-            video_id, path = todo[index]
+        outcomes.put(WorkerLoaded(label))
+        # each video taken from the shared counter is also claimed in the cache, as another
+        # run on the same folder may be extracting it (see `claims.py`)
+        def elsewhere(video_id: str) -> None:
+            outcomes.put(VideoOutcome(video_id, failed=False, worker=label, elsewhere=True))
+
+        for video_id, path in claim_each(_taken(todo, next_video, parent), cache, elsewhere):
             with frames_bar(f"[{label}] {video_id}", path, console, position=slot + 1) as on_window:
                 outcome = extract_into_cache(extractor, cache, video_id, path, strict, on_window)
             outcomes.put(dataclasses.replace(outcome, worker=label))

@@ -9,14 +9,21 @@ deepest requested layer; only the conditional half of the authors' guidance batc
 A window's random draws come from the video's generator in a fixed order: the conditioning
 noise (pixel noise of the conditioning frames, or latent noise), then the first-stage posterior
 noise, then the `noise: gaussian` draws.
+
+Several feature sets extracted in one pass (`features/shared.py`) hand each window's `memo` to
+every set: the deterministic stages, the window's VAE posterior (mean, log-variance) and its
+CLIP image embedding, are computed by the first set that needs them and reused by every other
+set whose `_vae_key` / `_clip_key` matches, so the bytes are those of a separate pass. The
+random draws never are: each set draws from its own generator, in the order above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +43,8 @@ from actiondiff.settings import (
 from actiondiff.store.records import VideoFeatures
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # OpenCLIP's normalisation (OPENAI_DATASET_MEAN / STD), as its ViT-H-14 preprocessing uses.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -108,7 +117,8 @@ class SVDExtractor:
     for parity checks; the features are stored as float32 all the same.
 
     z's encoder (`z_encoder`): the VAE's (encoder + quant_conv, today's default), or the
-    single file's first-stage copy without quant_conv (`first_stage_encoder`, the authors').
+    single file's first-stage copy without quant_conv (`vae.first_stage_encoder`, set by
+    `load_modules`: the authors').
 
     GPU tuning (`features/gpu_tuning.py`): `tf32` holds for every window; `channels_last` and
     `compile` change the modules that run in place (a later extractor on the same modules sets
@@ -123,14 +133,11 @@ class SVDExtractor:
         decode: DecodeSettings,
         extract: ExtractSettings,
         device: str | torch.device = "cpu",
-        first_stage_encoder: torch.nn.Module | None = None,
     ) -> None:
-        if (extract.z_encoder == "first_stage") != (first_stage_encoder is not None):
-            raise ValueError(
-                f"Expected a first-stage encoder exactly when `z_encoder` is first_stage, but got "
-                f"z_encoder {extract.z_encoder!r} and {'one' if first_stage_encoder is not None else 'none'}."
-            )
-        self.first_stage_encoder = first_stage_encoder
+        # z_encoder first_stage: the single file's first-stage copy, loaded with the VAE (`load_modules`)
+        self.first_stage_encoder = getattr(vae, "first_stage_encoder", None) if extract.z_encoder == "first_stage" else None
+        if extract.z_encoder == "first_stage" and self.first_stage_encoder is None:
+            raise ValueError("Expected the VAE to carry `first_stage_encoder` (load_modules) for `z_encoder: first_stage`, but it has none.")
         self.decode, self.extract = decode, extract
         self.device = torch.device(device)
         self.dtype = getattr(torch, extract.dtype)
@@ -155,6 +162,19 @@ class SVDExtractor:
         cls, weights: WeightsSettings, decode: DecodeSettings, extract: ExtractSettings, device: str = "cpu"
     ) -> SVDExtractor:
         """Load the weights named in the config (strictly) and build the extractor."""
+        return cls(*cls.load_modules(weights, extract), decode, extract, device)
+
+    @staticmethod
+    def module_key(weights: WeightsSettings, extract: ExtractSettings) -> tuple[Any, ...]:
+        """What `load_modules` and the placement depend on: extractors with equal keys may share
+        one set of modules (`features/shared.py`). The GPU tuning fields enter it, as
+        `channels_last` and `compile` change the modules in place."""
+        return (weights, extract.dtype, extract.half_precision, extract.vae_dtype, extract.channels_last, extract.compile,
+                extract.z_encoder, extract.resnet_norm_eps)  # issue 30: a first-stage encoder, GroupNorm eps set in place
+
+    @staticmethod
+    def load_modules(weights: WeightsSettings, extract: ExtractSettings) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+        """(unet, vae, clip) of the weights named in the config, loaded strictly, on the CPU."""
         # Each module is loaded straight into the dtype it is kept in: the VAE in `vae_dtype`
         # (fp32 by default, as SVD's force_upcast asks); the UNet and CLIP in the run's dtype,
         # or in fp32 under `half_precision: autocast` (the authors' fp32 weights, half ops).
@@ -168,10 +188,9 @@ class SVDExtractor:
                 "encoder has no text tower. Download laion/CLIP-ViT-H-14-laion2B-s32B-b79K (README, Getting the weights)."
             )
         clip = load_clip(weights.clip_arch, weights.clip_checkpoint, dtype=dtype, svd=weights.svd)
-        first_stage = None
-        if extract.z_encoder == "first_stage":
-            first_stage = load_first_stage_encoder(weights.svd, dtype=getattr(torch, extract.vae_dtype))
-        return cls(unet, vae, clip, decode, extract, device, first_stage_encoder=first_stage)
+        if extract.z_encoder == "first_stage":  # the authors' encoder of z, kept with the VAE it pairs with
+            vae.first_stage_encoder = load_first_stage_encoder(weights.svd, dtype=getattr(torch, extract.vae_dtype))
+        return unet, vae, clip
 
     def _place_needed_modules(self) -> None:
         """Move only the modules that run to the device (and to their compute dtype).
@@ -196,8 +215,9 @@ class SVDExtractor:
         compile_modules([*down_path_modules(self.unet, self.extract.deepest_layer), self.vae.encoder], self.extract.compile)
 
     def _precision(self) -> contextlib.AbstractContextManager:
-        """The context the UNet and CLIP run in: autocast to `dtype`, or nothing."""
-        if self.autocast:
+        """The context the UNet and CLIP run in: autocast to `dtype`, or nothing (also on `meta`,
+        where FLOPs are counted: autocast has no meta device, and the FLOPs are the same)."""
+        if self.autocast and self.device.type != "meta":
             return torch.autocast(self.device.type, dtype=self.dtype)
         return contextlib.nullcontext()
 
@@ -210,28 +230,34 @@ class SVDExtractor:
             path, video_id, self.decode, self.extract, self.extract_window, self.device, on_window=on_window
         )
 
-    def extract_window(self, frames: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray]:
+    def extract_window(
+        self, frames: torch.Tensor, generator: torch.Generator, memo: dict[Hashable, Any] | None = None
+    ) -> dict[str, np.ndarray]:
         """Features of one window as arrays.
 
         Args:
             frames: [f, 3, H, W] float32 in [-1, 1], f <= window; padded here (`padding`).
             generator: the video's seeded CPU generator (noise draws, posterior samples).
+            memo: this window's shared stages (see the module docstring); None: nothing shared.
         Returns:
             {tap name: [f, channels] float32}, padded frames dropped.
         """
         out = {}
-        for layer, values in self.window_taps(frames, generator).items():  # [T, f, c]
+        for layer, values in self.window_taps(frames, generator, memo).items():  # [T, f, c]
             for i, t in enumerate(self.timestep_indices):
                 out[tap_name(layer, t)] = values[i].float().cpu().numpy()  # float64 runs too
         return out
 
     @torch.inference_mode()
-    def window_taps(self, frames: torch.Tensor, generator: torch.Generator) -> dict[int, torch.Tensor]:
+    def window_taps(
+        self, frames: torch.Tensor, generator: torch.Generator, memo: dict[Hashable, Any] | None = None
+    ) -> dict[int, torch.Tensor]:
         """Pooled UNet taps of one window for every requested (layer, timestep).
 
         Args:
             frames: [f, 3, H, W] float32 in [-1, 1], f <= window.
             generator: CPU generator for every random draw (device-independent results).
+            memo: this window's shared stages, filled and read here; None: nothing shared.
         Returns:
             {layer: [timesteps, f, channels] float32 on the device}, timesteps in ascending
             index order (`self.timestep_indices`), padded frames dropped.
@@ -250,9 +276,9 @@ class SVDExtractor:
         padded = padded.to(self.device, self.work_dtype).contiguous(memory_format=self.memory_format)
         with tf32_scope(self.extract.tf32):
             # 2. one VAE pass: posterior mean and log-variance, each [window, 4, h, w] float32
-            mean, logvar = self._encode_vae(padded, self.first_stage_encoder)
+            mean, logvar = shared_stage(memo, self._vae_key(), lambda: self._encode_vae(padded, self.first_stage_encoder))
             # 3. conditioning: context [window, tokens, d] and unscaled concat latent [window, 4, h, w]
-            embedding, concat = self._conditioning(padded, mean, num_real, generator)
+            embedding, concat = self._conditioning(padded, mean, num_real, generator, memo)
             # 4. first-stage latent z = scaling_factor * (posterior sample | mean)
             if self.extract.latent == "sample":
                 noise = torch.randn(mean.shape, generator=generator).to(mean)
@@ -261,6 +287,19 @@ class SVDExtractor:
             # 5. all timesteps in one batch, to the deepest layer
             pooled = self._run_timesteps(z, concat, embedding, generator)
         return {layer: values[:, :num_real] for layer, values in pooled.items()}
+
+    def _vae_key(self) -> tuple[Any, ...]:
+        """What the window's posterior depends on besides its frames (`shared_stage`)."""
+        e = self.extract
+        return ("vae", id(self.vae), self.device, e.padding, self.memory_format, e.vae_dtype, e.vae_chunk, e.tf32, e.z_encoder)
+
+    def _clip_key(self, chosen: slice) -> tuple[Any, ...]:
+        """What the window's CLIP embedding of the frames `chosen` depends on besides them."""
+        e = self.extract
+        return (
+            "clip", id(self.clip), self.device, (chosen.start, chosen.stop), e.padding, self.memory_format,
+            self.input_dtype, self.autocast and self.dtype, e.tf32,
+        )
 
     def _encode_vae(self, frames: torch.Tensor, encoder: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """[n, 3, H, W] -> unscaled posterior (mean, logvar), each [n, 4, H/8, W/8] float32
@@ -309,7 +348,12 @@ class SVDExtractor:
         return self._text_embedding
 
     def _conditioning(
-        self, frames: torch.Tensor, mean: torch.Tensor, num_real: int, generator: torch.Generator
+        self,
+        frames: torch.Tensor,
+        mean: torch.Tensor,
+        num_real: int,
+        generator: torch.Generator,
+        memo: dict[Hashable, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The cross-attention context [window, tokens, d] and the concat latent [window, 4, h, w].
 
@@ -329,10 +373,12 @@ class SVDExtractor:
         middle = num_real // 2  # middle of the real frames: padding never conditions
         if mode == "middle_frame":
             chosen = slice(middle, middle + 1)
-            embedding = self._clip_embed(frames[chosen])[:, None]  # [1, d] -> [1, 1, d]
+            # [1, d] -> [1, 1, d]
+            embedding = shared_stage(memo, self._clip_key(chosen), lambda: self._clip_embed(frames[chosen]))[:, None]
         elif mode == "per_frame":
             chosen = slice(None)
-            embedding = self._clip_embed(frames)[:, None]  # [window, d] -> [window, 1, d]
+            # [window, d] -> [window, 1, d]
+            embedding = shared_stage(memo, self._clip_key(chosen), lambda: self._clip_embed(frames))[:, None]
         else:  # action_text
             chosen = slice(None)
             embedding = self._text_embed()[None]  # [n_actions, d] -> [1, n_actions, d]
@@ -395,3 +441,13 @@ class SVDExtractor:
             for layer, value in pooled.items():
                 total[layer] = total[layer] + value if layer in total else value
         return {layer: value / draws for layer, value in total.items()}
+
+
+def shared_stage(memo: dict[Hashable, Any] | None, key: Hashable, compute: Callable[[], T]) -> T:
+    """`compute()`, computed once per window and `key` when a `memo` is shared by several
+    feature sets (None: computed here, nothing kept)."""
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]

@@ -315,7 +315,8 @@ class ChecksumCache:
             entry = new.get(real) or known.get(real)
             if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
                 out[role] = entry["sha256"]
-            else:
+            else:  # a large file takes a while: say so (seconds per GB)
+                log.info("hashing %s (%.2f GB) for the feature identity, once (cached in %s)", real, stat.st_size / 1e9, self.path)
                 out[role] = file_sha256(real)
                 new[real] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": out[role]}
         if new and self.path is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,25 +137,61 @@ def expected_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def check_tensors(
-    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], where: str, what: str, hint: str = ""
+    expected: dict[str, tuple[int, ...]],
+    found: dict[str, tuple[int, ...]],
+    where: str,
+    what: str,
+    hint: str = "",
+    in_file: dict[str, tuple[str, tuple[int, ...]]] | None = None,
 ) -> None:
     """Refuse missing / unexpected tensors and shape mismatches, naming them.
 
     Args:
         expected: {name: shape} the model has; found: {name: shape} the file gives it.
+        hint: a sentence (with its leading space) appended to the message.
+        in_file: {model name: (name in the file, shape in the file)} of renamed or converted
+            tensors, so that a shape mismatch names the tensor as the file has it.
     Raises:
         WeightsError: "Expected the weights in <where> to match <what> exactly, but got ...".
     """
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     mismatched = sorted(
-        f"{k}: {list(found[k])} in the file, {list(expected[k])} expected"
+        _shape_error(k, found[k], expected[k], (in_file or {}).get(k))
         for k in set(expected) & set(found)
         if tuple(found[k]) != tuple(expected[k])
     )
     bad = {k: v for k, v in (("missing_keys", missing), ("unexpected_keys", unexpected), ("mismatched_shapes", mismatched)) if v}
     if bad:
         raise WeightsError(f"Expected the weights in {where} to match {what} exactly, but got {_summarise_keys(bad)}.{hint}")
+
+
+def _shape_error(key: str, found: tuple[int, ...], expected: tuple[int, ...], in_file: tuple[str, tuple[int, ...]] | None) -> str:
+    """One shape mismatch, named as the file names the tensor (and as the model does, if renamed)."""
+    name, shape = in_file or (key, found)
+    converted = f" ({list(found)} once converted)" if tuple(shape) != tuple(found) else ""
+    loaded_as = f" (loaded as {key})" if name != key else ""
+    return f"{name}: {list(shape)} in the file{converted}, {list(expected)} expected{loaded_as}"
+
+
+def _one_to_one(convert: Callable[[dict[str, torch.Tensor]], Any], shapes: dict[str, tuple[int, ...]],
+                rename: Callable[[str], str] = str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{converted name: (file name, file shape)} of the file tensors that `convert` maps alone
+    (one at a time, on meta; tensors fused from several, which it refuses alone, are left out).
+
+    Args:
+        convert: file tensors -> converted tensors (or a tuple whose first item they are).
+        rename: applied to each converted name (e.g. a prefix removed).
+    """
+    out = {}
+    for name, shape in shapes.items():
+        try:
+            converted = convert({name: torch.empty(shape, device="meta")})
+        except KeyError:
+            continue
+        for key in converted[0] if isinstance(converted, tuple) else converted:
+            out[rename(key)] = (name, shape)
+    return out
 
 
 def assign(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -166,6 +203,13 @@ def assign(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.M
     return model
 
 
+def log_loading(name: str, path: str | Path, model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """One line per model before its tensors are read (a large one takes a while), e.g.
+    "loading SVD UNet from .../diffusion_pytorch_model.fp16.safetensors (<GB> as float16)"."""
+    values = sum(math.prod(shape) for shape in expected_shapes(model).values())
+    log.info("loading %s from %s (%.2f GB as %s)", name, path, values * dtype.itemsize / 1e9, str(dtype).removeprefix("torch."))
+
+
 def load_mapped(
     model: torch.nn.Module,
     tensors: TensorFile,
@@ -175,16 +219,19 @@ def load_mapped(
     transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
     whole_file: bool = True,
     values: bool = True,
+    hint: str = "",
 ) -> torch.nn.Module:
     """Fill a meta-built `model` from `tensors`, reading file tensor `names[k]` for model tensor k.
 
     Shapes are checked first (after `transform`'s reshape, when given), then each tensor is
-    read, converted to `dtype` and assigned.
+    read, converted to `dtype` and assigned. Errors name tensors as the file does.
 
     Args:
+        what: the model, as errors name it ("Expected the weights in <file> to match <what> exactly").
         whole_file: every tensor of the file must be used (others are unexpected); False for
             a file shared by several models (the single file, whose rest `_log_unused` checks).
         values: False: check names and shapes only (`actiondiff weights check`), the model stays on meta.
+        hint: a sentence (with its leading space) ending an error: the likely cause.
     """
     expected = expected_shapes(model)
     inverse = {v: k for k, v in names.items()}
@@ -193,9 +240,12 @@ def load_mapped(
         found = {k: tuple(transform(k, torch.empty(s, device="meta")).shape) for k, s in found.items()}
     if whole_file:
         found.update({n: s for n, s in tensors.shapes.items() if n not in inverse})
-    missing_in_file = {k: names[k] for k in expected if names[k] not in tensors.shapes}
+    # the names the file lacks, when they are not the model's own (sgm names of the single file)
+    missing_in_file = {k: names[k] for k in expected if names[k] not in tensors.shapes and names[k] != k}
+    in_file = {k: (names[k], tensors.shapes[names[k]]) for k in expected if names[k] in tensors.shapes}
     check_tensors(expected, found, str(tensors.path), what,
-                  f" (file names of the missing: {list(missing_in_file.values())[:5]})" if missing_in_file else "")
+                  (f" (file names of the missing: {list(missing_in_file.values())[:5]})" if missing_in_file else "") + hint,
+                  in_file)
     if not values:
         return model
     state = {}
@@ -210,6 +260,18 @@ def load_mapped(
 
 def _config(value: Path | dict) -> dict[str, Any]:
     return json.loads(value.read_text()) if isinstance(value, Path) else dict(value)
+
+
+def assumed_configs(files: dict[str, Path | dict]) -> str:
+    """For the single file (`svd_files` roles) loaded without configs beside it: a sentence
+    saying that SVD-XT's full-size configs were assumed and where configs are read; else ""."""
+    parts = [p for p in ("unet", "vae") if isinstance(files.get(f"{p}/config.json"), dict)]
+    if "svd_xt" not in files or not parts:
+        return ""
+    beside = files["svd_xt"].parent
+    return (f"SVD-XT's full-size {' and '.join(parts)} configs were assumed for {files['svd_xt'].name}, since "
+            f"{beside} has no {' or '.join(f'{p}/config.json' for p in parts)}; for weights of another size, place "
+            f"their unet/config.json and vae/config.json there (configs beside the file are read).")
 
 
 def load_svd(
@@ -240,10 +302,18 @@ def load_svd(
     vae_dtype = vae_dtype or dtype
     unet = build_on_meta(lambda: UNetSpatioTemporalConditionModel.from_config(_config(files["unet/config.json"])))
     vae = build_on_meta(lambda: AutoencoderKLTemporalDecoder.from_config(_config(files["vae/config.json"])))
+    if values:
+        for model, part, name, part_dtype in ((unet, "unet", "UNet", dtype), (vae, "vae", "VAE", vae_dtype)):
+            log_loading(f"SVD {name}", files.get("svd_xt") or files[f"{part}/weights"], model, part_dtype)
     if "svd_xt" in files:
         tensors = TensorFile(files["svd_xt"])
+        assumed = assumed_configs(files)
+        if assumed:
+            log.info("%s", assumed)
+        hint = f" {assumed}" if assumed else ""
         unet_names = key_maps.unet_sgm_names(unet.state_dict(), unet.config.layers_per_block)
-        load_mapped(unet, tensors, unet_names, dtype, "UNetSpatioTemporalConditionModel (sgm names)", whole_file=False, values=values)
+        load_mapped(unet, tensors, unet_names, dtype, "UNetSpatioTemporalConditionModel (sgm names)", whole_file=False, values=values,
+                    hint=hint)
 
         def squeeze(key: str, value: torch.Tensor) -> torch.Tensor:
             # sgm's VAE attention projections are 1x1 convolutions: [c, c, 1, 1] -> [c, c]
@@ -251,13 +321,14 @@ def load_svd(
 
         vae_names = key_maps.vae_sgm_names(vae.state_dict())
         load_mapped(vae, tensors, vae_names, vae_dtype, "AutoencoderKLTemporalDecoder (sgm names)", squeeze, whole_file=False,
-                    values=values)
+                    values=values, hint=hint)
         _log_unused(tensors, {*unet_names.values(), *vae_names.values()})
     else:
         for model, part, part_dtype in ((unet, "unet", dtype), (vae, "vae", vae_dtype)):
             tensors = TensorFile(files[f"{part}/weights"])
             names = {k: k for k in model.state_dict()}
-            load_mapped(model, tensors, names, part_dtype, f"{type(model).__name__}. Is this an SVD-XT snapshot?", values=values)
+            load_mapped(model, tensors, names, part_dtype, type(model).__name__, values=values,
+                        hint=" Is this an SVD-XT snapshot (diffusers layout)?")
     log.info("loaded SVD UNet (%s) and VAE (%s) from %s", dtype, vae_dtype, source)
     return _frozen(unet), _frozen(vae)
 
@@ -468,6 +539,8 @@ def load_clip(
         config = clip_config(arch, cache_dir)
         model = _meta_clip(config)
         tensors = TensorFile(files["checkpoint"])
+        if values:
+            log_loading(f"OpenCLIP {arch}", tensors.path, model, dtype)
         expected = [k for k in model.state_dict() if k != "attn_mask"]
         load_mapped_partial(model, tensors, {k: k for k in expected}, dtype, f"OpenCLIP architecture {str(arch)!r}", values)
         if not values:
@@ -477,6 +550,8 @@ def load_clip(
     if "svd_xt" in files:
         visual = _visual_tower(clip_config(arch or SVD_XT_CLIP_ARCH, cache_dir))
         tensors = TensorFile(files["svd_xt"])
+        if values:
+            log_loading("OpenCLIP image encoder", tensors.path, visual, dtype)
         names = {k: f"{key_maps.SGM_CLIP_PREFIX}visual.{k}" for k in visual.state_dict()}
         load_mapped(visual, tensors, names, dtype, f"OpenCLIP {arch or SVD_XT_CLIP_ARCH} visual tower (the single file's conditioner)",
                     whole_file=False, values=values)
@@ -484,6 +559,8 @@ def load_clip(
     config = vision_config_from_hf(files["image_encoder/config.json"])
     visual = _visual_tower(config)
     tensors = TensorFile(files["image_encoder/weights"])
+    if values:
+        log_loading("OpenCLIP image encoder", tensors.path, visual, dtype)
     try:
         hf_shapes = {k: torch.empty(s, device="meta") for k, s in tensors.shapes.items()}
         mapped = key_maps.hf_vision_to_openclip(hf_shapes)
@@ -493,7 +570,8 @@ def load_clip(
             f"but it holds {error} (key_maps.hf_vision_to_openclip)."
         ) from error
     check_tensors(expected_shapes(visual), {k.removeprefix("visual."): tuple(v.shape) for k, v in mapped.items()},
-                  str(tensors.path), "OpenCLIP's visual tower (CLIPVisionModelWithProjection names)")
+                  str(tensors.path), "OpenCLIP's visual tower (CLIPVisionModelWithProjection names)",
+                  in_file=_one_to_one(key_maps.hf_vision_to_openclip, tensors.shapes, lambda k: k.removeprefix("visual.")))
     if not values:
         return VisualCLIP(visual)
     state = key_maps.hf_vision_to_openclip({k: tensors.get(k, dtype) for k in tensors.shapes})
@@ -548,6 +626,8 @@ def load_transformers_model(
     root = files["config.json"].parent
     where = ", ".join(str(f) for name, f in files.items() if name not in ("config.json", "preprocessor_config.json"))
     config_values = json.loads(files["config.json"].read_text())
+    log.info("loading %s from %s (%.2f GB of files)", cls.__name__, where,
+             sum(f.stat().st_size for n, f in files.items() if n not in ("config.json", "preprocessor_config.json")) / 1e9)
     if str(config_values.get("model_type", "")).startswith("VideoMAEv2"):
         return _frozen(load_videomae_v2(files, dtype, key)), root
     hf_logging.disable_progress_bar()
@@ -562,6 +642,10 @@ def load_transformers_model(
     heads = KNOWN_HEAD_PREFIXES.get(cls.__name__, ())
     dropped = sorted(k for k in info.get("unexpected_keys", []) if k.startswith(heads))
     info["unexpected_keys"] = [k for k in info.get("unexpected_keys", []) if k not in set(dropped)]
+    if info.get("mismatched_keys"):  # (model name, shape in the file, shape of the model): named as in the file
+        in_file = {_model_name(n, cls.base_model_prefix): n for p in _weight_files(files) for n in TensorFile(p).shapes}
+        info["mismatched_keys"] = [_shape_error(k, tuple(a), tuple(b), (in_file.get(k, k), tuple(a)))
+                                   for k, a, b in info["mismatched_keys"]]
     bad = {k: sorted(map(str, v)) for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     if bad:
         raise WeightsError(
@@ -574,33 +658,61 @@ def load_transformers_model(
     return _frozen(model), root
 
 
-def check_transformers_model(cls: Any, source: str | Path, key: str) -> torch.nn.Module:
+def _weight_files(files: dict[str, Path]) -> list[Path]:
+    """The tensor files among a transformers checkpoint's files (`transformers_files`)."""
+    return [p for name, p in files.items() if name not in ("config.json", "preprocessor_config.json", "video_preprocessor_config.json")]
+
+
+def _model_name(name: str, base_model_prefix: str) -> str:
+    """A transformers checkpoint tensor's name in the base model (as `from_pretrained` maps it)."""
+    name = name.removeprefix(f"{base_model_prefix}.")
+    # the 2022 VideoMAE uploads' names, which transformers renames on load
+    return name.replace("attention.attention.q_bias", "attention.attention.query.bias").replace(
+        "attention.attention.v_bias", "attention.attention.value.bias")
+
+
+def _head_groups(names: list[str], prefixes: tuple[str, ...]) -> dict[str, int]:
+    """{"decoder.*": tensors, "mask_token": 1, ...}: dropped head tensors counted by the prefix they match."""
+    groups: dict[str, int] = {}
+    for name in names:
+        prefix = next(p for p in prefixes if name.startswith(p))
+        label = f"{prefix}*" if prefix.endswith(".") else prefix
+        groups[label] = groups.get(label, 0) + 1
+    return dict(sorted(groups.items()))
+
+
+def check_transformers_model(cls: Any, source: str | Path, key: str) -> tuple[torch.nn.Module, dict[str, int]]:
     """Names and shapes of a transformers checkpoint against `cls` built from its config on meta
     (the same rules as `load_transformers_model`: heads dropped, VideoMAE v2 converted).
 
+    Returns:
+        (the model on meta, the dropped head tensors counted by prefix: `_head_groups`).
     Raises:
-        WeightsError: what is missing, unexpected or mis-shaped, naming the files.
+        WeightsError: what is missing, unexpected or mis-shaped, naming the files and the
+            mis-shaped tensors as the files name them.
     """
+    from actiondiff.features.backbones.videomae_v2 import V2_HEAD_PREFIXES
+
     files = transformers_files(source, key)
     config_values = json.loads(files["config.json"].read_text())
     if str(config_values.get("model_type", "")).startswith("VideoMAEv2"):
-        return load_videomae_v2(files, torch.float32, key, values=False)
+        model = load_videomae_v2(files, torch.float32, key, values=False)
+        names = [n.removeprefix("model.") for p in _weight_files(files) for n in TensorFile(p).shapes]
+        return model, _head_groups([n for n in names if n.startswith(V2_HEAD_PREFIXES)], V2_HEAD_PREFIXES)
     config = cls.config_class.from_pretrained(str(files["config.json"].parent))
     model = build_on_meta(lambda: cls(config))
-    weights = [TensorFile(p) for name, p in files.items() if name not in ("config.json", "preprocessor_config.json", "video_preprocessor_config.json")]
+    weights = [TensorFile(p) for p in _weight_files(files)]
     heads = KNOWN_HEAD_PREFIXES.get(cls.__name__, ())
-    prefix = f"{cls.base_model_prefix}."
-    found = {}
+    found, in_file, dropped = {}, {}, []
     for tensors in weights:
-        for name, shape in tensors.shapes.items():
-            name = name.removeprefix(prefix)
-            # the 2022 VideoMAE uploads' names, which transformers renames on load
-            name = name.replace("attention.attention.q_bias", "attention.attention.query.bias").replace(
-                "attention.attention.v_bias", "attention.attention.value.bias")
-            if not name.startswith(heads):
-                found[name] = shape
-    check_tensors(expected_shapes(model), found, ", ".join(str(t.path) for t in weights), cls.__name__)
-    return model
+        for file_name, shape in tensors.shapes.items():
+            name = _model_name(file_name, cls.base_model_prefix)
+            if name.startswith(heads):
+                dropped.append(name)
+            else:
+                found[name], in_file[name] = shape, (file_name, shape)
+    check_tensors(expected_shapes(model), found, ", ".join(str(t.path) for t in weights), cls.__name__, in_file=in_file)
+    return model, _head_groups(dropped, heads)
 
 
 def _published(files: dict[str, Any], part: str, published: dict[str, Any]) -> str:
@@ -648,6 +760,7 @@ def check_weights(path: str | Path, clip_arch: str = SVD_XT_CLIP_ARCH) -> list[s
             unet, vae = load_svd(root, values=False)
             visual = load_clip(clip_arch, "", svd=root, values=False).visual
             lines.append(f"{root}: SVD single file (sgm names), {len(names)} tensors")
+            lines.append(f"  configs: {assumed_configs(files) or 'unet/config.json and vae/config.json beside the file'}")
             lines.append(f"  unet: {_count(unet)} ({_published(files, 'unet', SVD_XT_UNET_CONFIG)})")
             lines.append(f"  vae: {_count(vae)} (encoder + quant_conv from the conditioner, decoder from first_stage_model)")
             lines.append(f"  conditioning: OpenCLIP {clip_arch} visual tower, {_count(visual)}; no text tower (action_text needs an OpenCLIP checkpoint)")
@@ -684,8 +797,10 @@ def check_weights(path: str | Path, clip_arch: str = SVD_XT_CLIP_ARCH) -> list[s
     name = "videomae" if model_type.startswith("VideoMAEv2") else model_type
     if name not in classes:
         raise WeightsError(f"Expected {config} to be of model_type videomae, VideoMAEv2_* or vjepa2, but got {model_type!r}.")
-    model = check_transformers_model(getattr(transformers, classes[name]), root, name)
-    return [f"{root}: {model_type} checkpoint, loads as {classes[name]} (`weights.{name}`): {_count(model)}"]
+    model, dropped = check_transformers_model(getattr(transformers, classes[name]), root, name)
+    heads = ", ".join(f"{group} ({count})" for group, count in dropped.items()) or "none in the file"
+    return [f"{root}: {model_type} checkpoint, loads as {classes[name]} (`weights.{name}`): {_count(model)}",
+            f"  dropped heads (tensors the encoder does not have, not loaded): {heads}"]
 
 
 def load_videomae_v2(files: dict[str, Path], dtype: torch.dtype, key: str, values: bool = True) -> torch.nn.Module:
@@ -712,7 +827,8 @@ def load_videomae_v2(files: dict[str, Path], dtype: torch.dtype, key: str, value
         mapped, dropped = v2_to_videomae(shapes)
     except KeyError as error:
         raise WeightsError(f"Expected the weights in {where} (`weights.{key}`) to be VideoMAE v2's, but got tensor {error}.") from error
-    check_tensors(expected_shapes(model), {k: tuple(v.shape) for k, v in mapped.items()}, where, "VideoMAEModel (from VideoMAE v2 names)")
+    check_tensors(expected_shapes(model), {k: tuple(v.shape) for k, v in mapped.items()}, where, "VideoMAEModel (from VideoMAE v2 names)",
+                  in_file=_one_to_one(v2_to_videomae, {n: tuple(s.shape) for n, s in shapes.items()}))
     if not values:
         return model
     state, _ = v2_to_videomae({n: t.get(n, dtype) for t in weights for n in t.shapes})

@@ -16,6 +16,7 @@ videos never shrinks the class list or shifts class indices.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -49,6 +50,83 @@ def raise_problems(problems: list[str], source: str, what: str = "readable annot
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ManifestError(f"Expected {what} in {source}, but {len(problems)} are not:\n  {shown}{more}")
+
+
+def annotation_lines(path: str | Path, what: str) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the non-empty lines of an annotation list file.
+
+    CRLF or LF, trailing spaces and a missing final newline are all read alike.
+    Args:
+        what: what the file should hold, named in errors (e.g. "UCF101 training list").
+    Raises:
+        ManifestError: the file is missing, not UTF-8 text, or holds no non-empty line (an
+            empty list would silently drop every video of its split or shift class ids).
+    """
+    text = _annotation_text(Path(path), what)
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise ManifestError(f"Expected {what} {str(path)!r} to list at least one line, but it is empty. {_REDOWNLOAD}")
+    return lines
+
+
+_REDOWNLOAD = "A truncated download or an unpacking error gives this: copy the dataset's file again."
+_DELIMITERS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "vertical bars"}
+
+
+def _annotation_text(path: Path, what: str) -> str:
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "absent"
+        raise ManifestError(f"Expected {what} at {str(path)!r}, but it is {kind}. Check the annotations path.")
+    try:
+        # utf-8-sig: spreadsheet exports often start with a byte-order mark; newline="": a CRLF
+        # inside a quoted cell stays as written.
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            return handle.read()
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"Expected {what} {str(path)!r} to be UTF-8 text, but it is not ({error}).") from error
+
+
+def read_annotation_table(path: str | Path, what: str, sep: str = ",", columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV / TSV annotation table: every cell as text (nothing read as NaN), headers stripped.
+
+    Args:
+        what: what the table should hold, named in errors (e.g. "Charades-Ego annotation CSV").
+        sep: the delimiter the format prescribes ("," or "\\t").
+        columns: columns the table must have (else the error lists the ones it has).
+    Returns:
+        the table, at least one data row.
+    Raises:
+        ManifestError: the file is missing, empty, written with another delimiter (a header
+            without `sep` holding `;`, a tab, ...), not parsable with `sep`, lacks `columns`, or
+            has a header and no row.
+    """
+    path = Path(path)
+    name = _DELIMITERS.get(sep, repr(sep))
+    text = _annotation_text(path, what)
+    if not text.strip():
+        raise ManifestError(f"Expected {what} {str(path)!r} to be a table separated by {name}, but the file is empty. {_REDOWNLOAD}")
+    header = text.lstrip().splitlines()[0]
+    others = [label for key, label in _DELIMITERS.items() if key != sep and key in header]
+    if sep not in header and others:
+        raise ManifestError(
+            f"Expected {what} {str(path)!r} to be separated by {name}, but its header {header[:120]!r} is separated by "
+            f"{others[0]}. Save the table with {name}" + (" (or name it .tsv for tabs)." if sep == "," else ".")
+        )
+    try:
+        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as error:
+        raise ManifestError(
+            f"Expected {what} {str(path)!r} to be a table separated by {name}, but it cannot be read as one "
+            f"({' '.join(str(error).split())}). Check its delimiter and quoting."
+        ) from error
+    table.columns = [str(c).strip() for c in table.columns]
+    absent = [c for c in columns if c not in table.columns]
+    if absent:
+        raise ManifestError(f"Expected {what} {str(path)!r} to have the columns {list(columns)}, but {absent} are absent "
+                            f"(its columns: {list(table.columns)[:20]}).")
+    if table.empty:
+        raise ManifestError(f"Expected {what} {str(path)!r} to have at least one row below its header, but it has none.")
+    return table
 
 
 def join_labels(values: list[Any]) -> str:

@@ -2,8 +2,9 @@
 
 This is where the frozen-backbone side (the store) meets the trainable side (the head). A run
 opens the store once and reads one tap of the videos it needs (train + val to train, val + test
-to evaluate), float16 until a batch is formed. Its result is an `Evaluation`, written as the
-JSON that the report reads back.
+to evaluate: the training videos' labels come from the manifest), fitted to the head's
+`max_length`, float16 until a batch is formed, streamed from the store when it would not fit.
+Its result is an `Evaluation`, written as the JSON that the report reads back.
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ ROLES = ("train", "val", "test")
 
 @dataclass
 class VideoSet:
-    """The videos of one role: ids, sequences ([n_i, d] float16), targets, domains."""
+    """The videos of one role: ids, sequences ([n_i, d] float16; None: labels only), targets, domains."""
 
     video_id: list[str]
-    sequences: Sequence[np.ndarray]
+    sequences: Sequence[np.ndarray] | None
     targets: np.ndarray  # [n, classes] float32 multi-hot
     domain: list[str]
 
@@ -90,15 +91,19 @@ def load_sets(
     protocol: ProtocolSettings,
     roles: tuple[str, ...] = ROLES,
     head: HeadSettings | None = None,
-    stream: bool = False,
+    stream: bool | None = False,
+    labels_only: tuple[str, ...] = (),
 ) -> Sets:
     """Sequences and targets of the given roles; videos without features are excluded and counted.
 
     Only `tap` of the videos of `roles` is read, in one pass over the store.
     Args:
-        head: with it, sequences are fitted to its `max_length` as they are read (training);
-            without, whole sequences are returned (evaluation fits per batch).
-        stream: with `head`, read nothing now: sequences are `StoreSequences`, read per batch.
+        head: with it, sequences are fitted to its `max_length` as they are read; without,
+            whole sequences are returned.
+        stream: with `head`, read nothing now: sequences are `StoreSequences`, read per batch;
+            None: only when the fitted videos read would not fit (`should_stream`).
+        labels_only: roles (among `roles`) whose features are not read: their `sequences` is
+            None, their ids, targets and domains come from the manifest alone.
     Returns:
         `Sets` with a `VideoSet` per role; sequences [n_i, d] float16.
     """
@@ -109,8 +114,11 @@ def load_sets(
     if excluded:
         log.warning("%d videos have no features (failed or not extracted) and are excluded: %s", len(excluded), excluded[:10])
     rows = {role: manifest[(assigned == role) & has_features] for role in roles}
-    ids = [v for role in roles for v in rows[role].video_id]
+    read = [role for role in roles if role not in labels_only]
+    ids = [v for role in read for v in rows[role].video_id]
     indices = store.indices(ids)
+    if head is not None and stream is None:
+        stream = should_stream(store, manifest, tap, head, indices)
     if head is not None and stream:
         sequences: Sequence[np.ndarray] = StoreSequences(store, tap, indices, head)
     elif head is not None:
@@ -121,16 +129,24 @@ def load_sets(
     sets, at = {}, 0
     for role in roles:
         n = len(rows[role])
-        part = StoreSequences(store, tap, indices[at : at + n], head) if isinstance(sequences, StoreSequences) else sequences[at : at + n]
+        if role in labels_only:
+            part = None
+        elif isinstance(sequences, StoreSequences):
+            part = StoreSequences(store, tap, indices[at : at + n], head)
+        else:
+            part = sequences[at : at + n]
         sets[role] = VideoSet(rows[role].video_id.tolist(), part, multi_hot(rows[role].labels, classes), rows[role].domain.tolist())
-        at += n
+        at += 0 if part is None else n
     return Sets(classes, excluded, sets)
 
 
-def should_stream(store: FeatureStore, manifest: pd.DataFrame, tap: str, head: HeadSettings) -> bool:
-    """True when the fitted float16 frames of every store video exceed half the available memory."""
+def should_stream(store: FeatureStore, manifest: pd.DataFrame, tap: str, head: HeadSettings,
+                  indices: np.ndarray | None = None) -> bool:
+    """True when the fitted float16 frames of the videos at store positions `indices` (None:
+    every store video) exceed half the available memory."""
     start, stop = store.columns(tap)
-    needed = int(np.minimum(store.lengths, head.max_length).sum()) * (stop - start) * 2
+    lengths = store.lengths if indices is None else store.lengths[np.asarray(indices, dtype=np.int64)]
+    needed = int(np.minimum(lengths, head.max_length).sum()) * (stop - start) * 2
     return needed > available_memory() // 2
 
 
@@ -238,9 +254,11 @@ def evaluate_run(store_path: str | Path, manifest: pd.DataFrame, protocol: Proto
                  checkpoints: list[str | Path], run: dict[str, Any] | None = None) -> Evaluation:
     """Out-of-domain (test) and in-domain (val) evaluation of one run, with its baseline.
 
-    The store is opened once and the run's tap is read once (val and test videos only); each
-    checkpoint then scores the test and the val videos once. Per class AP / accuracy and per
-    domain accuracy are means over seeds, the confusion matrix a sum.
+    The store is opened once and the run's tap is read once (val and test videos only, fitted
+    to the head's `max_length`, streamed when they would not fit; training videos give only
+    their labels, from the manifest); each checkpoint then scores the test and the val videos
+    once. Per class AP / accuracy and per domain accuracy are means over seeds, the confusion
+    matrix a sum.
     Raises:
         ValueError: no checkpoint; checkpoints of several taps; a checkpoint trained on features
             of other settings than the store's, or on other classes than the manifest's.
@@ -252,14 +270,19 @@ def evaluate_run(store_path: str | Path, manifest: pd.DataFrame, protocol: Proto
     taps = sorted({info["tap"] for _, _, info in loaded})
     if len(taps) != 1:
         raise ValueError(f"Expected the checkpoints of one run to share one tap, but got {taps} ({[str(p) for p in checkpoints]}).")
-    sets = load_sets(store, manifest, taps[0], protocol, roles=ROLES)
-    test, val = sets["test"], sets["val"]
     per_seed, domain_rows, class_tables, confusion = [], [], [], None
     val_seed, val_domains = [], []
     # older checkpoints recorded no rule: they chose the best epoch on validation
     selections = sorted({info.get("epoch_selection", "best_val") for _, _, info in loaded})
+    sets, fitting = None, None
     for path, model, info in loaded:
         head = from_dict(HeadSettings, info["head"], f"checkpoint {path}")
+        if (head.max_length, head.long_policy) != fitting:  # the seeds of one run share it: one read
+            # Val and test videos fitted as `predict` fits them (the same numbers as whole
+            # sequences); training videos give only their labels (the baseline).
+            sets = test = val = None
+            sets = load_sets(store, manifest, taps[0], protocol, roles=ROLES, head=head, stream=None, labels_only=("train",))
+            test, val, fitting = sets["test"], sets["val"], (head.max_length, head.long_policy)
         if sets.classes != info["classes"]:
             raise ValueError(
                 f"Expected the manifest's classes to be the {len(info['classes'])} classes {path} was "

@@ -312,8 +312,10 @@ def frequency_rho(matrices: dict[str, pd.DataFrame]) -> dict[str, float]:
     pairs = pd.DataFrame({"accuracy": accuracy.to_numpy()[mask], "frequency": frequency.to_numpy()[mask]}).dropna()
     if len(pairs) < 3 or pairs.accuracy.nunique() < 2 or pairs.frequency.nunique() < 2:
         return {"spearman": float("nan"), "pearson": float("nan"), "pairs": len(pairs)}
+    # Spearman's rho is Pearson's r of the (average, for ties) ranks: pandas' method="spearman"
+    # imports scipy, which is no dependency of ours.
     return {
-        "spearman": float(pairs.accuracy.corr(pairs.frequency, method="spearman")),
+        "spearman": float(pairs.accuracy.rank().corr(pairs.frequency.rank())),
         "pearson": float(pairs.accuracy.corr(pairs.frequency, method="pearson")),
         "pairs": len(pairs),
     }

@@ -7,6 +7,7 @@ Layout of one cache (one dataset x one settings hash):
     {root}/videos/{id}.done           completion marker: settings hash + checksum of the npz
     {root}/failures/{id}.json         why a video failed (removed when it later succeeds)
     {root}/shards/{i}.json            what the extraction job of shard i did (the workflow's output)
+    {root}/claims/{id}.lock           a run's claim on a video while it extracts it (features/claims.py)
 A video counts as done only when its marker exists and names this cache's hash, so a job
 killed at any moment leaves either a committed video or nothing that counts. A manifest video
 is *accounted for* when it is committed intact or recorded as failed; `unaccounted` names the

@@ -39,8 +39,9 @@ import math
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import zarr
@@ -368,46 +369,97 @@ def store_info(path: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- verify
 
 EMPTY = np.uint64(2**64 - 1)
+# Blosc (1.x frame) header: 16 bytes, the frame's own length (cbytes) little-endian at 12:16.
+BLOSC_HEADER = 16
 
 
-def missing_chunks(path: Path, name: str, array: zarr.Array) -> list[str]:
-    """Chunk keys of `array` absent on disk, and for a sharded array inner chunks that its shard
-    index lists as empty: everything Zarr would silently read as fill value.
+@dataclass(frozen=True)
+class ChunkDamage:
+    """A chunk of one array that Zarr would read as fill value (absent) or as garbage (cut).
+
+    rows: the [start, stop) range of the array's first axis the chunk holds: frames for
+    features / frame_index / timestamp_ms, videos for checksums / video_id, entries of offsets.
+    """
+
+    name: str
+    rows: tuple[int, int]
+    label: str
+
+
+def _blosc_cut(handle: BinaryIO, offset: int, nbytes: int) -> str | None:
+    """Why the Blosc frame of `nbytes` at `offset` of an open file is not whole, or None.
+
+    A cut frame must never reach the decoder: numcodecs' Blosc reads the length its header
+    records, past the end of a shorter buffer, and returns garbage without an error.
+    """
+    if nbytes < BLOSC_HEADER:
+        return f"{nbytes} bytes, shorter than a Blosc header: cut"
+    handle.seek(offset)
+    recorded = int.from_bytes(handle.read(BLOSC_HEADER)[12:16], "little")
+    return None if recorded == nbytes else f"{nbytes} bytes where its Blosc header records {recorded}: cut"
+
+
+def damaged_chunks(path: Path, name: str, array: zarr.Array) -> list[ChunkDamage]:
+    """Chunks of `array` that are absent on disk, listed as empty in their shard's index, or cut
+    short: everything Zarr would silently read as fill value, or (a cut Blosc frame) as garbage.
+    Reads file sizes, shard indexes and Blosc headers only, not the data.
 
     The shard index (Zarr v3 sharding spec, index at the end): [inner chunks] x (offset, nbytes)
     little-endian uint64, then a 4-byte CRC32C; (2^64-1, 2^64-1) marks an empty inner chunk.
     """
     outer = array.shards or array.chunks
-    grid = [range(math.ceil(s / c)) for s, c in zip(array.shape, outer, strict=True)]
-    missing = []
-    for key in np.ndindex(*[len(g) for g in grid]) if array.shape else [()]:
+    blosc = any(isinstance(c, BloscCodec) for c in array.compressors)
+    damage = []
+    for key in np.ndindex(*[math.ceil(s / c) for s, c in zip(array.shape, outer, strict=True)]) if array.shape else [()]:
         file = path / name / "c" / "/".join(str(k) for k in key) if key else path / name / "c"
         label = f"{name} chunk {'/'.join(map(str, key))}"
+        rows = (key[0] * outer[0], min(array.shape[0], (key[0] + 1) * outer[0])) if key else (0, 1)
         if not file.is_file():
-            missing.append(label)
+            damage.append(ChunkDamage(name, rows, f"{label} is missing"))
             continue
-        if array.shards is None:
-            continue
-        per_shard = [s // c for s, c in zip(array.shards, array.chunks, strict=True)]
-        count = int(np.prod(per_shard))
         with open(file, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            if size < 16 * count + 4:
-                missing.append(f"{label} (shard of {size} bytes, shorter than its index)")
+            size = handle.seek(0, os.SEEK_END)
+            if array.shards is None:
+                if blosc and (cut := _blosc_cut(handle, 0, size)):
+                    damage.append(ChunkDamage(name, rows, f"{label} has {cut}"))
                 continue
-            handle.seek(size - 16 * count - 4)
-            index = np.frombuffer(handle.read(16 * count), dtype="<u8").reshape(*per_shard, 2)
-        for inner in np.ndindex(*per_shard):
-            inside = all((k * s + i * c) < n for k, s, i, c, n in zip(key, array.shards, inner, array.chunks, array.shape, strict=True))
-            if inside and index[inner][0] == EMPTY and index[inner][1] == EMPTY:
-                missing.append(f"{label} inner chunk {'/'.join(map(str, inner))}")
-    return missing
+            damage += _shard_damage(handle, size, name, array, key, label)
+    return damage
 
 
-def _check_layout(path: Path, group: zarr.Group, report: VerifyReport) -> tuple[list[str], np.ndarray, dict[str, list[int]]] | None:
-    """Attrs, every chunk of every array present, offsets and shapes; None when per-video
-    checks are impossible."""
+def _shard_damage(handle: BinaryIO, size: int, name: str, array: zarr.Array, key: tuple[int, ...],
+                  label: str) -> list[ChunkDamage]:
+    """The damaged inner chunks of one shard file (open, `size` bytes) of a sharded `array`."""
+    per_shard = [s // c for s, c in zip(array.shards, array.chunks, strict=True)]
+    count = int(np.prod(per_shard))
+    body = size - 16 * count - 4
+    shard_rows = (key[0] * array.shards[0], min(array.shape[0], (key[0] + 1) * array.shards[0]))
+    if body < 0:
+        return [ChunkDamage(name, shard_rows, f"{label} has {size} bytes, shorter than its shard index: cut")]
+    handle.seek(body)
+    index = np.frombuffer(handle.read(16 * count), dtype="<u8").reshape(*per_shard, 2)
+    blosc = any(isinstance(c, BloscCodec) for c in array.compressors)
+    damage = []
+    for inner in np.ndindex(*per_shard):
+        start = [k * s + i * c for k, s, i, c in zip(key, array.shards, inner, array.chunks, strict=True)]
+        if any(a >= n for a, n in zip(start, array.shape, strict=True)):
+            continue  # past the array's edge: never written
+        rows = (start[0], min(array.shape[0], start[0] + array.chunks[0]))
+        inner_label = f"{label} inner chunk {'/'.join(map(str, inner))}"
+        if index[inner][0] == EMPTY and index[inner][1] == EMPTY:
+            damage.append(ChunkDamage(name, rows, f"{inner_label} is missing (empty in the shard index)"))
+            continue
+        offset, nbytes = int(index[inner][0]), int(index[inner][1])
+        if offset + nbytes > body:
+            damage.append(ChunkDamage(name, rows, f"{inner_label} ends past the shard's data: cut"))
+        elif blosc and (cut := _blosc_cut(handle, offset, nbytes)):
+            damage.append(ChunkDamage(name, rows, f"{inner_label} has {cut}"))
+    return damage
+
+
+def _check_layout(path: Path, group: zarr.Group, report: VerifyReport) -> tuple[list[str], np.ndarray, dict[str, list[int]], list[ChunkDamage]] | None:
+    """Attrs, every chunk of every array whole, offsets and shapes; None when per-video
+    checks are impossible. Returns the ids, offsets, tap columns and the damaged chunks."""
     attrs = dict(group.attrs)
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
     if missing:
@@ -420,15 +472,18 @@ def _check_layout(path: Path, group: zarr.Group, report: VerifyReport) -> tuple[
     if absent:
         report.problems.append(f"Expected the arrays {list(names)}, but {absent} are missing")
         return None
-    for name in names:
-        for chunk in missing_chunks(path, name, group[name]):
-            report.problems.append(f"Expected every chunk of `{name}` on disk, but {chunk} is missing (read as fill value)")
-    try:
-        ids = [str(v) for v in group["video_id"][:]]
-        offsets = np.asarray(group["offsets"][:])
-    except Exception as error:  # noqa: BLE001  -- any read error is damage to report, not a crash
-        report.problems.append(f"Expected video_id and offsets to be readable, but got {error!r}")
+    damage = [d for name in names for d in damaged_chunks(path, name, group[name])]
+    for d in damage:
+        report.problems.append(f"Expected every chunk of `{d.name}` whole on disk, but {d.label}")
+    columns = {}
+    for name in ("video_id", "offsets"):
+        try:
+            columns[name] = group[name][:]
+        except Exception as error:  # noqa: BLE001  -- any read error is damage to report, not a crash
+            report.problems.append(f"Expected `{name}` to be readable, but got {error!r:.200}")
+    if len(columns) < 2:
         return None
+    ids, offsets = [str(v) for v in columns["video_id"]], np.asarray(columns["offsets"])
     if len(offsets) != len(ids) + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
         report.problems.append(
             f"Expected `offsets` to be {len(ids) + 1} non-decreasing values from 0, but got {len(offsets)} values "
@@ -438,9 +493,10 @@ def _check_layout(path: Path, group: zarr.Group, report: VerifyReport) -> tuple[
     total = int(offsets[-1])
     taps = list(attrs.get("taps", []))
     tap_columns = attrs.get("tap_columns", {})
-    shapes = {n: group[n].shape[0] for n in ("features", "frame_index", "timestamp_ms")}
-    if set(shapes.values()) != {total}:
-        report.problems.append(f"Expected features, frame_index and timestamp_ms to have {total} rows, but got {shapes}")
+    wrong = {n: group[n].shape[0] for n in ("features", "frame_index", "timestamp_ms") if group[n].shape[0] != total}
+    for name, rows in wrong.items():
+        report.problems.append(f"Expected `{name}` to have {total} rows (the last offset), but got {rows}")
+    if wrong:
         return None
     widths = sorted(tuple(c) for c in tap_columns.values())
     if not taps or sorted(tap_columns) != sorted(taps) or [a for a, _ in widths] != [0, *(b for _, b in widths[:-1])] \
@@ -449,16 +505,62 @@ def _check_layout(path: Path, group: zarr.Group, report: VerifyReport) -> tuple[
                                f"the taps {taps}, but got {tap_columns}")
         return None
     if group["checksums"].shape != (len(ids), len(taps) + 1, 32):
-        report.problems.append(f"Expected checksums of shape {(len(ids), len(taps) + 1, 32)}, but got {group['checksums'].shape}")
+        report.problems.append(f"Expected `checksums` of shape {(len(ids), len(taps) + 1, 32)}, but got {group['checksums'].shape}")
         return None
-    return ids, offsets, {t: tap_columns[t] for t in taps}
+    return ids, offsets, {t: tap_columns[t] for t in taps}, damage
+
+
+class _RowReader:
+    """Reads one array's rows (first axis) for verify, blaming failures on the array by name.
+
+    A block is read at once; when it fails (or holds a damaged chunk, never read: a cut Blosc
+    frame decodes to garbage) each video's rows are read alone, so only the videos whose rows
+    are damaged are flagged, each with the array's name.
+    """
+
+    def __init__(self, group: zarr.Group, name: str, damage: list[ChunkDamage]) -> None:
+        self.array, self.name = group[name], name
+        self.damage = [d for d in damage if d.name == name]
+        self.block: tuple[int, int, np.ndarray | None] = (0, 0, None)
+
+    def blame(self, start: int, stop: int) -> str | None:
+        """Why rows start:stop cannot be trusted without reading them (they lie in a damaged
+        chunk), naming the array and the rows; None when their chunks are whole."""
+        hit = [d.label for d in self.damage if d.rows[0] < max(stop, start + 1) and start < d.rows[1]]
+        if not hit:
+            return None
+        where = f"row {start} lies" if stop - start == 1 else f"rows {start}:{stop} lie"
+        return f"`{self.name}` {where} in a damaged chunk ({'; '.join(hit)})"
+
+    def load(self, start: int, stop: int) -> None:
+        """Read rows start:stop as one block, if they are whole and readable."""
+        rows = None
+        if not self.blame(start, stop):
+            try:
+                rows = np.asarray(self.array[start:stop])
+            except Exception:  # noqa: BLE001  -- retried video by video in `rows`, which names it
+                rows = None
+        self.block = (start, stop, rows)
+
+    def rows(self, start: int, stop: int) -> np.ndarray | str:
+        """Rows start:stop, or why they cannot be read (naming the array and the rows)."""
+        first, last, block = self.block
+        if block is not None and first <= start and stop <= last:
+            return block[start - first : stop - first]
+        if damaged := self.blame(start, stop):
+            return damaged
+        try:
+            return np.asarray(self.array[start:stop])
+        except Exception as error:  # noqa: BLE001  -- a damaged chunk is reported, not raised
+            where = f"row {start}" if stop - start == 1 else f"rows {start}:{stop}"
+            return f"`{self.name}` {where} unreadable ({error!r:.120})"
 
 
 def verify_store(path: str | Path) -> VerifyReport:
-    """Check a packed store: attrs complete, every chunk of every array present, offsets
+    """Check a packed store: attrs complete, every chunk of every array whole on disk, offsets
     consistent, every video readable, its features finite and every array equal to its recorded
     checksum. NaN timestamps are allowed (frame folders have no times; the checksum still covers
-    them). Damaged videos are named, never raised."""
+    them). Damaged videos are named, never raised, each reason naming the array it blames."""
     report = VerifyReport()
     path = Path(path)
     try:
@@ -469,59 +571,69 @@ def verify_store(path: str | Path) -> VerifyReport:
     layout = _check_layout(path, group, report)
     if layout is None:
         return report
-    ids, offsets, tap_columns = layout
+    ids, offsets, tap_columns, damage = layout
     report.checked = len(ids)
-    features, sums = group["features"], group["checksums"]
+    readers = {n: _RowReader(group, n, damage) for n in ("checksums", "frame_index", "timestamp_ms", "features")}
     # Features are read one row band of inner chunks (all taps) at a time, cached while the
     # videos in it are checked; a band that fails to read is retried video by video and tap by
     # tap, so damage is named by video and tap.
     cached: tuple[int, np.ndarray | None] = (-1, None)
     for start_video in range(0, len(ids), VIDEO_ROWS):
         stop_video = min(len(ids), start_video + VIDEO_ROWS)
-        try:
-            expected = np.asarray(sums[start_video:stop_video])  # [videos, taps + 1, 32]
-            meta = [np.asarray(group[n][offsets[start_video] : offsets[stop_video]]) for n in ("frame_index", "timestamp_ms")]
-        except Exception as error:  # noqa: BLE001
-            for i in range(start_video, stop_video):
-                report.flag(ids[i], f"checksums or frame arrays unreadable ({error!r:.120})")
-            continue
-        base = offsets[start_video]
+        readers["checksums"].load(start_video, stop_video)
+        for name in ("frame_index", "timestamp_ms"):
+            readers[name].load(int(offsets[start_video]), int(offsets[stop_video]))
         for i in range(start_video, stop_video):
-            a, b = offsets[i] - base, offsets[i + 1] - base
-            if meta_sha256(meta[0][a:b], meta[1][a:b]) != expected[i - start_video, -1].tobytes().hex():
+            start, stop = int(offsets[i]), int(offsets[i + 1])
+            got = {n: readers[n].rows(start, stop) for n in ("frame_index", "timestamp_ms")}
+            expected = readers["checksums"].rows(i, i + 1)  # [1, taps + 1, 32] uint8
+            for reason in [r for r in (expected, *got.values()) if isinstance(r, str)]:
+                report.flag(ids[i], reason)
+            expected = None if isinstance(expected, str) else expected[0]
+            if expected is not None and not any(isinstance(r, str) for r in got.values()) \
+                    and meta_sha256(got["frame_index"], got["timestamp_ms"]) != expected[-1].tobytes().hex():
+                # one digest covers both arrays: which of the two changed cannot be told
                 report.flag(ids[i], "frame_index/timestamp_ms differ from their recorded checksum")
-            cached = _check_video(features, offsets, i, ids[i], tap_columns, expected[i - start_video], report, cached)
+            if damaged := readers["features"].blame(start, stop):
+                report.flag(ids[i], damaged)
+                continue
+            cached = _check_video(readers["features"].array, offsets, i, ids[i], tap_columns, expected, report, cached,
+                                  readers["features"])
     return report
 
 
 def _check_video(features: zarr.Array, offsets: np.ndarray, i: int, video_id: str, tap_columns: dict[str, list[int]],
-                 expected: np.ndarray, report: VerifyReport,
-                 cached: tuple[int, np.ndarray | None]) -> tuple[int, np.ndarray | None]:
+                 expected: np.ndarray | None, report: VerifyReport, cached: tuple[int, np.ndarray | None],
+                 reader: _RowReader) -> tuple[int, np.ndarray | None]:
     """Finite and checksum checks of video `i`'s rows of every tap; returns the cached band.
 
     Args:
-        expected: [taps + 1, 32] uint8 recorded digests of the video.
+        expected: [taps + 1, 32] uint8 recorded digests of the video (None: unreadable, so only
+            the finite check runs).
         cached: (band number, [band rows, channels] float16 or None when unreadable).
+        reader: the features' reader, which knows the damaged chunks (a band holding one is not
+            read as a whole).
     """
     step, total = features.chunks[0], features.shape[0]
     start, stop = int(offsets[i]), int(offsets[i + 1])
     first, last = start // step, max(start, stop - 1) // step
+    band = (first * step, min((first + 1) * step, total))
     if first == last and cached[0] != first:
         try:
-            cached = (first, features[first * step : min((first + 1) * step, total)])
+            cached = (first, None if reader.blame(*band) else features[band[0] : band[1]])
         except Exception:  # noqa: BLE001  -- a damaged chunk is reported below, not raised
             cached = (first, None)
     for k, (tap, (a, b)) in enumerate(tap_columns.items()):
         try:
             if first == last and cached[1] is not None:
-                rows = cached[1][start - first * step : stop - first * step, a:b]
+                rows = cached[1][start - band[0] : stop - band[0], a:b]
             else:
                 rows = features[start:stop, a:b]
         except Exception as error:  # noqa: BLE001  -- a damaged chunk is reported, not raised
-            report.flag(video_id, f"{tap}: rows {start}:{stop} unreadable ({error!r:.120})")
+            report.flag(video_id, f"{tap}: `features` rows {start}:{stop} unreadable ({error!r:.120})")
             continue
         if not np.isfinite(rows).all():
             report.flag(video_id, f"{tap}: {int((~np.isfinite(rows)).sum())} NaN/Inf values")
-        elif rows_sha256(rows) != expected[k].tobytes().hex():
+        elif expected is not None and rows_sha256(rows) != expected[k].tobytes().hex():
             report.flag(video_id, f"{tap}: rows differ from their recorded checksum")
     return cached

@@ -1,39 +1,99 @@
-"""The demo's tiny weights, built before the workflow plans (no torch unless they are built).
+"""The weights' content at planning time, without writing outside Snakemake's own folder.
 
 The feature hash names the weights' content, and Snakemake names the caches and stores by it
-when it parses the workflow, so the tiny weights the demo uses must exist by then.
+when it parses the workflow. The demo's tiny weights are built by a rule (`make_tiny_weights`)
+on the first real run; until then planning reads the same seeded bytes from a copy built once
+under `.snakemake/` (the `staging` folder), so a dry run never writes the demo's files and a
+finished run's weights are never rewritten.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from actiondiff.plan import DEMO_WEIGHTS, demo_weight_paths, used_backbones
 from actiondiff.settings import WeightsSettings, from_dict
 
 
-def ensure_demo_weights(config: dict[str, Any]) -> list[str]:
-    """Build the tiny demo weights the config's feature sets read, if they are missing.
+def to_be_built(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Path]:
+    """{key: demo path} of the `keys` that name the demo's own weights, not built yet."""
+    weights = config.get("weights") or {}
+    demo = demo_weight_paths(config)
+    return {k: demo[k] for k in keys if k in demo and Path(str(weights.get(k, ""))) == demo[k] and not demo[k].exists()}
 
-    The feature identity hashes the weights' content, and the workflow names its caches and
-    stores by that hash when it plans, so weights the workflow would build must exist
-    before planning. Only weights under `weights_dir` are built, only for the backbones a
-    feature set uses. Returns the backbones built (none when all are there).
-    """
-    demo = Path(config.get("weights_dir", "resources/weights"))
+
+def planning_weights(config: dict[str, Any], keys: tuple[str, ...], staging: str | Path) -> WeightsSettings:
+    """The config's weights, where each of `keys` naming a demo weight not built yet points at
+    the same file in a copy under `staging` (built there once, seeded: the same bytes)."""
     weights = from_dict(WeightsSettings, config.get("weights"), "config key `weights`")
-    wanted = {"svd": ("svd", "clip_arch", "clip_checkpoint"), "sdv2": ("svd", "clip_arch", "clip_checkpoint"),
-              "videomae": ("videomae",), "vjepa2": ("vjepa2",)}
-    todo = set()
-    default = config.get("backbone") or "svd"
-    for overrides in (config.get("feature_sets") or {"default": {}}).values():
-        backbone = (overrides or {}).get("backbone") or default
-        for key in wanted.get(backbone, ()):  # (another backbone's weights are its own business)
-            path = Path(getattr(weights, key))
-            if not path.exists() and path.is_relative_to(demo):
-                todo.add("svd" if backbone == "sdv2" else backbone)
-    if todo:
-        from actiondiff.tools.tiny_weights import make_tiny_weights  # torch: only when building
+    staged = {
+        key: staged_demo_weights(Path(staging), DEMO_WEIGHTS[key][1]) / DEMO_WEIGHTS[key][0]
+        for key in to_be_built(config, keys)
+    }
+    return dataclasses.replace(weights, **{key: str(path) for key, path in staged.items()})
 
-        make_tiny_weights(demo, backbones=tuple(sorted(todo)))
-    return sorted(todo)
+
+def staged_demo_weights(staging: Path, backbone: str) -> Path:
+    """The folder holding the tiny weights of `backbone` (`tiny-*` entries), under
+    `staging/<code version>/`, built when absent.
+
+    Named by a hash of the code that builds them and of the libraries that write them (a
+    diffusers config records its version), so a changed generator never hashes stale bytes. Built in a private folder and renamed into place: concurrent Snakemake processes
+    (each job re-reads the workflow) never see a half-written copy.
+    """
+    from actiondiff.tools import demo_data, tiny_weights
+
+    code = b"".join(Path(m.__file__).read_bytes() for m in (tiny_weights, demo_data))
+    libraries = " ".join(_version(name) for name in ("torch", "diffusers", "open_clip_torch", "transformers", "safetensors"))
+    version = hashlib.sha256(code + libraries.encode()).hexdigest()[:12]
+    folder = staging / version / backbone
+    if not (folder / ".complete").exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        private = Path(tempfile.mkdtemp(prefix=f".{backbone}-", dir=folder.parent))
+        tiny_weights.make_tiny_weights(private, backbones=(backbone,))
+        (private / ".complete").write_text("")
+        try:
+            os.rename(private, folder)
+        except OSError:  # another process finished first: its copy has the same bytes
+            shutil.rmtree(private, ignore_errors=True)
+    return folder
+
+
+def _version(package: str) -> str:
+    try:
+        return f"{package}=={metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        return f"{package} absent"
+
+
+def planning_checksums(config: dict[str, Any], staging: str | Path) -> dict[str, dict[str, str]]:
+    """{backbone: {role: SHA-256}} of the weights each backbone the config uses loads, read
+    strictly at planning time: the demo's not yet built from a copy under `staging`, every
+    checksum cached in `staging/weights-sha256.json` (mtimes change on a copied disk, content
+    does not: a copied file is hashed again, once, and keeps its hash).
+
+    Raises:
+        ValueError: one line naming the `weights` key whose files are missing or of an
+            unknown layout (a hub id not in the local cache included).
+    """
+    from actiondiff.features.backbones import backbone_class
+    from actiondiff.features.backbones.registry import weight_checksums
+    from actiondiff.features.weight_files import WeightsError
+
+    out = {}
+    for name in used_backbones(config):
+        keys = backbone_class(name).weight_keys
+        weights = planning_weights(config, keys, staging)
+        try:
+            out[name] = weight_checksums(name, weights, strict=True, cache=Path(staging) / "weights-sha256.json")
+        except (WeightsError, OSError) as error:
+            message = " ".join(str(error).split())
+            raise ValueError(f"Invalid config: {message} (config keys `weights.{'`/`weights.'.join(keys)}`, backbone {name}).") from None
+    return out

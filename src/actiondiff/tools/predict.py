@@ -247,28 +247,40 @@ def predict_videos(
     return pd.DataFrame(video_rows), window_table
 
 
+# Videos scored per store read by `predict_store`: 16 of `predict`'s batches of 64, so the
+# batches (and the scores) are those of one pass over all the videos.
+STORE_CHUNK_VIDEOS = 1024
+
+
 def predict_store(
     store_path: str | Path, video_ids: list[str] | None, checkpoint: str | Path, settings: PredictSettings = PredictSettings()
 ) -> pd.DataFrame:
     """Top-k classes of videos already in a packed store (refused if its settings differ).
 
+    The tap is streamed: `STORE_CHUNK_VIDEOS` videos at a time, fitted to the head's
+    `max_length` as they are read (float16), never the whole tap at once.
+    Args:
+        video_ids: the videos to score, in this order; None: every video of the store.
     Raises:
-        ValueError: the store's settings hash is not the checkpoint's.
+        ValueError: the store's settings hash is not the checkpoint's, or a video is not in it.
     """
+    from actiondiff.learn.train import read_fitted
     from actiondiff.store.packed import FeatureStore
 
     store = FeatureStore(store_path)
     model, info = load_checkpoint(checkpoint, expected_hash=store.attrs["settings_hash"])
     head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
-    ids = video_ids or store.video_ids
+    ids = list(video_ids or store.video_ids)
     missing = sorted(set(ids) - set(store.video_ids))
     if missing:
         raise ValueError(f"Expected videos {missing[:10]} to be in store {store_path}, but they are not.")
-    features = store.read(info["tap"], ids)  # that tap of those videos only, float16
-    scores = predict(model, [features[v] for v in ids], head, info["train"]["multilabel"], device=settings.device)
     rows = []
-    for video_id, row in zip(ids, scores, strict=True):
-        rows += top_k_rows(video_id, "", row, info["classes"], min(settings.top_k, len(row)))
+    for at in range(0, len(ids), STORE_CHUNK_VIDEOS):
+        chunk = ids[at : at + STORE_CHUNK_VIDEOS]
+        sequences = read_fitted(store, info["tap"], store.indices(chunk), head)  # that tap only, float16
+        scores = predict(model, sequences, head, info["train"]["multilabel"], device=settings.device)
+        for video_id, row in zip(chunk, scores, strict=True):
+            rows += top_k_rows(video_id, "", row, info["classes"], min(settings.top_k, len(row)))
     return pd.DataFrame(rows)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from actiondiff.features.backbones.base import Backbone, check_tap_names
@@ -141,9 +142,14 @@ def feature_identity(
     return identity
 
 
-def weight_checksums(name: str, weights: WeightsSettings, strict: bool = True) -> dict[str, str]:
+def weight_checksums(
+    name: str, weights: WeightsSettings, strict: bool = True, cache: str | Path | None = None
+) -> dict[str, str]:
     """{role: SHA-256} of the files backbone `name` loads (cached by path, size and mtime).
 
+    Args:
+        cache: the checksum cache file (None: `weights.checksum_cache`); planning keeps its own
+            under `.snakemake/`, so a dry run writes nothing else.
     Raises:
         WeightsError: a file is missing (only when `strict`; else its keys count as `missing`).
     """
@@ -156,7 +162,7 @@ def weight_checksums(name: str, weights: WeightsSettings, strict: bool = True) -
         if strict:
             raise
         return {key: MISSING for key in cls.weight_keys}
-    return ChecksumCache(weights.checksum_cache).checksums(files)
+    return ChecksumCache(weights.checksum_cache if cache is None else cache).checksums(files)
 
 
 def weight_paths(name: str, weights: WeightsSettings) -> dict[str, str]:

@@ -5,7 +5,9 @@ Video-level multi-hot over the 157 classes of `Charades_v1_classes.txt`: the tim
 all-zero target. The view (`1st` / `3rd`) comes from the `_only1st` / `_only3rd` file a row is
 in, else from `egocentric` (Yes / No), else from the `EGO` id suffix; where these disagree the
 row is reported. Quirks handled: CRLF, quoted cells with commas, `{}` descriptions, a trailing
-space and no final newline in the classes file.
+space and no final newline in the classes file. A missing or empty classes file or CSV, a CSV
+with another delimiter, a classes file without all 157 classes, or no train (or no test) CSV at
+all is an error naming the file.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from actiondiff.io.manifest import (
     CLASSES_ATTR,
     ManifestError,
     absolute_path,
+    annotation_lines,
     join_labels,
     raise_problems,
+    read_annotation_table,
     validate,
 )
 
 CLASSES_FILE = "Charades_v1_classes.txt"
+NUM_CLASSES = 157  # c000..c156
 COLUMNS = ("id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
            "descriptions", "actions", "length", "egocentric", "charades_video")
 VIEWS = {"_only1st": "1st", "_only3rd": "3rd", "": None}
@@ -35,14 +40,11 @@ def read_classes(path: str | Path) -> dict[str, str]:
     """`Charades_v1_classes.txt` -> {`c000`: name}, in file order.
 
     Raises:
-        ManifestError: a line that is not `cNNN name`, or a repeated code.
+        ManifestError: the file is missing or empty, a line is not `cNNN name`, or a code repeats.
     """
     classes: dict[str, str] = {}
     problems = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        line = line.strip()
-        if not line:
-            continue
+    for number, line in annotation_lines(path, f"the Charades class list ({CLASSES_FILE}, lines `cNNN name`)"):
         code, _, name = line.partition(" ")
         name = " ".join(name.split())
         if not re.fullmatch(r"c\d{3}", code) or not name or ";" in name:
@@ -118,32 +120,34 @@ def read_charades_ego(
     is the 157 names of the classes file, whichever classes the rows use.
 
     Raises:
-        ManifestError: no annotation file, absent columns, rows with unreadable `actions`,
-            unknown classes, an unknown `egocentric` value, disagreeing views or a video listed
-            in two splits; missing videos unless `allow_missing`.
+        ManifestError: no train or no test CSV, a missing or empty classes file or CSV, a CSV
+            with another delimiter or without the `id`, `actions`, `egocentric` columns, a classes
+            file without the codes c000..c156, rows with unreadable `actions`, unknown classes,
+            an unknown `egocentric` value, disagreeing views or a video listed in two splits;
+            missing videos unless `allow_missing`.
     """
     folder = Path(annotations)
     files = annotation_files(folder)
-    if not files:
+    absent_splits = [split for split in ("train", "test") if not any(s == split for _, s, _ in files)]
+    if absent_splits:
         raise ManifestError(
-            f"Expected CharadesEgo_v1_train.csv / _test.csv (or their _only1st / _only3rd variants) in "
-            f"{str(folder)!r}, but found none. Point --annotations at the CharadesEgo annotation folder."
+            f"Expected CharadesEgo_v1_train.csv and _test.csv (or their _only1st / _only3rd variants) in "
+            f"{str(folder)!r}, but it has no {' and no '.join(absent_splits)} file"
+            + (f" (only {[path.name for path, _, _ in files]})" if files else "")
+            + ". Point --annotations at the CharadesEgo annotation folder, or copy the missing CSVs there."
         )
     classes = read_classes(folder / CLASSES_FILE)
     class_ids = {code: int(code[1:]) for code in classes}
-    if sorted(class_ids.values()) != list(range(len(classes))):
+    if sorted(class_ids.values()) != list(range(NUM_CLASSES)):
         raise ManifestError(
-            f"Expected the codes of {folder / CLASSES_FILE} to be c000..c{len(classes) - 1:03d} (each once), "
-            f"but got {sorted(classes)[:3]}...{sorted(classes)[-3:]}."
+            f"Expected the codes of {folder / CLASSES_FILE} to be c000..c{NUM_CLASSES - 1:03d} (each once: the "
+            f"{NUM_CLASSES} Charades classes), but got {len(classes)} codes, {sorted(classes)[:3]}...{sorted(classes)[-3:]}. "
+            f"A truncated copy gives this: copy the file again."
         )
     rows: dict[str, dict[str, str]] = {}
     problems = []
     for path, split, file_view in files:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        table.columns = [c.strip() for c in table.columns]
-        absent = [c for c in ("id", "actions", "egocentric") if c not in table.columns]
-        if absent:
-            raise ManifestError(f"Expected columns {list(COLUMNS)} in {path}, but {absent} are absent.")
+        table = read_annotation_table(path, "Charades-Ego annotation CSV", ",", ("id", "actions", "egocentric"))
         for line, (video_id, actions, egocentric) in enumerate(
             zip(table["id"], table["actions"], table["egocentric"], strict=True), start=2
         ):

@@ -17,6 +17,7 @@ from actiondiff.io.manifest import (
     ManifestError,
     absolute_path,
     join_labels,
+    read_annotation_table,
     split_labels,
     validate,
 )
@@ -50,15 +51,14 @@ def read_custom(
     (`label_ids`) follow the sorted class names.
 
     Raises:
-        ManifestError: a configured column is absent, an id repeats, a label is empty, or a
-            video file is missing (unless `allow_missing`: then the row is dropped and listed
-            in `attrs["missing_videos"]`).
+        ManifestError: the table is missing, empty (or a header alone), written with another
+            delimiter than its suffix says, a configured column is absent, an id repeats, a
+            label is empty, or a video file is missing (unless `allow_missing`: then the row
+            is dropped and listed in `attrs["missing_videos"]`).
     """
     labels_file, videos_dir = Path(labels_file), Path(videos_dir)
     sep = "\t" if labels_file.suffix in (".tsv", ".tab") else ","
-    # utf-8-sig: tables saved by spreadsheet programs often start with a byte-order mark.
-    table = pd.read_csv(labels_file, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    table.columns = [c.strip() for c in table.columns]
+    table = read_annotation_table(labels_file, "label table", sep)
     wanted = {"video": columns.video, "label": columns.label, "domain": columns.domain, "split": columns.split}
     absent = sorted(f"{key}={name!r}" for key, name in wanted.items() if name and name not in table.columns)
     if absent or not columns.video or not columns.label:

@@ -5,9 +5,13 @@ UCF101 (`ucfTrainTestlist/`, CRLF): `classInd.txt` (`1 ApplyEyeMakeup`, 1-based)
 number: the class is the folder). The folder, not the file name, names the class
 (`HandstandPushups/v_HandStandPushups_...`). HMDB51 (`testTrainMulti_7030_splits/`, LF):
 `<class>_test_split<N>.txt` with lines `name.avi <0|1|2> ` (1 train, 2 test, 0 unused; a
-trailing space); names keep `& ( ) [ ] ! # + ; ~ @` as they are on disk. HMDB51 class ids follow
-the sorted class names (`climb` 5, `climb_stairs` 6; sorting the file names would swap
-climb/climb_stairs, kick/kick_ball and sword/sword_exercise, as `_` sorts before letters).
+trailing space); names keep `& ( ) [ ] ! # + ; ~ @` as they are on disk. HMDB51 ships no class
+file: its class list is the 51 published class names (`HMDB51_CLASSES`), and each needs its
+split file (a missing or empty one is an error, never a 50-class manifest with shifted ids).
+HMDB51 class ids follow the sorted class names (`climb` 5, `climb_stairs` 6; sorting the file
+names would swap climb/climb_stairs, kick/kick_ball and sword/sword_exercise, as `_` sorts
+before letters). Every list file must exist and list something: an empty `trainlist01.txt`
+would otherwise give a manifest without training videos.
 Checked on the published lists (yjxiong/temporal-segment-networks @ 2c5e5e7c,
 `data/ucf101_splits/`, `data/hmdb51_splits/`).
 """
@@ -22,6 +26,7 @@ from actiondiff.io.manifest import (
     CLASSES_ATTR,
     ManifestError,
     absolute_path,
+    annotation_lines,
     raise_problems,
     validate,
 )
@@ -36,12 +41,14 @@ UCF_TO_SHARED = {
 }
 HMDB_TO_SHARED = {name: name for name in SHARED_CLASSES}
 HMDB_SPLIT_CODES = {"1": "train", "2": "test", "0": ""}
-
-
-def _lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, stripped text) of the non-empty lines; CRLF or LF, trailing spaces."""
-    text = path.read_text(encoding="utf-8")
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+# The 51 classes of HMDB51, sorted (= their ids): the names of the published split files.
+HMDB51_CLASSES = (
+    "brush_hair", "cartwheel", "catch", "chew", "clap", "climb", "climb_stairs", "dive", "draw_sword", "dribble",
+    "drink", "eat", "fall_floor", "fencing", "flic_flac", "golf", "handstand", "hit", "hug", "jump", "kick",
+    "kick_ball", "kiss", "laugh", "pick", "pour", "pullup", "punch", "push", "pushup", "ride_bike", "ride_horse",
+    "run", "shake_hands", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "situp", "smile", "smoke", "somersault",
+    "stand", "swing_baseball", "sword", "sword_exercise", "talk", "throw", "turn", "walk", "wave",
+)
 
 
 def _check_split_number(split_number: int) -> None:
@@ -50,15 +57,21 @@ def _check_split_number(split_number: int) -> None:
 
 
 def read_ucf_classes(path: str | Path) -> dict[str, int]:
-    """`classInd.txt` -> {class name: 0-based id}."""
+    """`classInd.txt` -> {class name: 0-based id}.
+
+    Raises:
+        ManifestError: the file is missing or empty, or a line is not the next `<number> <class>`.
+    """
     classes, problems = {}, []
-    for number, line in _lines(Path(path)):
+    for number, line in annotation_lines(path, "UCF101 class list (classInd.txt, lines `<number> <class>`)"):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             problems.append(f"line {number}: {line!r} is not `<number> <class>`")
-            continue
-        classes[parts[1]] = int(parts[0]) - 1
-    raise_problems(problems, str(path), "lines `<number> <class>`")
+        elif parts[1] in classes or int(parts[0]) != len(classes) + 1:
+            problems.append(f"line {number}: {line!r} is not class number {len(classes) + 1} (a new class, numbered in order)")
+        else:
+            classes[parts[1]] = int(parts[0]) - 1
+    raise_problems(problems, str(path), "lines `<number> <class>` numbered 1, 2, ... in order")
     return classes
 
 
@@ -66,15 +79,17 @@ def ucf_split_table(list_dir: str | Path, split_number: int = 1) -> pd.DataFrame
     """UCF101 split lists -> rows (video_id, relative path, class, class_id, split train/test).
 
     Raises:
-        ManifestError: unreadable lines, an unknown class folder, a class number that
-            disagrees with the folder, or a video listed twice; each named by file and line.
+        ManifestError: a missing or empty class or split list; unreadable lines, an unknown
+            class folder, a class number that disagrees with the folder, or a video listed
+            twice, each named by file and line.
     """
     _check_split_number(split_number)
     folder = Path(list_dir)
     classes = read_ucf_classes(folder / "classInd.txt")
     rows, problems = [], []
-    for split, name in (("train", f"trainlist0{split_number}.txt"), ("test", f"testlist0{split_number}.txt")):
-        for number, line in _lines(folder / name):
+    for split, name, what in (("train", f"trainlist0{split_number}.txt", "UCF101 training list (`<Class>/<file>.avi <number>`)"),
+                              ("test", f"testlist0{split_number}.txt", "UCF101 test list (`<Class>/<file>.avi`)")):
+        for number, line in annotation_lines(folder / name, what):
             parts = line.split()
             relative = parts[0]
             where = f"{name} line {number} ({relative})"
@@ -98,20 +113,31 @@ def hmdb_split_table(split_dir: str | Path, split_number: int = 1) -> pd.DataFra
     class_id (sorted class names), split train/test/'' for codes 1/2/0).
 
     Raises:
-        ManifestError: no split files, unreadable lines or codes, or a video listed twice.
+        ManifestError: a class of `HMDB51_CLASSES` without its split file, a split file of
+            another class, an empty split file, unreadable lines or codes, or a video listed
+            twice.
     """
     _check_split_number(split_number)
     folder = Path(split_dir)
+    if not folder.is_dir():
+        raise ManifestError(f"Expected the HMDB51 split folder (testTrainMulti_7030_splits/) at {str(folder)!r}, but it is absent.")
     suffix = f"_test_split{split_number}.txt"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(suffix))
-    if not files:
-        raise ManifestError(f"Expected HMDB51 files `<class>{suffix}` in {str(folder)!r}, but found none.")
-    # Ids by sorted class names: sorted file names put `climb_stairs_test...` before `climb_test...`.
-    classes = {name: i for i, name in enumerate(sorted(path.name[: -len(suffix)] for path in files))}
+    found = {path.name[: -len(suffix)]: path for path in folder.iterdir() if path.name.endswith(suffix)}
+    missing = [f"{name}{suffix}" for name in HMDB51_CLASSES if name not in found]
+    unknown = [f"{name}{suffix}" for name in sorted(set(found) - set(HMDB51_CLASSES))]
+    wrong = ([f"{len(missing)} are missing: {missing[:10]}"] if missing else []) + (
+        [f"{unknown[:10]} are of no HMDB51 class"] if unknown else [])
+    if wrong:
+        raise ManifestError(
+            f"Expected one split file `<class>{suffix}` for each of the 51 HMDB51 classes in {str(folder)!r}, but "
+            f"{'; '.join(wrong)}. Copy the split files again (the release's testTrainMulti_7030_splits holds 153)."
+        )
+    classes = {name: i for i, name in enumerate(HMDB51_CLASSES)}  # sorted class names, not sorted file names
+    files = [found[name] for name in HMDB51_CLASSES]
     rows, problems = [], []
     for path in files:
         class_name = path.name[: -len(suffix)]
-        for number, line in _lines(path):
+        for number, line in annotation_lines(path, "HMDB51 split file (lines `<name>.avi <0|1|2>`)"):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in HMDB_SPLIT_CODES:
                 problems.append(f"{path.name} line {number}: {line!r} is not `<name>.avi <0|1|2>`")
@@ -141,12 +167,6 @@ def _manifest(table: pd.DataFrame, videos_dir: str | Path, dataset: str) -> pd.D
     )
 
 
-def _class_list(table: pd.DataFrame) -> list[str]:
-    """Class names in class-id order, from every listed row (before missing videos are dropped)."""
-    pairs = dict(zip(table.class_id, table["class"], strict=True))
-    return [pairs[i] for i in sorted(pairs)]
-
-
 def read_ucf101(list_dir: str | Path, videos_dir: str | Path, split_number: int = 1, allow_missing: bool = False,
                 check_videos: bool = True) -> pd.DataFrame:
     """UCF101 (101 classes of classInd.txt) of one official split: `UCF-101/<Class>/<file>.avi` videos."""
@@ -159,10 +179,11 @@ def read_ucf101(list_dir: str | Path, videos_dir: str | Path, split_number: int 
 
 def read_hmdb51(split_dir: str | Path, videos_dir: str | Path, split_number: int = 1, allow_missing: bool = False,
                 check_videos: bool = True) -> pd.DataFrame:
-    """HMDB51 (51 classes) of one official split; unused clips (code 0) get an empty split."""
+    """HMDB51 (the 51 classes of `HMDB51_CLASSES`) of one official split; unused clips (code 0)
+    get an empty split."""
     table = hmdb_split_table(split_dir, split_number)
     manifest = validate(_manifest(table, videos_dir, "hmdb51"), str(split_dir), allow_missing, check_videos=check_videos)
-    manifest.attrs[CLASSES_ATTR] = _class_list(table)
+    manifest.attrs[CLASSES_ATTR] = list(HMDB51_CLASSES)
     return manifest
 
 

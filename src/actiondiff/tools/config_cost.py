@@ -1,0 +1,233 @@
+"""What a config's extraction costs before it runs: GFLOP per feature set, separate vs shared.
+
+Per feature set, one full window of the full-size SVD-XT models is counted on the `meta`
+device (`tools/flops.py`), split into the stages a shared pass computes once
+(`features/shared.py`): the first-stage VAE pass (once per window length and `vae_key`) and the
+CLIP image embedding (once per window length, conditioning frames and `clip_key`); the rest (the
+conditioning VAE pass of the set's own noise, the UNet) is the set's own.
+
+Videos: from the annotations-only manifest when the config's annotation file is on disk (each
+set's videos are those its experiments' protocols select, `plan.select_videos`); otherwise from
+the published counts per protocol (`PUBLISHED_VIDEOS`), the smaller sets' videos taken to be
+among the larger ones' (so in the shipped configs: Animal Kingdom's unseen-species clips are
+AK clips); `videos` overrides both (every set reads the same videos). Frames: `kept_frames`
+per video (default: `ASSUMED_KEPT_FRAMES`, README's extraction-speed assumptions), padded to
+whole windows as the backbone pads them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actiondiff.features.shared import share_key
+from actiondiff.plan import (
+    FeatureSet,
+    feature_set_protocols,
+    feature_sets,
+    parse_experiments,
+    select_videos,
+)
+from actiondiff.settings import DecodeSettings, ExtractSettings
+from actiondiff.tools.flops import _ours_counts, build_models, count_flops
+
+# Videos each protocol reads, as published: Animal Kingdom's AR_metadata.xlsx (30,100 rows; the
+# unseen-species filter keeps 5,749, `plan.select_videos`), Charades-Ego's CSVs (7,860) and the
+# UCF101 + HMDB51 clips of the 12 shared classes (2,009 + 1,200): README, extraction speed.
+PUBLISHED_VIDEOS = {
+    "ak_full": 30_100,
+    "ak_unseen_species": 5_749,
+    "ak_species_pair": 5_749,
+    "charades_1st_1st": 7_860,
+    "charades_3rd_1st": 7_860,
+    "charades_1st_3rd": 7_860,
+    "ucf_to_hmdb": 3_209,
+    "hmdb_to_ucf": 3_209,
+}
+# Kept frames per video at stride 4 (README, extraction speed: assumed clip lengths); ucf_hmdb:
+# the mean of UCF's 46 and HMDB's 23 weighted by their 2,009 and 1,200 clips.
+ASSUMED_KEPT_FRAMES = {"animal_kingdom": 75, "charades_ego": 237, "ucf_hmdb": 37}
+# README's as-shipped H200 estimate for the paper set (layer 9, t 20, 576x1024, window 25).
+STATED_FPS = 20.0
+
+
+@dataclass(frozen=True)
+class SetStages:
+    """GFLOP of one full window of a feature set, by stage."""
+
+    name: str
+    window: int
+    first_stage: float  # the window's VAE pass
+    clip: float  # its CLIP image embedding (0: none)
+    own: float  # the rest: conditioning VAE pass, UNet
+    vae_key: tuple
+    clip_key: tuple | None
+
+    @property
+    def total(self) -> float:
+        return self.first_stage + self.clip + self.own
+
+
+def set_stages(models: tuple, fs: FeatureSet) -> SetStages:
+    """Count one full window of `fs` on `meta` (full-size models) and split it by stage."""
+    total, first, conditioning, clip = _ours_counts(models, fs.decode, fs.extract, count_flops)
+    e = fs.extract
+    group = share_key(fs.backbone, fs.decode, fs.extract, fs.weights)
+    vae_key = (group, fs.decode.window, e.padding, e.vae_chunk, e.tf32)
+    clip_key = (vae_key, e.conditioning) if e.conditioning in ("middle_frame", "per_frame") else None
+    return SetStages(fs.name, fs.decode.window, first / 1e9, clip / 1e9, (total - first - clip) / 1e9, vae_key, clip_key)
+
+
+def video_groups(config: dict[str, Any], sets: dict[str, FeatureSet], videos: int | None) -> tuple[Counter, str]:
+    """{frozenset of set names: number of videos read by exactly those sets}, and its source."""
+    experiments = parse_experiments(config)
+    used = [name for name in sets if any(e.feature_set.name == name for e in experiments.values())]
+    if videos is not None:
+        return Counter({frozenset(used): videos}), f"--videos {videos} (every set reads them)"
+    annotations = Path(str((config.get("dataset") or {}).get("annotations", "")))
+    if annotations.exists():
+        manifest = _annotations_manifest(config, annotations)
+        readers: dict[str, set[str]] = {}
+        for name in used:
+            for video_id in select_videos(manifest, feature_set_protocols(experiments, name)).video_id:
+                readers.setdefault(video_id, set()).add(name)
+        return Counter(frozenset(names) for names in readers.values()), f"the annotations-only manifest of {annotations}"
+    counts = {}
+    for name in used:
+        protocols = {block.get("name", "custom") for block in feature_set_protocols(experiments, name)}
+        unknown = sorted(protocols - set(PUBLISHED_VIDEOS))
+        if unknown:
+            raise ValueError(
+                f"Expected {annotations} (config key `dataset.annotations`) to exist, or published video counts for "
+                f"protocols {unknown} of feature set {name!r}, but there are neither: pass --videos N."
+            )
+        counts[name] = max(PUBLISHED_VIDEOS[p] for p in protocols)
+    groups: Counter = Counter()
+    levels = sorted(set(counts.values()), reverse=True) + [0]
+    for high, low in zip(levels, levels[1:], strict=False):
+        groups[frozenset(n for n, c in counts.items() if c >= high)] = high - low
+    return groups, "published counts (annotations not on disk; smaller sets' videos taken as among the larger ones')"
+
+
+def _annotations_manifest(config: dict[str, Any], annotations: Path) -> Any:
+    from actiondiff.io.datasets import ManifestRequest, build_manifest
+
+    dataset = config["dataset"]
+    request = ManifestRequest(
+        dataset=dataset["adapter"],
+        annotations=(str(annotations),),
+        videos=(".",) * (2 if dataset["adapter"] == "ucf_hmdb" else 1),
+        check_videos=False,
+    )
+    return build_manifest(request)
+
+
+@dataclass(frozen=True)
+class ConfigCost:
+    """GFLOP over a config's videos, per set (separate; shared with shared stages split evenly
+    among the sets that share them) and in all."""
+
+    stages: dict[str, SetStages]
+    separate: dict[str, float]
+    shared: dict[str, float]
+    videos: dict[str, int]
+    frames: dict[str, int]  # backbone frames (padded windows) per set
+    source: str
+    kept_frames: int
+    reference_gflop_per_frame: float
+    # what a VAE shared across window lengths would save (each kept frame encoded once per video,
+    # whatever window cuts it): not today's definition, where a frame's posterior comes from its
+    # window's batch (a batch of other frames may round differently), so not implemented
+    across_windows_saving: float
+
+    def gpu_hours(self, gflop: float, fps: float) -> float:
+        """Hours at `fps` frames/s of the reference settings, every set at that FLOP rate."""
+        return gflop / (fps * self.reference_gflop_per_frame) / 3600
+
+
+def config_cost(config: dict[str, Any], videos: int | None = None, kept_frames: int | None = None, arch: str = "svd-xt") -> ConfigCost:
+    """Count a config's extraction, separate passes vs one shared pass per video."""
+    sets = feature_sets(config)
+    groups, source = video_groups(config, sets, videos)
+    adapter = (config.get("dataset") or {}).get("adapter", "")
+    kept = kept_frames or ASSUMED_KEPT_FRAMES.get(adapter)
+    if not kept:
+        raise ValueError(f"Expected --kept-frames (kept frames per video): no assumed length for dataset adapter {adapter!r}.")
+    models = build_models(arch)
+    used = sorted({n for names in groups for n in names}, key=list(sets).index)
+    stages = {name: set_stages(models, sets[name]) for name in used}
+    windows = {name: math.ceil(kept / stages[name].window) for name in used}  # windows per video
+    separate = {name: 0.0 for name in used}
+    shared = {name: 0.0 for name in used}
+    for names, count in groups.items():
+        for name in names:
+            separate[name] += count * windows[name] * stages[name].total
+            shared[name] += count * windows[name] * stages[name].own
+        for stage in ("first_stage", "clip"):
+            key = "vae_key" if stage == "first_stage" else "clip_key"
+            by_key: dict[tuple, list[str]] = {}
+            for name in names:
+                if getattr(stages[name], key) is not None:
+                    by_key.setdefault(getattr(stages[name], key), []).append(name)
+            for members in by_key.values():  # computed once, split evenly among its sets
+                cost = count * windows[members[0]] * getattr(stages[members[0]], stage)
+                for name in members:
+                    shared[name] += cost / len(members)
+    across = 0.0
+    for names, count in groups.items():
+        passes: dict[tuple, str] = {}  # one VAE pass per key, today
+        for name in sorted(names):
+            passes.setdefault(stages[name].vae_key, name)
+        by_group: dict[Any, list[str]] = {}
+        for key, name in passes.items():
+            by_group.setdefault(key[0], []).append(name)
+        for members in (m for m in by_group.values() if len(m) > 1):  # across windows: each kept frame once
+            paid = sum(count * windows[n] * stages[n].first_stage for n in members)
+            across += paid - count * kept * max(stages[n].first_stage / stages[n].window for n in members)
+    reference = _ours_counts(models, DecodeSettings(), ExtractSettings(), count_flops)[0] / 1e9 / DecodeSettings().window
+    return ConfigCost(
+        stages,
+        separate,
+        shared,
+        {name: sum(c for names, c in groups.items() if name in names) for name in used},
+        {name: sum(c for names, c in groups.items() if name in names) * windows[name] * stages[name].window for name in used},
+        source,
+        kept,
+        reference,
+        across,
+    )
+
+
+def format_config_cost(cost: ConfigCost, title: str, fps: float = STATED_FPS) -> str:
+    """`config_cost` as Markdown: per set and in all, PFLOP (1e6 GFLOP) and GPU-hours."""
+    lines = [
+        f"#### {title}",
+        "",
+        f"Videos: {cost.source}; {cost.kept_frames} kept frames per video, padded to whole windows. GPU-hours at "
+        f"{fps:g} frames/s of the paper settings ({cost.reference_gflop_per_frame:,.1f} GFLOP/frame), every set at that FLOP rate.",
+        "",
+        "| feature set | window | videos | backbone frames | GFLOP/frame | separate PFLOP | shared PFLOP | separate GPU-h | shared GPU-h |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, stages in cost.stages.items():
+        sep, sh = cost.separate[name], cost.shared[name]
+        lines.append(
+            f"| {name} | {stages.window} | {cost.videos[name]:,} | {cost.frames[name]:,} | {stages.total / stages.window:,.1f} | "
+            f"{sep / 1e6:,.1f} | {sh / 1e6:,.1f} | {cost.gpu_hours(sep, fps):,.1f} | {cost.gpu_hours(sh, fps):,.1f} |"
+        )
+    separate, shared = sum(cost.separate.values()), sum(cost.shared.values())
+    lines.append(
+        f"| **all** | | | | | **{separate / 1e6:,.1f}** | **{shared / 1e6:,.1f}** | "
+        f"**{cost.gpu_hours(separate, fps):,.1f}** | **{cost.gpu_hours(shared, fps):,.1f}** |"
+    )
+    lines += ["", f"separate / shared: **{separate / shared:.3f}x** (shared = 1/{separate / shared:.3f} of separate)"]
+    if cost.across_windows_saving > 0:
+        across = shared - cost.across_windows_saving
+        lines.append(
+            f"With the VAE shared across window lengths too (each kept frame encoded once per video; a new "
+            f"feature definition, not implemented): {across / 1e6:,.1f} PFLOP, separate / shared {separate / across:.3f}x."
+        )
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""One pass per video for several feature sets (issue 27): the same bytes as separate passes.
+
+Every feature set of the shipped dataset configs, on tiny seeded weights at 64x64 (the sets'
+own windows, dtypes, conditioning and taps), extracted once separately (modules loaded per set,
+as separate jobs do) and once in one shared pass; every array must be byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_svd_extractor import write_video
+
+from actiondiff.features.backbones import feature_identity
+from actiondiff.features.job import BackboneLoader, run_extraction
+from actiondiff.features.shared import SetTarget, SharedPass, can_share, run_shared_extraction
+from actiondiff.features.svd_extractor import SVDExtractor
+from actiondiff.plan import feature_sets
+from actiondiff.store.cache import FeatureCache
+from actiondiff.store.records import VideoFeatures
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ("animal_kingdom", "charades_ego", "ucf_hmdb")
+
+
+def tiny_sets(name: str, tiny_weights: dict) -> dict:
+    """The config's feature sets with the tiny weights, at 64x64 and every frame kept."""
+    config = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    config["weights"] = {key: str(value) for key, value in tiny_weights.items()}
+    config["decode"] = {**config["decode"], "height": 64, "width": 64, "stride": 1}
+    return feature_sets(config)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """22 frames (one window of 25, three of 10, two of 16 and of 21: every length pads) and
+    12 and 4 (shorter: for the job tests)."""
+    root = tmp_path_factory.mktemp("shared_videos")
+    return {name: write_video(root / f"{name}.mp4", n, seed) for name, n, seed in [("long", 22, 5), ("mid", 12, 6), ("short", 4, 7)]}
+
+
+def distinct_sets(tiny_weights) -> dict:
+    """Every feature set of the shipped configs, once per distinct (decode, settings): the
+    Charades and UCF/HMDB sets (paper, sdv2) are Animal Kingdom's, so AK's 7 cover all."""
+    found: dict = {}
+    for config in CONFIGS:
+        for name, fs in tiny_sets(config, tiny_weights).items():
+            found.setdefault((fs.decode, fs.extract), (f"{config}.{name}", fs))
+    return dict(found.values())
+
+
+def same_bytes(one: VideoFeatures, two: VideoFeatures) -> None:
+    assert sorted(one.features) == sorted(two.features)
+    for tap in one.features:
+        assert one.features[tap].tobytes() == two.features[tap].tobytes(), tap
+    assert one.frame_index.tobytes() == two.frame_index.tobytes()
+    assert np.array_equal(one.timestamp_ms, two.timestamp_ms, equal_nan=True)
+
+
+def separate(fs) -> SVDExtractor:
+    """A separate pass's extractor: its own modules, loaded as its job loads them."""
+    return SVDExtractor(*SVDExtractor.load_modules(fs.weights, fs.extract), fs.decode, fs.extract)
+
+
+def test_one_pass_gives_the_bytes_of_separate_passes(tiny_weights, clips):
+    sets = distinct_sets(tiny_weights)
+    assert len(sets) == 7 and all(name.startswith("animal_kingdom.") for name in sets)
+    assert can_share(*((fs.backbone, fs.decode, fs.extract, fs.weights) for fs in sets.values()))
+    modules = {}
+    extractors = {}
+    for name, fs in sets.items():
+        key = SVDExtractor.module_key(fs.weights, fs.extract)
+        modules.setdefault(key, SVDExtractor.load_modules(fs.weights, fs.extract))
+        extractors[name] = SVDExtractor(*modules[key], fs.decode, fs.extract)
+    assert len(modules) == 1  # one set of modules for all seven
+    together = SharedPass(extractors).extract_video(clips["long"], "long")
+    for name, fs in sets.items():
+        same_bytes(together[name], separate(fs).extract_video(clips["long"], "long"))
+
+
+def test_sets_that_may_not_share_are_refused(tiny_weights):
+    sets = tiny_sets("ucf_hmdb", tiny_weights)
+    paper = sets["paper"]
+    other = paper.decode.__class__(**{**paper.decode.__dict__, "stride": 2})
+    assert not can_share((paper.backbone, paper.decode, paper.extract, paper.weights), ("svd", other, paper.extract, paper.weights))
+    assert not can_share(("videomae", paper.decode, paper.extract, paper.weights))
+    with pytest.raises(ValueError, match="share their decode settings"):
+        SharedPass({"a": separate(paper), "b": SVDExtractor(*SVDExtractor.load_modules(paper.weights, paper.extract), other, paper.extract)})
+
+
+def _targets(sets, root: Path, videos: dict[str, set[str]]) -> dict[str, SetTarget]:
+    targets = {}
+    for name, fs in sets.items():
+        identity = feature_identity(fs.decode, fs.backbone, fs.extract, fs.weights)
+        loader = BackboneLoader(fs.backbone, fs.extract, fs.decode, fs.weights, identity)
+        targets[name] = SetTarget(loader, FeatureCache(root / name, fs.settings_hash), frozenset(videos[name]))
+    return targets
+
+
+def test_shared_job_commits_each_set_and_resumes_per_set(tiny_weights, clips, tmp_path):
+    """Sets with different videos: each gets exactly its own; a set already committed for a
+    video is skipped for it alone, and the bytes are those of separate jobs."""
+    sets = tiny_sets("animal_kingdom", tiny_weights)
+    sets = {name: sets[name] for name in ("paper", "window_10")}
+    videos = [(video_id, str(clips[video_id])) for video_id in ("mid", "short")]
+    wanted = {"paper": {"mid", "short"}, "window_10": {"mid"}}
+    # separate jobs, one per set: the reference
+    reference = _targets(sets, tmp_path / "separate", wanted)
+    for name, target in reference.items():
+        mine = [v for v in videos if v[0] in wanted[name]]
+        run_extraction(mine, target.cache, lambda t=target: t.loader("cpu", t.cache))
+    # shared: `paper` already has `short` committed (a job killed after that commit)
+    targets = _targets(sets, tmp_path / "shared", wanted)
+    targets["paper"].cache.commit(reference["paper"].cache.load("short"))
+    summaries = run_shared_extraction(videos, targets, "cpu")
+    assert summaries["paper"].skipped == ["short"] and summaries["paper"].extracted == ["mid"]
+    assert summaries["window_10"].extracted == ["mid"] and not summaries["window_10"].skipped
+    for name, target in targets.items():
+        assert target.cache.is_committed("short") == (name == "paper")
+        for video_id in wanted[name]:
+            same_bytes(target.cache.load(video_id), reference[name].cache.load(video_id))
+        assert target.cache.recorded_weights() == reference[name].cache.recorded_weights()
+    # a rerun finds everything committed and loads no model
+    again = run_shared_extraction(videos, targets, "cpu")
+    assert all(not s.extracted and s.skipped for s in again.values())
+
+
+def test_a_video_that_fails_is_recorded_in_every_set_that_needs_it(tiny_weights, tmp_path):
+    sets = tiny_sets("ucf_hmdb", tiny_weights)
+    targets = _targets(sets, tmp_path, {name: {"gone"} for name in sets})
+    summaries = run_shared_extraction([("gone", str(tmp_path / "gone.mp4"))], targets, "cpu")
+    for name, target in targets.items():
+        assert summaries[name].failed == ["gone"]
+        assert target.cache.failure("gone")["video_id"] == "gone"
+
+
+def test_plan_groups_the_sets_that_may_share(tiny_weights):
+    from actiondiff.plan import share_groups
+
+    sets = tiny_sets("animal_kingdom", tiny_weights)
+    assert share_groups(sets) == [list(sets)]  # all seven in one pass
+    config = yaml.safe_load((ROOT / "config" / "animal_kingdom.yaml").read_text())
+    config["weights"] = {key: str(value) for key, value in tiny_weights.items()}
+    config["feature_sets"] = {"paper": {}, "float32": {"dtype": "float32"}, "half": {"decode": {"height": 64, "width": 64}}}
+    assert share_groups(feature_sets(config)) == [["paper"], ["float32"], ["half"]]
+
+
+def test_extract_shared_refuses_one_video_under_two_paths(tmp_path, caplog):
+    from actiondiff.cli import main
+
+    sets = []
+    for name, path in (("a", "x/one.mp4"), ("b", "y/one.mp4")):
+        manifest = tmp_path / f"{name}.csv"
+        manifest.write_text(f"video_id,path,labels,domain,split\none,{path},run,d,train\n")
+        sets.append({"name": name, "manifest": str(manifest), "out": str(tmp_path / name), "settings": {}})
+    assert main(["extract-shared", "--sets", json.dumps({"sets": sets})]) == 2
+    assert "Expected video 'one' to have one path in every manifest of --sets" in caplog.text
