@@ -1,4 +1,7 @@
-"""The authors' feature procedure, written here from their code's logic, against the extractor.
+"""The authors' feature procedure, reimplemented here on diffusers' modules, against the extractor.
+
+What these figures are measured against: our reading of their code on diffusers' and open_clip's
+modules, in float32 (not their sgm modules: tests/test_sgm_parity.py runs those, in float64).
 
 `authors_taps` follows their `generate_svd_maps.py` on sgm (frankyaoxiao/ActionDiff,
 `generative-models/`) step by step, with diffusers' modules for the weights and nothing of
@@ -150,7 +153,7 @@ def video_uint8(num: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("sdv2", [False, True])
 @pytest.mark.parametrize("conditioning", ["middle_frame", "per_frame", "none", "action_text"])
-def test_extractor_equals_the_authors_procedure(models, conditioning, sdv2):
+def test_extractor_equals_the_diffusers_reimplementation_of_the_authors_procedure(models, conditioning, sdv2):
     """3 real frames of a 5-frame window (2 black pads), 13 layers x 3 timesteps, same draws."""
     settings = ExtractSettings(
         layers=LAYERS,

@@ -28,7 +28,7 @@ from actiondiff.features.windows import content_key, video_seed
 from actiondiff.io.video import iter_windows
 from actiondiff.plan import feature_sets, parse_experiments
 from actiondiff.settings import (
-    TUNING_FIELDS,
+    LATER_FIELDS,
     DecodeSettings,
     ExtractSettings,
     WeightsSettings,
@@ -70,7 +70,7 @@ def test_svd_identity_holds_the_weights_content_and_sdv2_is_svd_with_sdv2_true(t
     # weights not there yet (planned before the download): their content is `missing`
     paths = {"svd": weights.svd, "clip_arch": weights.clip_arch, "clip_checkpoint": weights.clip_checkpoint}
     # the GPU tuning fields at their defaults are left out, as in identities recorded before them
-    untuned = {k: v for k, v in to_dict(ExtractSettings()).items() if k not in TUNING_FIELDS}
+    untuned = {k: v for k, v in to_dict(ExtractSettings()).items() if k not in LATER_FIELDS}
     before = {"decode": to_dict(DECODE), "extraction": untuned, "weights": paths}
     assert identity == {**before, "weights_sha256": {"svd": "missing", "clip_arch": "missing", "clip_checkpoint": "missing"}}
     # the hash covers the content, not the location; an identity recorded before content
@@ -80,6 +80,10 @@ def test_svd_identity_holds_the_weights_content_and_sdv2_is_svd_with_sdv2_true(t
     assert feature_hash({**before, "extraction": to_dict(ExtractSettings())}) == feature_hash(before)  # written out
     tuned = feature_identity(DECODE, name, dataclasses.replace(extract, tf32=True), weights)
     assert tuned["extraction"] == {**untuned, "tf32": True} and feature_hash(tuned) != feature_hash(identity)
+    # the authors' model where ours departs (issue 30): hashed when set, like the tuning fields
+    authors = feature_identity(DECODE, name, dataclasses.replace(extract, z_encoder="first_stage", resnet_norm_eps="sgm"), weights)
+    assert authors["extraction"] == {**untuned, "z_encoder": "first_stage", "resnet_norm_eps": "sgm"}
+    assert feature_hash(authors) != feature_hash(identity)
     _, sdv2 = resolve_settings({"sdv2": False}, {"backbone": "sdv2"}, "svd", "test")
     assert sdv2 == ExtractSettings(sdv2=True)
     assert feature_identity(DECODE, "sdv2", sdv2, weights) == feature_identity(DECODE, "svd", ExtractSettings(sdv2=True), weights)

@@ -73,6 +73,20 @@ def test_feature_set_can_override_the_decode_window():
         feature_sets({**CONFIG, "feature_sets": {"w": {"decode": {"windw": 16}}}})
 
 
+def test_authors_code_preset_expands_and_the_sets_own_keys_win():
+    sets = feature_sets({**CONFIG, "feature_sets": {
+        "authors": {"preset": "authors_code"},
+        "authors_short": {"preset": "authors_code", "conditioning": "none", "decode": {"max_seconds": 60}},
+    }})
+    authors, short = sets["authors"], sets["authors_short"]
+    assert (authors.extract.conditioning, authors.extract.z_encoder, authors.extract.resnet_norm_eps) == (
+        "per_frame", "first_stage", "sgm")
+    assert authors.decode.max_seconds == 180 and authors.decode.window == CONFIG["decode"]["window"]
+    assert (short.extract.conditioning, short.extract.z_encoder, short.decode.max_seconds) == ("none", "first_stage", 60)
+    with pytest.raises(ValueError, match=r"`preset` to be one of \['authors_code'\], but got 'author' .*feature_sets.a"):
+        feature_sets({**CONFIG, "feature_sets": {"a": {"preset": "author"}}})
+
+
 def test_unknown_feature_set_is_named_before_any_job():
     with pytest.raises(ValueError, match=r"got 'sdv3' \(config key `experiments.x`\)"):
         parse_experiments(with_experiments({"x": {"feature_set": "sdv3"}}))

@@ -193,10 +193,37 @@ def _check_name(kind: str, name: str) -> None:
         raise ValueError(f"Expected {kind} names to match {NAME_PATTERN.pattern}, but got {name!r}.")
 
 
+# Named feature-set presets (`feature_sets.<name>.preset`); the set's own keys override them.
+# `authors_code`: the authors' script as they ran it (generate_svd_maps.py on sgm, issue 30):
+# every frame conditions itself, z from the first-stage encoder copy (single-file weights only),
+# sgm's GroupNorm eps, and only the first 180 s of each video (`read_video(end_pts=180)`).
+FEATURE_SET_PRESETS: dict[str, dict[str, Any]] = {
+    "authors_code": {
+        "conditioning": "per_frame",
+        "z_encoder": "first_stage",
+        "resnet_norm_eps": "sgm",
+        "decode": {"max_seconds": 180},
+    },
+}
+
+
+def _with_preset(overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """A feature set's block with its `preset` expanded (its own keys win; `decode` merged)."""
+    name = overrides.pop("preset", None)
+    if name is None:
+        return overrides
+    if name not in FEATURE_SET_PRESETS:
+        raise ValueError(f"Expected `preset` to be one of {sorted(FEATURE_SET_PRESETS)}, but got {name!r} ({where}).")
+    preset = dict(FEATURE_SET_PRESETS[name])
+    decode = {**preset.pop("decode", {}), **(overrides.pop("decode", None) or {})}
+    return {**preset, **overrides, "decode": decode}
+
+
 def feature_sets(config: dict[str, Any], checksums: dict[str, dict[str, str]] | None = None) -> dict[str, FeatureSet]:
     """The config's feature sets (default: one, `default`, the `extraction` block as is).
 
-    Each is a named override of the `extraction` block, plus optionally a `decode` block
+    Each is a named override of the `extraction` block (optionally on top of a `preset`,
+    `FEATURE_SET_PRESETS`), plus optionally a `decode` block
     overriding the config's `decode` (window length, stride, size) and a `backbone` (default:
     the config's top-level `backbone`, else `svd`); see
     `actiondiff.features.backbones.registry.resolve_settings` for what each backbone inherits.
@@ -214,7 +241,7 @@ def feature_sets(config: dict[str, Any], checksums: dict[str, dict[str, str]] | 
     sets = {}
     for name, overrides in blocks.items():
         _check_name("feature set", name)
-        overrides = dict(overrides or {})
+        overrides = _with_preset(dict(overrides or {}), f"config key `feature_sets.{name}`")
         # A `decode` block overrides the config's (e.g. the window length of Table 4).
         decode_values = {**(config.get("decode") or {}), **(overrides.pop("decode", None) or {})}
         decode = from_dict(DecodeSettings, decode_values, f"config key `feature_sets.{name}.decode`")

@@ -22,6 +22,9 @@ CONDITIONING_MODES = ("middle_frame", "per_frame", "none", "action_text")
 NOISE_MODES = ("none", "gaussian")
 RESIZE_POLICIES = ("stretch", "keep_aspect_crop", "keep_aspect_pad")
 DTYPES = ("float32", "float16", "bfloat16")
+# The SVD path also runs in float64: for parity checks against the authors' modules (issue 30),
+# where float32 rounding of ill-conditioned steps (GroupNorm of near-flat maps) would hide the rest.
+SVD_DTYPES = (*DTYPES, "float64")
 LATENT_MODES = ("mean", "sample")
 PADDING_MODES = ("black", "grey")
 COND_NOISE_MODES = ("pixel", "latent")
@@ -36,6 +39,14 @@ COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs")
 # video's random draws (`draw_settings`), so a tuned run draws the noise of the untuned one and
 # its features differ from the untuned ones by rounding only.
 TUNING_FIELDS = ("tf32", "channels_last", "compile")
+# Fields added after identities were recorded, kept out of the hash at their defaults and out of
+# the draw seed like TUNING_FIELDS: `z_encoder` (issue 30) changes which VAE encoder copy gives
+# z, not the noise drawn, so a run with the authors' copy draws what the default run draws.
+LATER_FIELDS = (*TUNING_FIELDS, "z_encoder", "resnet_norm_eps")
+Z_ENCODERS = ("conditioner", "first_stage")
+# GroupNorm epsilon of the UNet's resnets: diffusers' port of SVD uses 1e-6 in the down blocks 0-2
+# and the up blocks, sgm (the authors' model) 1e-5 everywhere (its GroupNorm32 default).
+RESNET_NORM_EPS = ("diffusers", "sgm")
 NUM_UNET_LAYERS = 13
 
 
@@ -89,14 +100,14 @@ def settings_hash(settings: Any, length: int = 12) -> str:
 
 
 def draw_settings(settings: Any) -> dict[str, Any]:
-    """The settings that seed a video's random draws: all of them but `TUNING_FIELDS`."""
-    return {k: v for k, v in to_dict(settings).items() if k not in TUNING_FIELDS}
+    """The settings that seed a video's random draws: all of them but `LATER_FIELDS`."""
+    return {k: v for k, v in to_dict(settings).items() if k not in LATER_FIELDS}
 
 
 def without_default_tuning(values: dict[str, Any]) -> dict[str, Any]:
-    """An `extraction` block without the `TUNING_FIELDS` that hold their defaults (what the
+    """An `extraction` block without the `LATER_FIELDS` that hold their defaults (what the
     feature hash covers)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(ExtractSettings) if f.name in TUNING_FIELDS}
+    defaults = {f.name: f.default for f in dataclasses.fields(ExtractSettings) if f.name in LATER_FIELDS}
     return {k: v for k, v in values.items() if k not in defaults or v != defaults[k]}
 
 
@@ -174,7 +185,7 @@ class ExtractSettings:
         "pixel (authors: noise the conditioning pixels, second VAE pass, posterior mean) | latent (noise the latent mean)",
     )
     padding: str = _doc("black", "frames padding the last window: black (authors, -1) | grey (0 in [-1, 1])")
-    dtype: str = _doc("float32", "backbone compute dtype: float32 | float16 | bfloat16")
+    dtype: str = _doc("float32", "backbone compute dtype: float32 | float16 | bfloat16 | float64 (parity checks; features stored float32)")
     half_precision: str = _doc(
         "autocast",
         "a half dtype for UNet and CLIP: autocast (authors: weights as loaded, ops in dtype) | cast (weights cast)",
@@ -184,6 +195,15 @@ class ExtractSettings:
     tf32: bool = _doc(False, "CUDA: TF32 matmuls and convolutions for the float32 parts (the VAE; all under dtype float32); no effect on CPU")
     channels_last: bool = _doc(False, "UNet and VAE encoder 2-D convolutions and the frames in channels-last memory format")
     compile: str = _doc("none", "torch.compile the UNet down path and the VAE encoder: none | default | max-autotune-no-cudagraphs")
+    z_encoder: str = _doc(
+        "conditioner",
+        "VAE encoder of z: conditioner (the single file's conditioner copy with quant_conv; a snapshot's vae/) "
+        "| first_stage (authors: the single file's first_stage_model.encoder, no quant_conv)",
+    )
+    resnet_norm_eps: str = _doc(
+        "diffusers",
+        "GroupNorm eps of the UNet resnets: diffusers (1e-6 in down blocks 0-2 and up blocks, 1e-5 elsewhere) | sgm (authors: 1e-5)",
+    )
     latent: str = _doc("sample", "first-stage VAE posterior: sample (authors, seeded per video) | mean")
     seed: int = _doc(0, "base seed; each video's generator is seeded from it and the video id")
 
@@ -221,13 +241,14 @@ class ExtractSettings:
                 f"Expected `noise_draws` to be 1 when `noise` is `none`, but got "
                 f"{self.noise_draws}. Set `noise: gaussian` to average several noise draws."
             )
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("vae_dtype", self.vae_dtype, DTYPES)
+        _check_choice("dtype", self.dtype, SVD_DTYPES)
+        _check_choice("vae_dtype", self.vae_dtype, SVD_DTYPES)
         _check_choice("latent", self.latent, LATENT_MODES)
         _check_choice("cond_noise", self.cond_noise, COND_NOISE_MODES)
+        _check_choice("z_encoder", self.z_encoder, Z_ENCODERS)
+        _check_choice("resnet_norm_eps", self.resnet_norm_eps, RESNET_NORM_EPS)
         _check_choice("padding", self.padding, PADDING_MODES)
         _check_choice("half_precision", self.half_precision, HALF_PRECISION_MODES)
-        _check_choice("vae_dtype", self.vae_dtype, DTYPES)
         _check_min("vae_chunk", self.vae_chunk, 1)
         for name in ("tf32", "channels_last"):
             if not isinstance(getattr(self, name), bool):

@@ -8,7 +8,10 @@
    encoder and `quant_conv` from the conditioner's autoencoder (`conditioner.embedders.3.
    encoder.`, the only one with a `quant_conv`), the temporal decoder from
    `first_stage_model.decoder.`; sgm's 1x1-conv attention projections become diffusers'
-   linear ones (`[c, c, 1, 1]` -> `[c, c]`).
+   linear ones (`[c, c, 1, 1]` -> `[c, c]`). The file's second encoder copy,
+   `first_stage_model.encoder.` (no `quant_conv`: sgm's `AutoencodingEngine`), is the one the
+   authors' `encode_first_stage` gives z with; `first_stage_encoder_sgm_names` maps it
+   (`extraction.z_encoder: first_stage`).
 2. OpenCLIP's visual tower (`visual.*`) <-> transformers `CLIPVisionModelWithProjection`
    (`vision_model.*`, `visual_projection.weight`): the fused attention input projection is
    split into q, k, v and the output projection is transposed. The single file's conditioner
@@ -28,9 +31,10 @@ SGM_UNET_PREFIX = "model.diffusion_model."
 SGM_ENCODER_PREFIX = "conditioner.embedders.3.encoder."  # encoder.*, quant_conv.* (AutoencoderKLModeOnly)
 SGM_DECODER_PREFIX = "first_stage_model."  # decoder.* (the temporal VideoDecoder)
 SGM_CLIP_PREFIX = "conditioner.embedders.0.open_clip.model."
+SGM_FIRST_STAGE_ENCODER_PREFIX = "first_stage_model.encoder."  # the authors' encoder of z
 # Tensors of the single file no backbone reads, by prefix, and why (listed in the log).
 SGM_UNUSED = {
-    "first_stage_model.encoder.": "the first-stage copy of the VAE encoder (the conditioner's is used, with its quant_conv)",
+    SGM_FIRST_STAGE_ENCODER_PREFIX: "the first-stage copy of the VAE encoder (read only with extraction.z_encoder: first_stage)",
     "conditioner.embedders.3.encoder.decoder.": "the conditioner autoencoder's frame-wise decoder",
     "conditioner.embedders.3.encoder.post_quant_conv.": "the conditioner autoencoder's post_quant_conv",
     SGM_CLIP_PREFIX: "what is left of OpenCLIP's text tower (its transformer was removed)",
@@ -159,6 +163,17 @@ def vae_sgm_names(keys: Iterable[str]) -> dict[str, str]:
             raise KeyError(key)
         out[key] = prefix + name
     return out
+
+
+def first_stage_encoder_sgm_names(vae_keys: Iterable[str]) -> dict[str, str]:
+    """{diffusers VAE `encoder.*` tensor name, without `encoder.`: its name in the first-stage copy}.
+
+    Args:
+        vae_keys: every state-dict name of the diffusers VAE (the decoder's give the level count).
+    """
+    encoder = SGM_ENCODER_PREFIX + "encoder."
+    return {key.removeprefix("encoder."): name.replace(encoder, SGM_FIRST_STAGE_ENCODER_PREFIX, 1)
+            for key, name in vae_sgm_names(vae_keys).items() if key.startswith("encoder.")}
 
 
 def is_vae_1x1_projection(diffusers_key: str) -> bool:

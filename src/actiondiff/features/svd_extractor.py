@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from actiondiff.features import sigmas
 from actiondiff.features.gpu_tuning import compile_modules, set_conv_memory_format, tf32_scope
 from actiondiff.features.unet_taps import down_path_modules, modules_needed, tap_unet
-from actiondiff.features.weights import WeightsError, load_clip, load_svd
+from actiondiff.features.weights import WeightsError, load_clip, load_first_stage_encoder, load_svd
 from actiondiff.features.windows import extract_windows
 from actiondiff.settings import (
     DecodeSettings,
@@ -51,9 +51,9 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
-    """[size] float32 normalised Gaussian taps at offsets arange(size) - size // 2."""
-    x = torch.arange(size, dtype=torch.float32) - size // 2
+def gaussian_kernel1d(size: int, sigma: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[size] normalised Gaussian taps at offsets arange(size) - size // 2, in `dtype`."""
+    x = torch.arange(size, dtype=dtype) - size // 2
     kernel = torch.exp(-(x**2) / (2.0 * sigma**2))
     return kernel / kernel.sum()
 
@@ -82,12 +82,26 @@ def antialiased_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Ten
         # kernel sizes: 4 sigma, at least 3, truncated, then made odd
         size_h, size_w = (int(max(4.0 * s, 3)) for s in (sigma_h, sigma_w))
         size_h, size_w = size_h + 1 - size_h % 2, size_w + 1 - size_w % 2
-        kernel_w = gaussian_kernel1d(size_w, sigma_w).to(images).view(1, 1, 1, size_w).expand(channels, 1, 1, size_w)
-        kernel_h = gaussian_kernel1d(size_h, sigma_h).to(images).view(1, 1, size_h, 1).expand(channels, 1, size_h, 1)
+        dtype = torch.promote_types(images.dtype, torch.float32)  # float32 taps, float64 for float64
+        kernel_w = gaussian_kernel1d(size_w, sigma_w, dtype).to(images).view(1, 1, 1, size_w).expand(channels, 1, 1, size_w)
+        kernel_h = gaussian_kernel1d(size_h, sigma_h, dtype).to(images).view(1, 1, size_h, 1).expand(channels, 1, size_h, 1)
         pad_w, pad_h = (size_w - 1) // 2, (size_h - 1) // 2
         images = F.conv2d(F.pad(images, (pad_w, pad_w, 0, 0), mode="reflect"), kernel_w, groups=channels)
         images = F.conv2d(F.pad(images, (0, 0, pad_h, pad_h), mode="reflect"), kernel_h, groups=channels)
     return F.interpolate(images, size=tuple(size), mode="bicubic", align_corners=True)
+
+
+def set_resnet_norm_eps(unet: torch.nn.Module, eps: float) -> None:
+    """Set the GroupNorm epsilon of every UNet resnet (spatial and temporal), in place.
+
+    sgm's `ResBlock` normalises with `GroupNorm32(32, c)` (eps 1e-5); diffusers' SVD port builds
+    the resnets of the cross-attention down blocks and of the up blocks with eps 1e-6. On flat
+    maps (black padding, sigma 700 with no conditioning) the variance is near the epsilon and the
+    two differ by up to 1e-1 relative on the tiny model (tests/test_sgm_parity.py).
+    """
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.GroupNorm) and "res_block." in name:
+            module.eps = eps
 
 
 class SVDExtractor:
@@ -98,6 +112,13 @@ class SVDExtractor:
     as the authors run them (`half_precision: autocast`: weights as loaded, convolutions and
     matmuls in `dtype` under `torch.autocast`, inputs and time ids in float32) or with their
     weights and inputs cast (`cast`).
+
+    `dtype: float64` runs everything in float64 (the VAE too when `vae_dtype` is float64),
+    for parity checks; the features are stored as float32 all the same.
+
+    z's encoder (`z_encoder`): the VAE's (encoder + quant_conv, today's default), or the
+    single file's first-stage copy without quant_conv (`vae.first_stage_encoder`, set by
+    `load_modules`: the authors').
 
     GPU tuning (`features/gpu_tuning.py`): `tf32` holds for every window; `channels_last` and
     `compile` change the modules that run in place (a later extractor on the same modules sets
@@ -113,15 +134,23 @@ class SVDExtractor:
         extract: ExtractSettings,
         device: str | torch.device = "cpu",
     ) -> None:
+        # z_encoder first_stage: the single file's first-stage copy, loaded with the VAE (`load_modules`)
+        self.first_stage_encoder = getattr(vae, "first_stage_encoder", None) if extract.z_encoder == "first_stage" else None
+        if extract.z_encoder == "first_stage" and self.first_stage_encoder is None:
+            raise ValueError("Expected the VAE to carry `first_stage_encoder` (load_modules) for `z_encoder: first_stage`, but it has none.")
         self.decode, self.extract = decode, extract
         self.device = torch.device(device)
         self.dtype = getattr(torch, extract.dtype)
         self.vae_dtype = getattr(torch, extract.vae_dtype)
-        self.autocast = self.dtype != torch.float32 and extract.half_precision == "autocast"
+        self.autocast = self.dtype in (torch.float16, torch.bfloat16) and extract.half_precision == "autocast"
+        # frames, latents and pooled taps: float64 in a float64 run, else float32
+        self.work_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
         # the dtype of the tensors fed to the UNet and CLIP (autocast casts inside each op)
         self.input_dtype = torch.float32 if self.autocast else self.dtype
         self.memory_format = torch.channels_last if extract.channels_last else torch.contiguous_format
         self.unet, self.vae, self.clip = unet, vae, clip
+        if extract.resnet_norm_eps == "sgm":
+            set_resnet_norm_eps(unet, 1e-5)
         self._place_needed_modules()
         schedule = sigmas.karras_sigmas(extract.num_timesteps, extract.sigma_min, extract.sigma_max, extract.rho)
         self.timestep_indices = sorted(extract.timestep_indices)
@@ -140,7 +169,8 @@ class SVDExtractor:
         """What `load_modules` and the placement depend on: extractors with equal keys may share
         one set of modules (`features/shared.py`). The GPU tuning fields enter it, as
         `channels_last` and `compile` change the modules in place."""
-        return (weights, extract.dtype, extract.half_precision, extract.vae_dtype, extract.channels_last, extract.compile)
+        return (weights, extract.dtype, extract.half_precision, extract.vae_dtype, extract.channels_last, extract.compile,
+                extract.z_encoder, extract.resnet_norm_eps)  # issue 30: a first-stage encoder, GroupNorm eps set in place
 
     @staticmethod
     def load_modules(weights: WeightsSettings, extract: ExtractSettings) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
@@ -148,7 +178,7 @@ class SVDExtractor:
         # Each module is loaded straight into the dtype it is kept in: the VAE in `vae_dtype`
         # (fp32 by default, as SVD's force_upcast asks); the UNet and CLIP in the run's dtype,
         # or in fp32 under `half_precision: autocast` (the authors' fp32 weights, half ops).
-        autocast = extract.dtype != "float32" and extract.half_precision == "autocast"
+        autocast = extract.dtype in ("float16", "bfloat16") and extract.half_precision == "autocast"
         dtype = torch.float32 if autocast else getattr(torch, extract.dtype)
         unet, vae = load_svd(weights.svd, dtype=dtype, vae_dtype=getattr(torch, extract.vae_dtype))
         if extract.conditioning == "action_text" and not weights.clip_checkpoint:
@@ -158,6 +188,8 @@ class SVDExtractor:
                 "encoder has no text tower. Download laion/CLIP-ViT-H-14-laion2B-s32B-b79K (README, Getting the weights)."
             )
         clip = load_clip(weights.clip_arch, weights.clip_checkpoint, dtype=dtype, svd=weights.svd)
+        if extract.z_encoder == "first_stage":  # the authors' encoder of z, kept with the VAE it pairs with
+            vae.first_stage_encoder = load_first_stage_encoder(weights.svd, dtype=getattr(torch, extract.vae_dtype))
         return unet, vae, clip
 
     def _place_needed_modules(self) -> None:
@@ -175,8 +207,9 @@ class SVDExtractor:
             needed.append(self.clip)
         for module in needed:
             module.to(self.device) if self.autocast else module.to(self.device, self.dtype)
-        for module in (self.vae.encoder, self.vae.quant_conv):
-            module.to(self.device, self.vae_dtype)
+        for module in (self.vae.encoder, self.vae.quant_conv, self.first_stage_encoder):
+            if module is not None:
+                module.to(self.device, self.vae_dtype)
         # GPU tuning: CLIP runs once per window on one frame, too little to be worth it
         set_conv_memory_format([*unet_parts, self.vae.encoder, self.vae.quant_conv], self.extract.channels_last)
         compile_modules([*down_path_modules(self.unet, self.extract.deepest_layer), self.vae.encoder], self.extract.compile)
@@ -212,7 +245,7 @@ class SVDExtractor:
         out = {}
         for layer, values in self.window_taps(frames, generator, memo).items():  # [T, f, c]
             for i, t in enumerate(self.timestep_indices):
-                out[tap_name(layer, t)] = values[i].cpu().numpy()
+                out[tap_name(layer, t)] = values[i].float().cpu().numpy()  # float64 runs too
         return out
 
     @torch.inference_mode()
@@ -240,10 +273,10 @@ class SVDExtractor:
         # one memory layout whatever the caller's (contiguous, or channels-last under that
         # setting): flat (black) frames are ill-conditioned for GroupNorm, and channels-last
         # convolutions round differently, so the layout must be the settings', not the caller's
-        padded = padded.to(self.device, torch.float32).contiguous(memory_format=self.memory_format)
+        padded = padded.to(self.device, self.work_dtype).contiguous(memory_format=self.memory_format)
         with tf32_scope(self.extract.tf32):
             # 2. one VAE pass: posterior mean and log-variance, each [window, 4, h, w] float32
-            mean, logvar = shared_stage(memo, self._vae_key(), lambda: self._encode_vae(padded))
+            mean, logvar = shared_stage(memo, self._vae_key(), lambda: self._encode_vae(padded, self.first_stage_encoder))
             # 3. conditioning: context [window, tokens, d] and unscaled concat latent [window, 4, h, w]
             embedding, concat = self._conditioning(padded, mean, num_real, generator, memo)
             # 4. first-stage latent z = scaling_factor * (posterior sample | mean)
@@ -258,7 +291,7 @@ class SVDExtractor:
     def _vae_key(self) -> tuple[Any, ...]:
         """What the window's posterior depends on besides its frames (`shared_stage`)."""
         e = self.extract
-        return ("vae", id(self.vae), self.device, e.padding, self.memory_format, e.vae_dtype, e.vae_chunk, e.tf32)
+        return ("vae", id(self.vae), self.device, e.padding, self.memory_format, e.vae_dtype, e.vae_chunk, e.tf32, e.z_encoder)
 
     def _clip_key(self, chosen: slice) -> tuple[Any, ...]:
         """What the window's CLIP embedding of the frames `chosen` depends on besides them."""
@@ -268,15 +301,18 @@ class SVDExtractor:
             self.input_dtype, self.autocast and self.dtype, e.tf32,
         )
 
-    def _encode_vae(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[n, 3, H, W] -> unscaled posterior (mean, logvar), each [n, 4, H/8, W/8] float32.
+    def _encode_vae(self, frames: torch.Tensor, encoder: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n, 3, H, W] -> unscaled posterior (mean, logvar), each [n, 4, H/8, W/8] float32
+        (float64 in a float64 run).
 
-        In chunks of `vae_chunk` frames to bound memory, in `vae_dtype`.
+        In chunks of `vae_chunk` frames to bound memory, in `vae_dtype`; through the VAE's
+        encoder and quant_conv, or `encoder` alone (the first-stage copy has no quant_conv).
         """
         chunks = []
         for start in range(0, frames.shape[0], self.extract.vae_chunk):
             chunk = frames[start : start + self.extract.vae_chunk].to(self.vae_dtype)
-            chunks.append(self.vae.quant_conv(self.vae.encoder(chunk)).float())
+            moments = encoder(chunk) if encoder is not None else self.vae.quant_conv(self.vae.encoder(chunk))
+            chunks.append(moments.to(self.work_dtype))
         mean, logvar = torch.cat(chunks).chunk(2, dim=1)  # [n, 8, h, w] -> 2 x [n, 4, h, w]
         return mean, logvar
 

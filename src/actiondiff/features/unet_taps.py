@@ -117,12 +117,12 @@ def capture_taps(unet: torch.nn.Module, layers: tuple[int, ...] | list[int]) -> 
 
 
 def spatial_mean(hidden: torch.Tensor) -> torch.Tensor:
-    """[n, c, h, w] any float dtype -> [n, c] float32 mean over space.
+    """[n, c, h, w] any float dtype -> [n, c] float32 (float64 for float64) mean over space.
 
     The sum is accumulated in fp32 without an fp32 copy of the activations: half-precision
     sums over 72x128 positions lose digits.
     """
-    return hidden.mean(dim=(2, 3), dtype=torch.float32)
+    return hidden.mean(dim=(2, 3), dtype=torch.promote_types(hidden.dtype, torch.float32))
 
 
 def _channels(resnet: torch.nn.Module) -> int:

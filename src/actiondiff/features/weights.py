@@ -354,6 +354,75 @@ def _log_unused(tensors: TensorFile, used: set[str]) -> None:
         log.info("not loaded from %s: %d tensors %s* (%s)", tensors.path.name, count, prefix, key_maps.SGM_UNUSED[prefix])
 
 
+def _squeeze_1x1(key: str, value: torch.Tensor) -> torch.Tensor:
+    """sgm's VAE attention projections are 1x1 convolutions: [c, c, 1, 1] -> [c, c]."""
+    return value.flatten(1) if key_maps.is_vae_1x1_projection(key) and value.dim() == 4 else value
+
+
+def load_first_stage_encoder(source: str | Path, dtype: torch.dtype = torch.float32, values: bool = True) -> torch.nn.Module:
+    """The single file's first-stage VAE encoder, the authors' encoder of z (`z_encoder: first_stage`).
+
+    Returns:
+        diffusers' VAE `Encoder`, frozen, on the CPU: [n, 3, H, W] -> [n, 8, H/8, W/8] posterior
+        moments, with no `quant_conv` after it (sgm's `AutoencodingEngine` has none).
+    Raises:
+        WeightsError: `source` is not a single sgm file, or its first-stage copy is incomplete.
+    """
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    files = svd_files(source)
+    if "svd_xt" not in files:
+        raise WeightsError(
+            f"Expected `weights.svd` to be the single sgm file (svd_xt.safetensors) for `extraction.z_encoder: "
+            f"first_stage`, but got the diffusers snapshot {source}, which keeps one encoder copy (vae/)."
+        )
+    vae = build_on_meta(lambda: AutoencoderKLTemporalDecoder.from_config(_config(files["vae/config.json"])))
+    names = key_maps.first_stage_encoder_sgm_names(vae.state_dict())
+    load_mapped(vae.encoder, TensorFile(files["svd_xt"]), names, dtype, "the first-stage VAE encoder (sgm names)",
+                _squeeze_1x1, whole_file=False, values=values)
+    return _frozen(vae.encoder)
+
+
+def encoder_copies_report(source: str | Path) -> list[str]:
+    """Whether the z the authors compute is ours: their encoder copies and `quant_conv`, compared.
+
+    The authors' z comes from the single file's `first_stage_model.encoder` without `quant_conv`;
+    their concat latent, and both of ours by default, from the conditioner's encoder with it.
+    The two agree when the copies hold identical tensors and `quant_conv` is the identity (a
+    diffusers snapshot holds one copy: only its `quant_conv` is reported). Reads the tensors.
+    Returns:
+        report lines, indented under `weights check`'s.
+    """
+    files = svd_files(source)
+    if "svd_xt" in files:
+        tensors = TensorFile(files["svd_xt"])
+        conditioner = key_maps.SGM_ENCODER_PREFIX + "encoder."
+        theirs = sorted(n for n in tensors.shapes if n.startswith(key_maps.SGM_FIRST_STAGE_ENCODER_PREFIX))
+        ours = sorted(n for n in tensors.shapes if n.startswith(conditioner))
+        pairs = [(n, n.replace(key_maps.SGM_FIRST_STAGE_ENCODER_PREFIX, conditioner, 1)) for n in theirs]
+        if not theirs:
+            copies = "no first_stage_model.encoder in the file: z can only come from the conditioner's copy"
+        elif len(theirs) != len(ours) or any(b not in tensors.shapes or tensors.shapes[a] != tensors.shapes[b] for a, b in pairs):
+            copies = "first_stage_model.encoder and the conditioner's encoder differ in names or shapes"
+        else:
+            differ = [a for a, b in pairs if not torch.equal(tensors.get(a), tensors.get(b))]
+            copies = (f"first_stage_model.encoder and {conditioner} hold identical tensors ({len(pairs)})" if not differ
+                      else f"first_stage_model.encoder differs from {conditioner} in {len(differ)} of {len(pairs)} tensors (e.g. {differ[0]})")
+        weight, bias = (tensors.get(key_maps.SGM_ENCODER_PREFIX + f"quant_conv.{p}") for p in ("weight", "bias"))
+    else:
+        tensors = TensorFile(files["vae/weights"])
+        copies = "one encoder copy (vae/): the authors' two copies cannot be compared here"
+        weight, bias = tensors.get("quant_conv.weight"), tensors.get("quant_conv.bias")
+    identity = torch.equal(weight.float().flatten(1), torch.eye(weight.shape[0], weight.shape[1])) and not bias.float().any()
+    same = identity and "identical" in copies
+    return [
+        f"  z encoder: {copies}",
+        f"  quant_conv: {'the identity' if identity else 'not the identity'}",
+        "  z: the authors' (first-stage copy, no quant_conv) equals ours" if same else
+        "  z: the authors' may differ from ours: extraction.z_encoder: first_stage follows theirs (single file only)",
+    ]
+
+
 # ---------------------------------------------------------------------------- OpenCLIP
 
 
@@ -695,7 +764,7 @@ def check_weights(path: str | Path, clip_arch: str = SVD_XT_CLIP_ARCH) -> list[s
             lines.append(f"  unet: {_count(unet)} ({_published(files, 'unet', SVD_XT_UNET_CONFIG)})")
             lines.append(f"  vae: {_count(vae)} (encoder + quant_conv from the conditioner, decoder from first_stage_model)")
             lines.append(f"  conditioning: OpenCLIP {clip_arch} visual tower, {_count(visual)}; no text tower (action_text needs an OpenCLIP checkpoint)")
-            return lines
+            return lines + encoder_copies_report(root)
         if any(n.startswith("vision_model.") for n in names):
             raise WeightsError(f"Expected {root} in its image_encoder/ folder (with config.json), but it is a lone file: check the folder.")
         model = load_clip(clip_arch, root, values=False)
@@ -712,7 +781,7 @@ def check_weights(path: str | Path, clip_arch: str = SVD_XT_CLIP_ARCH) -> list[s
             lines.append(f"  image_encoder: OpenCLIP visual tower, {_count(visual)} from {weights.name} (conditioning with clip_checkpoint: '')")
         else:
             lines.append("  image_encoder: absent (set weights.clip_checkpoint to an OpenCLIP checkpoint)")
-        return lines
+        return lines + encoder_copies_report(root)
     config = root / "config.json"
     if not config.is_file():
         raise WeightsError(f"Expected {root} to hold unet/ and vae/ (SVD) or config.json (a checkpoint folder), but it has {sorted(p.name for p in root.iterdir())}.")

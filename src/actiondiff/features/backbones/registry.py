@@ -116,7 +116,7 @@ def feature_identity(
     """Everything that determines the features: its hash (`feature_hash`) names the cache and the store.
 
     Blocks: `decode`, `extraction` (the backbone's settings; for SVD without the GPU tuning
-    fields that hold their defaults, `settings.TUNING_FIELDS`, so identities recorded before
+    fields and the later ones that hold their defaults, `settings.LATER_FIELDS`, so identities recorded before
     those fields existed keep their hash), `weights` (where the weights
     were read: recorded, not hashed), `weights_sha256` ({role: SHA-256} of exactly the files
     the backbone loads, `Backbone.weight_files`: the weights' content, hashed) and, for any
