@@ -118,6 +118,18 @@ def get_timeline_settings(wildcards):
     return get_run_settings(wildcards, EXPERIMENTS[wildcards.experiment].runs()[0][0])
 
 
+def get_aggregate_models(wildcards):
+    """An aggregate experiment's checkpoints (one per seed): its mixing weights."""
+    seeds = EXPERIMENTS[wildcards.experiment].seeds
+    return [f"results/models/{DATASET}/{wildcards.experiment}/main/{ALL_TAPS}/seed{seed}.safetensors" for seed in seeds]
+
+
+def get_timeline_history(wildcards):
+    """The history of an experiment's first run: written with its checkpoints."""
+    variant, tap = EXPERIMENTS[wildcards.experiment].runs()[0]
+    return f"results/models/{DATASET}/{wildcards.experiment}/{variant}/{tap}/history.csv"
+
+
 def get_timeline_model(wildcards):
     """The first seed's head of an experiment's first run: it draws the timelines."""
     experiment = EXPERIMENTS[wildcards.experiment]
@@ -164,8 +176,7 @@ def get_compare_inputs(wildcards):
     experiment = EXPERIMENTS[wildcards.experiment]
     others = [EXPERIMENTS[name] for name in experiment.settings.compare]
     return {
-        "aggregate": _evaluation(experiment.name, "main", ALL_TAPS),
-        "models": [f"results/models/{DATASET}/{experiment.name}/main/{ALL_TAPS}/seed{seed}.safetensors" for seed in experiment.seeds],
+        "aggregate": _evaluation(experiment.name, "main", ALL_TAPS),  # written after its models (params)
         "grid": [_evaluation(e.name, v, t) for e in others if e.settings.grid for v, t in e.runs()],
         "singles": [_evaluation(e.name, v, t) for e in others if not e.settings.grid for v, t in e.runs()],
     }

@@ -89,6 +89,7 @@ rule compare_taps:
         png=report("results/figures/{dataset}/{experiment}/mixing.png", caption="../report/mixing.rst", category="{experiment}", subcategory="which tap"),
         pdf="results/figures/{dataset}/{experiment}/mixing.pdf",
     params:
+        models=get_aggregate_models,
         grid=lambda wildcards, input: " ".join(input.grid),
         singles=lambda wildcards, input: " ".join(input.singles),
     conda:
@@ -96,7 +97,7 @@ rule compare_taps:
     log:
         "logs/compare_taps/{dataset}/{experiment}.log",
     shell:
-        "actiondiff compare-taps --aggregate {input.aggregate} --models {input.models}"
+        "actiondiff compare-taps --aggregate {input.aggregate} --models {params.models}"
         " --grid {params.grid} --singles {params.singles} --csv {output.csv} --markdown {output.markdown}"
         " --weights-csv {output.weights} --png {output.png} --pdf {output.pdf} > {log} 2>&1"
 
@@ -105,11 +106,12 @@ rule plot_timelines:
     input:
         store=get_run_store,
         manifest="results/manifests/{dataset}.csv",
-        model=get_timeline_model,
+        history=get_timeline_history,
     output:
         # A folder: one PNG per held-out (test) video of the experiment's protocol.
         timelines=report(directory("results/figures/{dataset}/{experiment}/timelines"), patterns=["{name}.png"], caption="../report/timelines.rst", category="{experiment}", subcategory="action timelines"),
     params:
+        model=get_timeline_model,
         settings=get_timeline_settings,
         window=config.get("timelines", {}).get("window", 0),
         hop=config.get("timelines", {}).get("hop", 0),
@@ -118,7 +120,7 @@ rule plot_timelines:
     log:
         "logs/plot_timelines/{dataset}/{experiment}.log",
     shell:
-        "actiondiff plot-timelines --store {input.store} --manifest {input.manifest} --model {input.model}"
+        "actiondiff plot-timelines --store {input.store} --manifest {input.manifest} --model {params.model}"
         " --out {output.timelines} --window {params.window} --hop {params.hop} --settings {params.settings:q} > {log} 2>&1"
 
 
