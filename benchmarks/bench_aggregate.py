@@ -70,12 +70,12 @@ def train_child(store_path: str, batch: int, width: int, max_length: int) -> dic
     fit_s = time.perf_counter() - start
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
     steps = math.ceil(len(sequences) / batch)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run_epoch(model, optimizer, (sequences, targets), head, settings, step=0, total_steps=steps, warmup_steps=1,
               generator=torch.Generator().manual_seed(0), rng=np.random.default_rng(0), device=torch.device("cpu"))
-    epoch_s = time.perf_counter() - start
+    epoch_s, epoch_cpu = time.perf_counter() - start, time.process_time() - cpu
     params = sum(p.numel() for p in model.parameters())
-    return {"fit_s": fit_s, "steps": steps, "step_s": epoch_s / steps, "params": params, "threads": torch.get_num_threads()}
+    return {"fit_s": fit_s, "steps": steps, "step_s": epoch_s / steps, "step_cpu_s": epoch_cpu / steps, "params": params, "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -105,10 +105,10 @@ def main() -> None:
         result = json.loads(out.strip().splitlines()[-1])
         batch_gib = args.batch * args.max_length * channels * 4 / 2**30
         print("| videos | channels/frame | store (GiB) | batch x frames | float32 batch (GiB) | head params (M) "
-              "| scaling fit (s) | step (s) | peak RSS (GiB) | torch threads |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| scaling fit (s) | step wall (s) | step CPU (s) | peak RSS (GiB) | torch threads |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         print(f"| {args.videos} | {channels:,} | {store_bytes / 2**30:.2f} | {args.batch} x {args.max_length} | {batch_gib:.2f} "
-              f"| {result['params'] / 1e6:.1f} | {result['fit_s']:.1f} | {result['step_s']:.2f} "
+              f"| {result['params'] / 1e6:.1f} | {result['fit_s']:.1f} | {result['step_s']:.2f} | {result['step_cpu_s']:.2f} "
               f"| {usage.ru_maxrss / 2**20:.2f} | {result['threads']} |")
         print(f"(pack {pack_s:.0f} s; {result['steps']} steps)")
     finally:

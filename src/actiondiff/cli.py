@@ -472,6 +472,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     protocol, head, train, seeds = _experiment_settings(values)
     if args.tap:
         tap = args.tap
+    elif head.kind == "aggregate":  # every tap of the store, side by side
+        tap = "ALL"
     else:
         from actiondiff.features.backbones import backbone_class
 

@@ -157,6 +157,8 @@ def train_seeds(
             slower); None: only when it would not fit (`should_stream`).
     """
     store = FeatureStore(store_path)
+    if (head.kind == "aggregate") != (tap == ALL_TAPS):
+        raise ValueError(f"Expected tap {ALL_TAPS!r} for head.kind aggregate (and only for it), but got tap {tap!r} and kind {head.kind!r}.")
     if stream is None:
         stream = should_stream(store, manifest, tap, head)
     if stream:
