@@ -26,14 +26,14 @@ REDUCED = {
     "extraction": {"layers": [6, 9], "timestep_indices": [20, 29], "conditioning": "middle_frame",
                    "sdv2": False, "dtype": "float32"},
     "experiments": {
-        "actiondiff": {"taps": ["L09_T20"], "tables": ["results", "ablation"], "ablation": "baseline"},
+        "actiondiff": {"taps": ["L09_T20"], "tables": ["results", "ablation"], "ablation": "baseline", "timelines": True},
         "head_linear": {"taps": ["L09_T20"], "head": {"kind": "linear"}, "tables": ["ablation"], "ablation": "head"},
         "grid": {"grid": True, "tables": []},
         "domains": {"taps": ["L09_T20"], "matrix": ["red_square_flat", "yellow_cross_checker"], "tables": []},
         # issue 28: every tap mixed by learned weights, compared with the grid and L09_T20
         "aggregate": {"head": {"kind": "aggregate", "aggregate_width": 16}, "compare": ["grid", "actiondiff"], "tables": []},
     },
-    "timelines": {"experiments": ["actiondiff"], "window": 4, "hop": 2},
+    "timelines": {"window": 4, "hop": 2},
 }
 FIGURES = ["actiondiff/per_domain_accuracy.png", "actiondiff/confusion.png", "grid/grid.png", "grid/grid.pdf",
            "aggregate/mixing.png", "aggregate/mixing.pdf",

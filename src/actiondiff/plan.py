@@ -65,6 +65,7 @@ class ExperimentSettings:
     tables: tuple[str, ...] = _doc(("results",), "tables listing its rows: results (per protocol) | ablation")
     ablation: str = _doc("", "what it varies in the ablation table (head, window, loss, conditioning, layer...)")
     label: str = _doc("", "row label in tables (empty: the experiment's name)")
+    timelines: bool = _doc(False, "draw action timelines of its held-out (test) videos with its first seed's head")
     compare: tuple[str, ...] = _doc(
         (), "aggregate head: experiments it is compared with (a grid, for the best tap on validation and on test; single taps)"
     )
@@ -312,19 +313,6 @@ def parse_experiments(config: dict[str, Any]) -> dict[str, Experiment]:
     for experiment in experiments.values():
         check_compare(experiment, experiments)
     return experiments
-
-
-def timeline_experiments(config: dict[str, Any], experiments: dict[str, Experiment]) -> list[str]:
-    """The experiments whose held-out videos get action timelines (config `timelines.experiments`).
-
-    Raises:
-        ValueError: an experiment that is not in the config (named, with the known ones).
-    """
-    names = list((config.get("timelines") or {}).get("experiments") or [])
-    unknown = [n for n in names if n not in experiments]
-    if unknown:
-        raise ValueError(f"Expected `timelines.experiments` to be among {sorted(experiments)}, but got {unknown} (config key `timelines`).")
-    return names
 
 
 def check_compare(experiment: Experiment, experiments: dict[str, Experiment]) -> None:

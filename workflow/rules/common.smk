@@ -14,7 +14,6 @@ from actiondiff.plan import (
     feature_set_protocols,
     feature_sets,
     parse_experiments,
-    timeline_experiments,
 )
 from actiondiff.io.manifest import num_shards, read_manifest
 from actiondiff.settings import ALL_TAPS
@@ -88,7 +87,7 @@ def get_final_outputs():
             outputs += [f"{figures}/per_domain_accuracy.png", f"{figures}/confusion.png"]
         if experiment.head.kind == "aggregate" and not experiment.settings.matrix:
             outputs += [f"{figures}/mixing.png", f"results/tables/{DATASET}/{name}/taps.md"]
-    for name in timeline_experiments(config, EXPERIMENTS):
+    for name in [name for name, e in EXPERIMENTS.items() if e.settings.timelines]:
         outputs.append(f"results/figures/{DATASET}/{name}/timelines")
     for name in USED_SETS:
         outputs.append(f"results/tables/{DATASET}/extraction/{FEATURE_SETS[name].settings_hash}.settings.csv")
