@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from actiondiff.learn.head import AggregateHead, HeadSettings, build_head
+from actiondiff.learn.head import MIXING_GAIN, AggregateHead, HeadSettings, build_head
 from actiondiff.learn.protocols import ProtocolSettings
 from actiondiff.learn.run import evaluate_run, train_seeds
 from actiondiff.learn.train import TrainSettings, load_checkpoint
@@ -28,10 +28,10 @@ def test_mixing_weights_are_a_softmax_over_taps(mixing):
     assert isinstance(head, AggregateHead) and head.layers == [3, 6] and head.timesteps == [10, 20]
     with torch.no_grad():
         if mixing == "factorised":  # layer 6 and timestep 20 favoured: their product is the largest weight
-            head.layer_logits.copy_(torch.tensor([0.0, 1.0]))
-            head.timestep_logits.copy_(torch.tensor([0.0, 2.0]))
+            head.layer_logits.copy_(torch.tensor([0.0, 1.0]) / MIXING_GAIN)
+            head.timestep_logits.copy_(torch.tensor([0.0, 2.0]) / MIXING_GAIN)
         else:
-            head.tap_logits.copy_(torch.tensor([0.0, 0.0, 0.0, 3.0]))
+            head.tap_logits.copy_(torch.tensor([0.0, 0.0, 0.0, 3.0]) / MIXING_GAIN)
     weights = head.mixing_weights()
     assert weights.sum().item() == pytest.approx(1.0) and int(weights.argmax()) == 3  # L06_T20
     if mixing == "factorised":  # a product of a per-layer and a per-timestep softmax
