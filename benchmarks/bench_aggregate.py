@@ -68,6 +68,10 @@ def train_child(store_path: str, batch: int, width: int, max_length: int) -> dic
     start = time.perf_counter()
     model = build_head(store.columns(ALL_TAPS)[1], 4, head, sequences, store.attrs["tap_columns"])  # fits the scaling
     fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for k in range(min(batch, len(sequences))):  # what one batch reads from the store (every tap)
+        sequences[k]
+    read_s = time.perf_counter() - start
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
     steps = math.ceil(len(sequences) / batch)
     start, cpu = time.perf_counter(), time.process_time()
@@ -75,7 +79,7 @@ def train_child(store_path: str, batch: int, width: int, max_length: int) -> dic
               generator=torch.Generator().manual_seed(0), rng=np.random.default_rng(0), device=torch.device("cpu"))
     epoch_s, epoch_cpu = time.perf_counter() - start, time.process_time() - cpu
     params = sum(p.numel() for p in model.parameters())
-    return {"fit_s": fit_s, "steps": steps, "step_s": epoch_s / steps, "step_cpu_s": epoch_cpu / steps, "params": params, "threads": torch.get_num_threads()}
+    return {"fit_s": fit_s, "steps": steps, "read_s": read_s, "step_s": epoch_s / steps, "step_cpu_s": epoch_cpu / steps, "params": params, "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -105,10 +109,10 @@ def main() -> None:
         result = json.loads(out.strip().splitlines()[-1])
         batch_gib = args.batch * args.max_length * channels * 4 / 2**30
         print("| videos | channels/frame | store (GiB) | batch x frames | float32 batch (GiB) | head params (M) "
-              "| scaling fit (s) | step wall (s) | step CPU (s) | peak RSS (GiB) | torch threads |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "| scaling fit (s) | batch read (s) | step wall (s) | step CPU (s) | peak RSS (GiB) | torch threads |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         print(f"| {args.videos} | {channels:,} | {store_bytes / 2**30:.2f} | {args.batch} x {args.max_length} | {batch_gib:.2f} "
-              f"| {result['params'] / 1e6:.1f} | {result['fit_s']:.1f} | {result['step_s']:.2f} | {result['step_cpu_s']:.2f} "
+              f"| {result['params'] / 1e6:.1f} | {result['fit_s']:.1f} | {result['read_s']:.2f} | {result['step_s']:.2f} | {result['step_cpu_s']:.2f} "
               f"| {usage.ru_maxrss / 2**20:.2f} | {result['threads']} |")
         print(f"(pack {pack_s:.0f} s; {result['steps']} steps)")
     finally:
