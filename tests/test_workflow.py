@@ -128,7 +128,7 @@ def test_deleted_tables_and_figures_regenerate_by_plotting_only(workdir):
         shutil.rmtree(workdir / "results" / folder)
     rules = planned_rules(workdir)
     assert rules == {"make_results_table", "make_ablation_table", "plot_grid", "plot_matrix", "plot_results",
-                     "report_extraction", "all"}
+                     "compare_taps", "plot_timelines", "report_extraction", "all"}
     snakemake(workdir)
     for name in [*FIGURES, FREQUENCY_NOTE]:
         assert (workdir / "results" / "figures" / "demo" / name).is_file()
