@@ -31,7 +31,8 @@ def with_experiments(experiments, sets=None):
 
 def test_default_config_expands_to_the_demo_runs():
     experiments = parse_experiments(CONFIG)
-    assert list(experiments) == ["actiondiff", "head_mlp", "head_linear", "grid", "domains"]
+    assert list(experiments) == ["actiondiff", "head_mlp", "head_linear", "grid", "aggregate", "domains"]
+    assert experiments["aggregate"].runs() == [("main", "ALL")]  # one head over every tap
     grid = experiments["grid"]
     assert len(grid.runs()) == 12 and grid.runs()[0] == ("main", "L03_T10") and grid.runs()[-1] == ("main", "L12_T29")
     domains = experiments["domains"]

@@ -164,10 +164,13 @@ def test_grid_helpers():
 def test_cli_predict_and_localize(trained, tmp_path, capsys):
     videos = list(trained["manifest"].path.iloc[-2:])
     out = tmp_path / "preds.csv"
-    assert main(["predict", *videos, "--model", str(trained["checkpoint"]), "--out", str(out), "--top-k", "1"]) == 0
+    timelines = tmp_path / "timelines"
+    assert main(["predict", *videos, "--model", str(trained["checkpoint"]), "--out", str(out), "--top-k", "1",
+                 "--plot", str(timelines)]) == 0
     table = pd.read_csv(out, keep_default_na=False)
     assert table.video_id.tolist() == list(trained["manifest"].video_id.iloc[-2:])
     assert len(pd.read_csv(windows_path(out))) == 4  # 2 videos x 2 windows
+    assert sorted(p.stem for p in timelines.glob("*.png")) == sorted(trained["manifest"].video_id.iloc[-2:])
     missing = tmp_path / "nope.mp4"
     assert main(["predict", str(missing), "--model", str(trained["checkpoint"]), "--out", str(out)]) == 1
     assert "ERROR" in capsys.readouterr().out

@@ -144,7 +144,7 @@ def test_the_repository_config_is_valid():
     ("change", "expected"),
     [
         ({"shard_sise": 3}, "Expected config key `shard_sise` to be one of ['backbone', 'dataset',"),
-        ({"head": {**CONFIG["head"], "kind": "rnn"}}, "Expected config key `head.kind` to be one of ['transformer', 'mlp', 'linear'], but got 'rnn'"),
+        ({"head": {**CONFIG["head"], "kind": "rnn"}}, "Expected config key `head.kind` to be one of ['transformer', 'mlp', 'linear', 'aggregate'], but got 'rnn'"),
         ({"decode": {**CONFIG["decode"], "strid": 2}}, "Expected config key `decode.strid` to be one of ["),
         ({"shard_size": 0}, "Expected config key `shard_size` to satisfy minimum 1, but got 0"),
     ],

@@ -22,17 +22,21 @@ REDUCED = {
     "demo": {"videos_per_pair": 3, "num_frames": 40, "size": 64, "test_domains": ["yellow_cross_checker"]},
     "shard_size": 24,
     "train": {"preset": "demo", "seeds": [0], "epochs": 8},
-    # A 2 x 2 grid from one extraction pass, one head ablation, a 2-domain matrix: 7 runs.
+    # A 2 x 2 grid from one extraction pass, one head ablation, a 2-domain matrix, the aggregate head: 8 runs.
     "extraction": {"layers": [6, 9], "timestep_indices": [20, 29], "conditioning": "middle_frame",
                    "sdv2": False, "dtype": "float32"},
     "experiments": {
-        "actiondiff": {"taps": ["L09_T20"], "tables": ["results", "ablation"], "ablation": "baseline"},
+        "actiondiff": {"taps": ["L09_T20"], "tables": ["results", "ablation"], "ablation": "baseline", "timelines": True},
         "head_linear": {"taps": ["L09_T20"], "head": {"kind": "linear"}, "tables": ["ablation"], "ablation": "head"},
         "grid": {"grid": True, "tables": []},
         "domains": {"taps": ["L09_T20"], "matrix": ["red_square_flat", "yellow_cross_checker"], "tables": []},
+        # issue 28: every tap mixed by learned weights, compared with the grid and L09_T20
+        "aggregate": {"head": {"kind": "aggregate", "aggregate_width": 16}, "compare": ["grid", "actiondiff"], "tables": []},
     },
+    "timelines": {"window": 4, "hop": 2},
 }
 FIGURES = ["actiondiff/per_domain_accuracy.png", "actiondiff/confusion.png", "grid/grid.png", "grid/grid.pdf",
+           "aggregate/mixing.png", "aggregate/mixing.pdf",
            *(f"domains/{name}.{ext}" for name in ("matrix", "baseline") for ext in ("png", "pdf"))]
 # The demo's actions are equally frequent in every domain: no frequency correlation, no Fig. S12/S13.
 FREQUENCY_NOTE = "domains/frequency/frequency_not_drawn.html"
@@ -77,6 +81,10 @@ def test_demo_writes_tables_and_figures(workdir):
     note = workdir / "results" / "figures" / "demo" / FREQUENCY_NOTE
     assert "0 off-diagonal domain pairs" in note.read_text()
     assert not list(note.parent.glob("*.p[nd][gf]"))  # no empty figure next to it
+    taps = pd.read_csv(tables / "aggregate" / "taps.csv")  # aggregate head, best on validation, L09_T20, best on test
+    assert taps.tap.iloc[0] == "ALL" and taps.tap.iloc[2] == "L09_T20" and "TEST" in taps["head"].iloc[-1]
+    timelines = sorted((workdir / "results" / "figures" / "demo" / "actiondiff" / "timelines").glob("*.png"))
+    assert len(timelines) == 12  # one per held-out clip
     settings = pd.read_csv(next((tables / "extraction").glob("*.settings.csv"))).set_index("key")
     assert settings.loc["extraction.layers", "value"] == "[6, 9]"
     assert (workdir / "logs" / "extract_features").is_dir()
@@ -120,7 +128,7 @@ def test_deleted_tables_and_figures_regenerate_by_plotting_only(workdir):
         shutil.rmtree(workdir / "results" / folder)
     rules = planned_rules(workdir)
     assert rules == {"make_results_table", "make_ablation_table", "plot_grid", "plot_matrix", "plot_results",
-                     "report_extraction", "all"}
+                     "compare_taps", "plot_timelines", "report_extraction", "all"}
     snakemake(workdir)
     for name in [*FIGURES, FREQUENCY_NOTE]:
         assert (workdir / "results" / "figures" / "demo" / name).is_file()

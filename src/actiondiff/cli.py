@@ -543,6 +543,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     protocol, head, train, seeds = _experiment_settings(values)
     if args.tap:
         tap = args.tap
+    elif head.kind == "aggregate":  # every tap of the store, side by side
+        tap = "ALL"
     else:
         from actiondiff.features.backbones import backbone_class
 
@@ -619,11 +621,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
         table, windows = predict_videos(args.videos, args.model, settings, _weights_override(args))
         windows.to_csv(windows_path(out), index=False)
         print(f"wrote per-window scores to {windows_path(out)}")
+        if args.plot and len(windows):
+            from actiondiff.tools.timeline import plot_all
+
+            classes = list(windows.columns[6:])  # after the window columns: one score column per class
+            scores = table[table["rank"] > 0].pivot(index="video_id", columns="class", values="score")
+            scores = scores.reindex(columns=classes).fillna(0.0)  # classes below the top-k: drawn from windows only
+            paths = plot_all(windows, scores, classes, {}, args.plot, min(args.plot_top, settings.top_k))
+            print(f"wrote {len(paths)} timelines to {args.plot}")
     table.to_csv(out, index=False)
     for row in table[table["rank"] <= 1].to_dict("records"):
         print(f"{row['video_id']}\t{row['class'] or 'ERROR: ' + row['error']}\t{row['score']:.3f}")
     print(f"wrote top-{settings.top_k} classes per video to {out}")
     return 1 if (table["error"] != "").any() else 0
+
+
+def cmd_save_model(args: argparse.Namespace) -> int:
+    from actiondiff.learn.hub import save_model
+
+    folder = save_model(args.checkpoint, args.out, args.evaluation)
+    print(f"wrote model folder {folder} (config.json, model.safetensors, README.md)")
+    return 0
+
+
+def cmd_plot_timelines(args: argparse.Namespace) -> int:
+    from actiondiff.io.manifest import read_manifest
+    from actiondiff.tools.timeline import plot_store_timelines
+
+    protocol = _experiment_settings(_load_settings(args))[0]
+    paths = plot_store_timelines(args.store, read_manifest(args.manifest), protocol, args.model, args.out,
+                                 size=args.window, hop=args.hop, top_k=args.top)
+    print(f"wrote {len(paths)} timelines to {args.out}")
+    return 0
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
@@ -688,6 +717,22 @@ def cmd_plot_grid(args: argparse.Namespace) -> int:
     frame.to_csv(args.csv, index=False)
     left_out = plot_grid(frame, metric, args.png, args.pdf, title=args.title)
     print(f"wrote {args.png} ({len(frame)} taps)" + "".join(f"; {note}" for note in left_out))
+    return 0
+
+
+def cmd_compare_taps(args: argparse.Namespace) -> int:
+    from actiondiff.report.aggregate import mixing_weights, plot_mixing, tap_comparison
+    from actiondiff.report.tables import grid_frame, load_evaluations, write_table
+
+    aggregate = load_evaluations([args.aggregate])[0]
+    grid, singles = load_evaluations(args.grid or []), load_evaluations(args.singles or [])
+    table = tap_comparison(aggregate, grid, singles)
+    write_table(table, args.csv, args.markdown)
+    weights = mixing_weights(args.models)
+    weights.to_csv(args.weights_csv, index=False)
+    metric = aggregate.protocol["headline_metric"]
+    plot_mixing(weights, grid_frame(grid, metric) if grid else None, metric, args.png, args.pdf)
+    print(f"wrote {args.csv} ({len(table)} rows) and {args.png}")
     return 0
 
 
@@ -945,11 +990,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("predict", cmd_predict, "classify videos with a trained head (extracting as at training time)", settings=False)
     p.add_argument("videos", nargs="*", help="video files (ids are the file stems); with --store: video ids")
-    p.add_argument("--model", required=True, help="checkpoint (.safetensors with its .json)")
+    p.add_argument("--model", required=True,
+                   help="checkpoint (.safetensors with its .json), model folder (`save-model`) or Hugging Face repo id")
     p.add_argument("--out", default="predictions.csv", help="per-video top-k CSV; per-window scores go to NAME.windows.csv")
     p.add_argument("--top-k", type=int, default=5, help="classes listed per video")
     p.add_argument("--store", help="classify features of a packed store instead (its settings must match)")
+    p.add_argument("--plot", help="folder: one timeline PNG per video (top classes' window scores over time)")
+    p.add_argument("--plot-top", type=int, default=3, help="classes drawn per timeline")
     add_weights_options(p)
+
+    p = add("save-model", cmd_save_model, "write a checkpoint as a model folder (config, safetensors, model card)",
+            settings=False)
+    p.add_argument("--checkpoint", required=True, help="checkpoint (.safetensors with its .json)")
+    p.add_argument("--evaluation", help="the run's evaluation JSON: its numbers go into the model card")
+    p.add_argument("--out", required=True, help="model folder (loadable with HeadModel.from_pretrained)")
+
+    p = add("plot-timelines", cmd_plot_timelines, "timelines of a protocol's held-out videos from a packed store")
+    p.add_argument("--store", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--model", required=True, help="checkpoint, model folder or Hugging Face repo id")
+    p.add_argument("--out", required=True, help="folder: one PNG per held-out video")
+    p.add_argument("--window", type=int, default=0, help="window length in kept frames (0: the backbone's window)")
+    p.add_argument("--hop", type=int, default=0, help="window step in kept frames (0: the window length)")
+    p.add_argument("--top", type=int, default=3, help="classes drawn per timeline")
 
     p = add("localize", cmd_localize, "heatmap of where in the frame a class is seen (patch grid)", settings=False)
     p.add_argument("video", help="video file")
@@ -988,6 +1051,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--png", required=True)
     p.add_argument("--pdf", required=True)
+
+    p = add("compare-taps", cmd_compare_taps, "aggregate head vs. single taps: table and mixing-weight figure (issue 28)",
+            settings=False)
+    p.add_argument("--aggregate", required=True, help="the aggregate head's evaluation JSON")
+    p.add_argument("--models", nargs="+", required=True, help="the aggregate head's checkpoints (its mixing weights)")
+    p.add_argument("--grid", nargs="*", help="evaluations of a grid experiment (one per tap)")
+    p.add_argument("--singles", nargs="*", help="evaluations of single-tap experiments (e.g. L09_T20)")
+    for name in ("csv", "markdown", "weights-csv", "png", "pdf"):
+        p.add_argument(f"--{name}", required=True)
 
     p = add("plot-matrix", cmd_plot_matrix, "domain-to-domain matrix, frequency correlation, baseline (Fig. 4, S12-S16)",
             settings=False)

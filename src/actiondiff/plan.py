@@ -39,6 +39,7 @@ from actiondiff.io.datasets.charades_ego import view_files
 from actiondiff.io.datasets.custom import CustomColumns
 from actiondiff.learn.protocols import VIEW_SIDES, ProtocolSettings, assign_roles
 from actiondiff.settings import (
+    ALL_TAPS,
     DecodeSettings,
     HeadSettings,
     WeightsSettings,
@@ -66,6 +67,10 @@ class ExperimentSettings:
     tables: tuple[str, ...] = _doc(("results",), "tables listing its rows: results (per protocol) | ablation")
     ablation: str = _doc("", "what it varies in the ablation table (head, window, loss, conditioning, layer...)")
     label: str = _doc("", "row label in tables (empty: the experiment's name)")
+    timelines: bool = _doc(False, "draw action timelines of its held-out (test) videos with its first seed's head")
+    compare: tuple[str, ...] = _doc(
+        (), "aggregate head: experiments it is compared with (a grid, for the best tap on validation and on test; single taps)"
+    )
     protocol: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `protocol` block"})
     head: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `head` block"})
     train: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the `train` block (preset, seeds, ...)"})
@@ -134,6 +139,9 @@ class Experiment:
 
     @property
     def taps(self) -> list[str]:
+        """The taps it trains on, one run each; the aggregate head's one run reads them all (`ALL`)."""
+        if self.head.kind == "aggregate":
+            return [ALL_TAPS]
         return list(self.settings.taps) or self.feature_set.taps
 
     @property
@@ -337,7 +345,34 @@ def parse_experiments(config: dict[str, Any], sets: dict[str, FeatureSet] | None
         if len(set(experiment.variants)) != len(experiment.variants):
             raise ValueError(f"Expected matrix domains to have distinct names, but got {list(settings.matrix)} ({where}).")
         experiments[name] = experiment
+    for experiment in experiments.values():
+        check_compare(experiment, experiments)
     return experiments
+
+
+def check_compare(experiment: Experiment, experiments: dict[str, Experiment]) -> None:
+    """An aggregate experiment's `compare` names other experiments of its protocol and feature
+    set: at most one grid (the best tap on validation and on test) and single-tap runs.
+
+    Raises:
+        ValueError: naming the experiment and what is wrong.
+    """
+    where = f"config key `experiments.{experiment.name}.compare`"
+    if experiment.settings.compare and experiment.head.kind != "aggregate":
+        raise ValueError(f"Expected `compare` only on an experiment with head.kind aggregate, but {experiment.name!r} has {experiment.head.kind!r} ({where}).")
+    for other in experiment.settings.compare:
+        if other not in experiments:
+            raise ValueError(f"Expected `compare` to name experiments among {sorted(experiments)}, but got {other!r} ({where}).")
+        theirs = experiments[other]
+        if theirs.settings.matrix or theirs.head.kind == "aggregate" or theirs.feature_set.name != experiment.feature_set.name:
+            raise ValueError(
+                f"Expected `compare` to name single-tap experiments (no matrix) on feature set {experiment.feature_set.name!r}, "
+                f"but {other!r} is not one ({where})."
+            )
+        if theirs.protocol_block(MAIN_VARIANT) != experiment.protocol_block(MAIN_VARIANT):
+            raise ValueError(f"Expected `compare` experiments to share the protocol of {experiment.name!r}, but {other!r} has another ({where}).")
+    if sum(experiments[o].settings.grid for o in experiment.settings.compare) > 1:
+        raise ValueError(f"Expected `compare` to name at most one grid experiment, but got {list(experiment.settings.compare)} ({where}).")
 
 
 

@@ -304,7 +304,8 @@ class WeightsSettings:
     )
 
 
-HEAD_KINDS = ("transformer", "mlp", "linear")
+HEAD_KINDS = ("transformer", "mlp", "linear", "aggregate")
+MIXING_KINDS = ("joint", "factorised")
 LONG_POLICIES = ("uniform", "truncate")
 
 
@@ -312,7 +313,11 @@ LONG_POLICIES = ("uniform", "truncate")
 class HeadSettings:
     """Architecture of the classifier on cached features (docs/design.md section 5)."""
 
-    kind: str = _doc("transformer", "transformer (paper) | mlp | linear (ablations, concatenated frames)")
+    kind: str = _doc(
+        "transformer",
+        "transformer (paper) | mlp | linear (ablations, concatenated frames) | aggregate (every tap of the "
+        "feature set, projected and mixed by learned weights, then the transformer)",
+    )
     num_layers: int = _doc(6, "transformer encoder layers")
     num_heads: int = _doc(8, "attention heads; must divide the feature width")
     ff_mult: int = _doc(3, "feed-forward width as a multiple of the feature width")
@@ -321,11 +326,14 @@ class HeadSettings:
     long_policy: str = _doc("uniform", "uniform (subsample evenly) | truncate (keep the first frames)")
     mlp_hidden: int = _doc(512, "hidden width of the mlp head")
     standardize: bool = _doc(True, "scale each feature channel by the training frames' mean and std (kept with the weights)")
+    aggregate_width: int = _doc(64, "aggregate head: common width each tap is projected to (the transformer's width)")
+    mixing: str = _doc("joint", "aggregate head: joint (one weight per tap) | factorised (a layer weight times a timestep weight)")
 
     def __post_init__(self) -> None:
         _check_choice("kind", self.kind, HEAD_KINDS)
         _check_choice("long_policy", self.long_policy, LONG_POLICIES)
-        for name in ("num_layers", "num_heads", "ff_mult", "max_length", "mlp_hidden"):
+        _check_choice("mixing", self.mixing, MIXING_KINDS)
+        for name in ("num_layers", "num_heads", "ff_mult", "max_length", "mlp_hidden", "aggregate_width"):
             _check_min(name, getattr(self, name), 1)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"Expected `dropout` to be in [0, 1), but got {self.dropout}.")
@@ -393,6 +401,8 @@ def train_settings(preset: str, overrides: dict[str, Any] | None = None) -> Trai
 
 
 TAP_PATTERN = re.compile(r"^L(\d\d)_T(\d\d)$")
+# The run "tap" of the aggregate head: every tap of the store, side by side in the store's column order.
+ALL_TAPS = "ALL"
 # The tap of backbones without layers x timesteps: the last hidden state, no diffusion timestep.
 LAST_HIDDEN_TAP = "L00_T00"
 

@@ -21,6 +21,7 @@ from actiondiff.plan import (
     parse_experiments,
 )
 from actiondiff.io.manifest import num_shards, read_manifest
+from actiondiff.settings import ALL_TAPS
 from actiondiff.tools.demo_weights import planning_checksums
 
 # Our own short message first (key, allowed values, source); Snakemake's validate then fills
@@ -67,7 +68,7 @@ wildcard_constraints:
     dataset=r"[^/]+",
     settings_hash=r"[0-9a-f]{12}",
     shard=r"\d+",
-    tap=r"L\d\d_T\d\d",
+    tap=r"L\d\d_T\d\d|ALL",
     experiment=r"[A-Za-z0-9_]+",
     variant=r"[A-Za-z0-9_.-]+",
     protocol=r"[a-z0-9_]+",
@@ -116,6 +117,10 @@ def get_final_outputs():
             outputs.append(f"{figures}/frequency")
         if "results" in experiment.settings.tables and not experiment.settings.matrix:
             outputs += [f"{figures}/per_domain_accuracy.png", f"{figures}/confusion.png"]
+        if experiment.head.kind == "aggregate" and not experiment.settings.matrix:
+            outputs += [f"{figures}/mixing.png", f"results/tables/{DATASET}/{name}/taps.md"]
+    for name in [name for name, e in EXPERIMENTS.items() if e.settings.timelines]:
+        outputs.append(f"results/figures/{DATASET}/{name}/timelines")
     for name in USED_SETS:
         outputs.append(
             f"results/tables/{DATASET}/extraction/{FEATURE_SETS[name].settings_hash}.settings.csv"
@@ -142,11 +147,39 @@ def get_selection_settings(wildcards):
     )
 
 
-def get_run_settings(wildcards):
+def get_run_settings(wildcards, variant=None):
     """Every settings block of one experiment run (feature set, protocol, head, train, run)."""
     return json.dumps(
-        EXPERIMENTS[wildcards.experiment].run_settings(config, wildcards.variant), sort_keys=True
+        EXPERIMENTS[wildcards.experiment].run_settings(config, variant or wildcards.variant),
+        sort_keys=True,
     )
+
+
+def get_timeline_settings(wildcards):
+    """The settings of an experiment's first run (its protocol names the held-out videos)."""
+    return get_run_settings(wildcards, EXPERIMENTS[wildcards.experiment].runs()[0][0])
+
+
+def get_aggregate_models(wildcards):
+    """An aggregate experiment's checkpoints (one per seed): its mixing weights."""
+    seeds = EXPERIMENTS[wildcards.experiment].seeds
+    return [
+        f"results/models/{DATASET}/{wildcards.experiment}/main/{ALL_TAPS}/seed{seed}.safetensors"
+        for seed in seeds
+    ]
+
+
+def get_timeline_history(wildcards):
+    """The history of an experiment's first run: written with its checkpoints."""
+    variant, tap = EXPERIMENTS[wildcards.experiment].runs()[0]
+    return f"results/models/{DATASET}/{wildcards.experiment}/{variant}/{tap}/history.csv"
+
+
+def get_timeline_model(wildcards):
+    """The first seed's head of an experiment's first run: it draws the timelines."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    variant, tap = experiment.runs()[0]
+    return f"results/models/{DATASET}/{experiment.name}/{variant}/{tap}/seed{experiment.seeds[0]}.safetensors"
 
 
 def get_run_store(wildcards):
@@ -189,6 +222,22 @@ def get_experiment_evaluations(wildcards):
 def get_first_evaluation(wildcards):
     experiment = EXPERIMENTS[wildcards.experiment]
     return _evaluation(experiment.name, *experiment.runs()[0])
+
+
+def get_compare_inputs(wildcards):
+    """An aggregate experiment's evaluation and checkpoints, and those of the experiments it
+    names in `compare`: a grid's (one per tap) and single taps'."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    others = [EXPERIMENTS[name] for name in experiment.settings.compare]
+    return {
+        "aggregate": _evaluation(
+            experiment.name, "main", ALL_TAPS
+        ),  # written after its models (params)
+        "grid": [_evaluation(e.name, v, t) for e in others if e.settings.grid for v, t in e.runs()],
+        "singles": [
+            _evaluation(e.name, v, t) for e in others if not e.settings.grid for v, t in e.runs()
+        ],
+    }
 
 
 def get_weight_files(wildcards):

@@ -8,6 +8,8 @@ localrules:
     plot_grid,
     plot_matrix,
     plot_results,
+    compare_taps,
+    plot_timelines,
     report_extraction,
 
 
@@ -141,6 +143,72 @@ rule plot_matrix:
         " --matrix-png {output.matrix_png} --matrix-pdf {output.matrix_pdf}"
         " --frequency-dir {output.frequency}"
         " --baseline-png {output.baseline_png} --baseline-pdf {output.baseline_pdf} > {log} 2>&1"
+
+
+rule compare_taps:
+    input:
+        unpack(get_compare_inputs),
+    output:
+        csv=report(
+            "results/tables/{dataset}/{experiment}/taps.csv",
+            caption="../report/taps.rst",
+            category="{experiment}",
+            subcategory="which tap",
+        ),
+        markdown="results/tables/{dataset}/{experiment}/taps.md",
+        weights=report(
+            "results/tables/{dataset}/{experiment}/mixing_weights.csv",
+            caption="../report/mixing.rst",
+            category="{experiment}",
+            subcategory="which tap",
+        ),
+        png=report(
+            "results/figures/{dataset}/{experiment}/mixing.png",
+            caption="../report/mixing.rst",
+            category="{experiment}",
+            subcategory="which tap",
+        ),
+        pdf="results/figures/{dataset}/{experiment}/mixing.pdf",
+    log:
+        "logs/compare_taps/{dataset}/{experiment}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
+    params:
+        models=get_aggregate_models,
+        grid=lambda wildcards, input: " ".join(input.grid),
+        singles=lambda wildcards, input: " ".join(input.singles),
+    shell:
+        "actiondiff compare-taps --aggregate {input.aggregate} --models {params.models}"
+        " --grid {params.grid} --singles {params.singles} --csv {output.csv} --markdown {output.markdown}"
+        " --weights-csv {output.weights} --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+
+
+rule plot_timelines:
+    input:
+        store=get_run_store,
+        manifest="results/manifests/{dataset}.csv",
+        history=get_timeline_history,
+    output:
+        # A folder: one PNG per held-out (test) video of the experiment's protocol.
+        timelines=report(
+            directory("results/figures/{dataset}/{experiment}/timelines"),
+            patterns=["{name}.png"],
+            caption="../report/timelines.rst",
+            category="{experiment}",
+            subcategory="action timelines",
+        ),
+    log:
+        "logs/plot_timelines/{dataset}/{experiment}.log",
+    conda:
+        "../../envs/actiondiff.yaml"
+    params:
+        model=get_timeline_model,
+        settings=get_timeline_settings,
+        window=config.get("timelines", {}).get("window", 0),
+        hop=config.get("timelines", {}).get("hop", 0),
+    shell:
+        "actiondiff plot-timelines --store {input.store} --manifest {input.manifest} --model {params.model}"
+        " --out {output.timelines} --window {params.window} --hop {params.hop} --settings {params.settings:q} > {log} 2>&1"
 
 
 rule plot_results:

@@ -1,4 +1,5 @@
-"""Trainable heads on per-frame features: the paper's transformer and the Table 4 ablations.
+"""Trainable heads on per-frame features: the paper's transformer, the Table 4 ablations and the
+learned layer x timestep aggregation (issue 28).
 
 Heads return logits; the loss or the caller applies sigmoid/softmax.
 """
@@ -7,14 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from actiondiff.settings import HeadSettings
+from actiondiff.settings import HeadSettings, parse_tap
 
-__all__ = ["HeadSettings", "Standardize", "build_head", "fit_length", "sinusoidal_positions"]
+__all__ = ["AggregateHead", "HeadSettings", "Standardize", "build_head", "fit_length", "sinusoidal_positions"]
 
 # Values converted to float64 at a time when fitting the scaling (32 MiB).
 FIT_VALUES = 1 << 22
@@ -155,13 +157,97 @@ class ConcatHead(nn.Module):
         return self.net(frames.flatten(1))  # [b, max_length, d] -> [b, max_length * d]
 
 
+# Adam moves a parameter by about the learning rate per step whatever its gradient's size, so
+# mixing logits trained as plain parameters would move by ~lr x steps: 0.15 in the demo's 150
+# steps at lr 1e-3, leaving the weights within 1.2x of uniform (measured: 0.081-0.085 for 12
+# taps). The logits are this gain times their parameters, so they move `MIXING_GAIN` times faster.
+MIXING_GAIN = 30.0
+
+
+class AggregateHead(nn.Module):
+    """Every tap of a feature set, each projected to a common width, mixed by learned weights,
+    then the paper's transformer over time (Diffusion Hyperfeatures' aggregation, for video).
+
+    The input is a store's `ALL` row: every tap side by side ([b, n, sum of tap widths]), tap t
+    owning the columns `tap_columns[t]`. The mixing weights are a softmax over taps: one logit
+    per tap (`joint`), or a layer logit plus a timestep logit (`factorised`: the weights are
+    then a product of a per-layer and a per-timestep softmax).
+    """
+
+    def __init__(self, tap_columns: dict[str, Sequence[int]], num_classes: int, settings: HeadSettings) -> None:
+        super().__init__()
+        self.taps = sorted(tap_columns, key=lambda t: int(tap_columns[t][0]))  # column order
+        self.spans = [(int(tap_columns[t][0]), int(tap_columns[t][1])) for t in self.taps]
+        self.standardize = Standardize(self.spans[-1][1])
+        self.project = nn.ModuleList(nn.Linear(stop - start, settings.aggregate_width) for start, stop in self.spans)
+        # Each projected tap is normalised (no learned scale), so a tap's share of the mix is its
+        # mixing weight alone: a projection cannot scale its tap up or down behind the weights.
+        self.norm = nn.LayerNorm(settings.aggregate_width, elementwise_affine=False)
+        cells = [parse_tap(t) for t in self.taps]
+        self.layers = sorted({layer for layer, _ in cells})
+        self.timesteps = sorted({step for _, step in cells})
+        self.factorised = settings.mixing == "factorised"
+        # which layer / timestep logit each tap adds (buffers: they move with the module)
+        self.register_buffer("layer_of", torch.tensor([self.layers.index(la) for la, _ in cells]), persistent=False)
+        self.register_buffer("timestep_of", torch.tensor([self.timesteps.index(t) for _, t in cells]), persistent=False)
+        if self.factorised:
+            self.layer_logits = nn.Parameter(torch.zeros(len(self.layers)))
+            self.timestep_logits = nn.Parameter(torch.zeros(len(self.timesteps)))
+        else:
+            self.tap_logits = nn.Parameter(torch.zeros(len(self.taps)))  # uniform mixing at the start
+        self.temporal = TransformerHead(settings.aggregate_width, num_classes, replace(settings, standardize=False))
+
+    def mixing_weights(self) -> torch.Tensor:
+        """[taps] the softmax mixing weights, in `self.taps` order (they sum to 1)."""
+        if self.factorised:
+            logits = self.layer_logits[self.layer_of] + self.timestep_logits[self.timestep_of]
+        else:
+            logits = self.tap_logits
+        return torch.softmax(MIXING_GAIN * logits, dim=0)
+
+    def forward(self, frames: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """frames [b, n, sum of tap widths], padding [b, n] -> logits [b, classes]."""
+        if frames.shape[-1] != self.spans[-1][1]:
+            raise ValueError(
+                f"Expected frames of {self.spans[-1][1]} channels (the taps {self.taps[0]}..{self.taps[-1]} side "
+                f"by side), but got {frames.shape[-1]}."
+            )
+        frames = self.standardize(frames)
+        weights = self.mixing_weights()
+        mixed = sum(
+            w * self.norm(project(frames[..., start:stop]))
+            for w, project, (start, stop) in zip(weights, self.project, self.spans, strict=True)
+        )
+        return self.temporal(mixed, padding)  # [b, n, aggregate_width] -> [b, classes]
+
+
 def build_head(
-    width: int, num_classes: int, settings: HeadSettings, train_sequences: Sequence[np.ndarray] | None = None
+    width: int,
+    num_classes: int,
+    settings: HeadSettings,
+    train_sequences: Sequence[np.ndarray] | None = None,
+    tap_columns: dict[str, Sequence[int]] | None = None,
 ) -> nn.Module:
     """The head named by `settings.kind`; with `train_sequences` and `standardize` on, its
-    feature scaling is fitted to them."""
-    cls = TransformerHead if settings.kind == "transformer" else ConcatHead
-    head = cls(width, num_classes, settings)
+    feature scaling is fitted to them.
+
+    Args:
+        tap_columns: the aggregate head's input layout, {tap: [start, stop)} (a store's
+            `tap_columns`); the other heads take none.
+    Raises:
+        ValueError: an aggregate head without `tap_columns`, or with columns that do not fill
+            `width`.
+    """
+    if settings.kind == "aggregate":
+        if not tap_columns:
+            raise ValueError("Expected `tap_columns` (the taps side by side in the input) for head.kind `aggregate`, but got none.")
+        head: nn.Module = AggregateHead(tap_columns, num_classes, settings)
+        if head.spans[-1][1] != width:
+            raise ValueError(f"Expected `tap_columns` to cover the feature width {width}, but they end at column {head.spans[-1][1]}.")
+    elif settings.kind == "transformer":
+        head = TransformerHead(width, num_classes, settings)
+    else:
+        head = ConcatHead(width, num_classes, settings)
     if settings.standardize and train_sequences is not None:
         head.standardize.fit(train_sequences)
     return head

@@ -43,7 +43,7 @@ from actiondiff.learn.train import (
     train_head,
     with_seed,
 )
-from actiondiff.settings import from_dict, to_dict
+from actiondiff.settings import ALL_TAPS, from_dict, to_dict
 from actiondiff.store.packed import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,8 @@ def train_seeds(
             slower); None: only when it would not fit (`should_stream`).
     """
     store = FeatureStore(store_path)
+    if (head.kind == "aggregate") != (tap == ALL_TAPS):
+        raise ValueError(f"Expected tap {ALL_TAPS!r} for head.kind aggregate (and only for it), but got tap {tap!r} and kind {head.kind!r}.")
     if stream is None:
         stream = should_stream(store, manifest, tap, head)
     if stream:
@@ -188,7 +190,10 @@ def train_seeds(
     paths, histories = [], []
     for seed in seeds:
         seeded = with_seed(settings, seed)
-        model, history = train_head((train.sequences, train.targets), (val.sequences, val.targets), head, seeded, device=device)
+        layout = store.attrs["tap_columns"] if tap == ALL_TAPS else None  # the aggregate head's input
+        model, history = train_head(
+            (train.sequences, train.targets), (val.sequences, val.targets), head, seeded, device=device, tap_columns=layout
+        )
         path = out_dir / f"seed{seed}.safetensors"
         epoch, selection = selected_epoch(history)
         info = checkpoint_info(
@@ -199,6 +204,7 @@ def train_seeds(
             extraction=store.attrs.get("settings"),
             backbone=store.attrs.get("backbone"),
             tap=tap,
+            **({"tap_columns": layout} if layout else {}),
             width=int(train.sequences[0].shape[1]),
             protocol=protocol.name,
             num_train_videos=len(train.video_id),

@@ -235,6 +235,7 @@ def train_head(
     head: HeadSettings,
     settings: TrainSettings,
     device: str | torch.device = "cpu",
+    tap_columns: dict[str, Sequence[int]] | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train a head; keep the weights of the epoch with the best validation score, or those of
     the last epoch when there is no validation set (`val` empty: the paper's protocols train on
@@ -247,6 +248,7 @@ def train_head(
             formed; a `StoreSequences` streams from the store), targets [n, classes] float32
             multi-hot); the validation set comes from the training side.
         device: "cpu", "cuda", ... where the head runs.
+        tap_columns: the input's taps, {tap: [start, stop)}, for the aggregate head.
     Returns:
         (model with the best validation (else the last) weights, in eval mode on the CPU,
         per-epoch history of {"epoch", "loss", "val_score" (%, None without validation)}).
@@ -260,7 +262,7 @@ def train_head(
     rng = np.random.default_rng(settings.seed)  # mixup weights
     fitted = fit_all(sequences, head)  # once, not per batch
     val_fitted = fit_all(val[0], head)
-    model = build_head(fitted[0].shape[1], targets.shape[1], head, fitted).to(device)
+    model = build_head(fitted[0].shape[1], targets.shape[1], head, fitted, tap_columns).to(device)
     optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_cls(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(fitted) / settings.batch_size)
@@ -361,7 +363,7 @@ def load_checkpoint(path: str | Path, expected_hash: str | None = None) -> tuple
     if expected_hash is not None:
         check_settings_hash(info, expected_hash, path, "the features given")
     head = from_dict(HeadSettings, info["head"], f"checkpoint {path}")
-    model = build_head(info["width"], len(info["classes"]), head)
+    model = build_head(info["width"], len(info["classes"]), head, tap_columns=info.get("tap_columns"))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.eval(), info
 

@@ -48,6 +48,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from actiondiff import __version__
+from actiondiff.settings import ALL_TAPS
 from actiondiff.store.cache import FeatureCache
 from actiondiff.store.records import VerifyReport, temporary_path
 
@@ -266,7 +267,9 @@ class FeatureStore:
         return np.diff(self.offsets)
 
     def columns(self, tap: str) -> tuple[int, int]:
-        """The [start, stop) columns of `tap` in `features`."""
+        """The [start, stop) columns of `tap` in `features` (`ALL`: every tap, side by side)."""
+        if tap == ALL_TAPS:  # what the aggregate head reads
+            return 0, int(self.array.shape[1])
         if tap not in self.attrs["tap_columns"]:
             raise KeyError(f"Expected tap {tap!r} to be one of {self.taps} in store {self.path}, but it is not.")
         start, stop = self.attrs["tap_columns"][tap]

@@ -22,8 +22,10 @@ from torch import nn
 from actiondiff.features.svd_extractor import SVDExtractor
 from actiondiff.io.video import VideoError
 from actiondiff.learn.head import HeadSettings
-from actiondiff.learn.train import check_settings_hash, load_checkpoint, predict
+from actiondiff.learn.hub import load_model
+from actiondiff.learn.train import check_settings_hash, predict
 from actiondiff.settings import (
+    ALL_TAPS,
     DecodeSettings,
     ExtractSettings,
     WeightsSettings,
@@ -70,9 +72,27 @@ class Classifier:
     def tap(self) -> str:
         return str(self.info["tap"])
 
+    def sequence(self, features: VideoFeatures) -> np.ndarray:
+        """[num_frames, width] what the head reads of a video: its tap, or (aggregate head)
+        every tap side by side in the store's column order."""
+        return tap_sequence(features.features, self.tap, self.info.get("tap_columns"))
+
     def scores(self, sequences: list[np.ndarray], device: str = "cpu") -> np.ndarray:
         """Probabilities [n, classes] float32 of sequences [n_i, d] (sigmoid or softmax)."""
         return predict(self.model.to(device), sequences, self.head, self.multilabel, device=device)
+
+
+def tap_sequence(features: dict[str, np.ndarray], tap: str, tap_columns: dict[str, list[int]] | None) -> np.ndarray:
+    """One tap of per-tap features, or for `ALL` every tap of `tap_columns`, side by side.
+
+    Raises:
+        KeyError: a tap the head reads is not among the features (named).
+    """
+    taps = sorted(tap_columns, key=lambda t: tap_columns[t][0]) if tap == ALL_TAPS and tap_columns else [tap]
+    missing = [t for t in taps if t not in features]
+    if missing:
+        raise KeyError(f"Expected features of taps {missing} (what the head reads), but got only {sorted(features)}.")
+    return features[taps[0]] if len(taps) == 1 else np.concatenate([features[t] for t in taps], axis=1)
 
 
 def identity_settings(identity: dict[str, Any], where: str) -> tuple[DecodeSettings, ExtractSettings, WeightsSettings]:
@@ -107,7 +127,7 @@ def load_classifier(checkpoint: str | Path, weights: WeightsSettings | None = No
             recorded), the identity does not hash to the recorded settings hash, or the
             substitute weights are other files.
     """
-    model, info = load_checkpoint(checkpoint)
+    model, info = load_model(checkpoint)  # a checkpoint file, a model folder or a Hub repo id
     if not info.get("extraction"):
         raise ValueError(
             f"Expected checkpoint {checkpoint} to record the extraction settings (`extraction`), but it "
@@ -183,16 +203,22 @@ def build_extractor(classifier: Classifier, device: str = "cpu") -> SVDExtractor
     return SVDExtractor.from_weights(classifier.weights, classifier.decode, classifier.extract, device)
 
 
-def window_rows(video_id: str, features: VideoFeatures, classifier: Classifier, device: str = "cpu") -> pd.DataFrame:
-    """Per-window scores: the head applied to each backbone window's frames alone.
+def window_rows(
+    video_id: str, features: VideoFeatures, classifier: Classifier, device: str = "cpu", size: int = 0, hop: int = 0
+) -> pd.DataFrame:
+    """Per-window scores: the head applied to each window's frames alone.
 
+    Args:
+        size, hop: window length and step in kept frames (0: the backbone's windows,
+            `decode.window` frames each, one after the other); the last window ends at the
+            video's end.
     Returns:
-        one row per window of `decode.window` kept frames: video_id, window, first_frame,
-        last_frame (source indices), start_ms, end_ms, then one score column per class.
+        one row per window: video_id, window, first_frame, last_frame (source indices),
+        start_ms, end_ms, then one score column per class.
     """
-    sequence = features.features[classifier.tap]  # [num_frames, d]
-    size = classifier.decode.window
-    starts = list(range(0, sequence.shape[0], size))
+    sequence = classifier.sequence(features)  # [num_frames, d]
+    size = size or classifier.decode.window
+    starts = window_starts(sequence.shape[0], size, hop or size)
     scores = classifier.scores([sequence[s : s + size] for s in starts], device)
     rows = pd.DataFrame(
         {
@@ -205,6 +231,17 @@ def window_rows(video_id: str, features: VideoFeatures, classifier: Classifier, 
         }
     )
     return pd.concat([rows, pd.DataFrame(scores, columns=classifier.classes)], axis=1)
+
+
+def window_starts(length: int, size: int, hop: int) -> list[int]:
+    """First frames of windows of `size` frames every `hop` frames over `length` frames; with a
+    hop below the size the last window is moved to end at the last frame (none cut short)."""
+    if hop >= size:
+        return list(range(0, length, hop))
+    starts = list(range(0, max(length - size, 0) + 1, hop))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
 
 
 def top_k_rows(video_id: str, path: str, scores: np.ndarray, classes: list[str], k: int) -> list[dict[str, Any]]:
@@ -240,7 +277,7 @@ def predict_videos(
             log.warning("video %s failed: %s", path, error)
             video_rows.append({"video_id": video_id, "path": str(path), "rank": 0, "class": "", "score": np.nan, "error": str(error)})
             continue
-        scores = classifier.scores([features.features[classifier.tap]], settings.device)[0]
+        scores = classifier.scores([classifier.sequence(features)], settings.device)[0]
         video_rows += top_k_rows(video_id, str(path), scores, classifier.classes, min(settings.top_k, len(scores)))
         windows.append(window_rows(video_id, features, classifier, settings.device))
     window_table = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame()
@@ -268,7 +305,8 @@ def predict_store(
     from actiondiff.store.packed import FeatureStore
 
     store = FeatureStore(store_path)
-    model, info = load_checkpoint(checkpoint, expected_hash=store.attrs["settings_hash"])
+    model, info = load_model(checkpoint)  # a checkpoint file, a model folder or a Hub repo id
+    check_settings_hash(info, store.attrs["settings_hash"], checkpoint, f"store {store_path}")
     head = from_dict(HeadSettings, info["head"], f"checkpoint {checkpoint}")
     ids = list(video_ids or store.video_ids)
     missing = sorted(set(ids) - set(store.video_ids))
