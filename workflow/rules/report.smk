@@ -1,5 +1,7 @@
 # Tables and figures, regenerated from evaluations alone (no extraction, no training).
-# Every output is wrapped in report(): `snakemake --report report.html` shows them all.
+# Every figure and table is wrapped in report(): `snakemake --report report.html` shows them all,
+# each table as the HTML page its CSV is written with (report/html_tables.py; a CSV alone would
+# only be a download there), next to the CSV.
 
 
 localrules:
@@ -16,7 +18,8 @@ rule make_results_table:
         get_protocol_evaluations,
     output:
         csv=report("results/tables/{dataset}/results_{protocol}.csv", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
-        markdown=report("results/tables/{dataset}/results_{protocol}.md", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
+        markdown="results/tables/{dataset}/results_{protocol}.md",
+        html=report("results/tables/{dataset}/results_{protocol}.html", caption="../report/results_table.rst", category="Tables", subcategory="{protocol}"),
     conda:
         "../../envs/actiondiff.yaml"
     log:
@@ -30,7 +33,8 @@ rule make_ablation_table:
         get_ablation_evaluations,
     output:
         csv=report("results/tables/{dataset}/ablation.csv", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
-        markdown=report("results/tables/{dataset}/ablation.md", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
+        markdown="results/tables/{dataset}/ablation.md",
+        html=report("results/tables/{dataset}/ablation.html", caption="../report/ablation_table.rst", category="Tables", subcategory="ablations"),
     conda:
         "../../envs/actiondiff.yaml"
     log:
@@ -46,6 +50,7 @@ rule plot_grid:
         png=report("results/figures/{dataset}/{experiment}/grid.png", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
         pdf=report("results/figures/{dataset}/{experiment}/grid.pdf", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
         csv=report("results/tables/{dataset}/{experiment}/grid.csv", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
+        html=report("results/tables/{dataset}/{experiment}/grid.html", caption="../report/grid.rst", category="{experiment}", subcategory="layer x timestep grid"),
     conda:
         "../../envs/actiondiff.yaml"
     log:
@@ -66,6 +71,7 @@ rule plot_matrix:
         baseline_png=report("results/figures/{dataset}/{experiment}/baseline.png", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
         baseline_pdf=report("results/figures/{dataset}/{experiment}/baseline.pdf", caption="../report/baseline.rst", category="{experiment}", subcategory="most frequent class"),
         csv=report("results/tables/{dataset}/{experiment}/matrix.csv", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
+        html=report("results/tables/{dataset}/{experiment}/matrix.html", caption="../report/matrix.rst", category="{experiment}", subcategory="domain matrix"),
     conda:
         "../../envs/actiondiff.yaml"
     log:
@@ -82,6 +88,7 @@ rule plot_results:
         evaluation=get_first_evaluation,
     output:
         table=report("results/tables/{dataset}/{experiment}/metrics.csv", caption="../report/metrics_table.rst", category="{experiment}", subcategory="results"),
+        html=report("results/tables/{dataset}/{experiment}/metrics.html", caption="../report/metrics_table.rst", category="{experiment}", subcategory="results"),
         markdown="results/tables/{dataset}/{experiment}/metrics.md",
         figure=report("results/figures/{dataset}/{experiment}/per_domain_accuracy.png", caption="../report/per_domain_accuracy.rst", category="{experiment}", subcategory="results"),
         confusion=report("results/figures/{dataset}/{experiment}/confusion.png", caption="../report/confusion.rst", category="{experiment}", subcategory="results"),
@@ -101,6 +108,8 @@ rule report_extraction:
     output:
         settings=report("results/tables/{dataset}/extraction/{settings_hash}.settings.csv", caption="../report/extraction_settings.rst", category="Extraction", subcategory="{settings_hash}"),
         failures=report("results/tables/{dataset}/extraction/{settings_hash}.failures.csv", caption="../report/failures.rst", category="Extraction", subcategory="{settings_hash}"),
+        settings_html=report("results/tables/{dataset}/extraction/{settings_hash}.settings.html", caption="../report/extraction_settings.rst", category="Extraction", subcategory="{settings_hash}"),
+        failures_html=report("results/tables/{dataset}/extraction/{settings_hash}.failures.html", caption="../report/failures.rst", category="Extraction", subcategory="{settings_hash}"),
     conda:
         "../../envs/actiondiff.yaml"
     log:
