@@ -24,6 +24,7 @@ from actiondiff.settings import (
     from_dict,
 )
 from actiondiff.store.records import atomic_write, remove_stale_temporaries
+from actiondiff.tools.cpu_kernels import pin_cpu_kernels
 
 log = logging.getLogger("actiondiff")
 
@@ -892,6 +893,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        pin_cpu_kernels()  # before any torch work: the workflow's jobs run the portable kernels
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         log.error("%s", error)
