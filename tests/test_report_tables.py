@@ -295,8 +295,9 @@ def test_cell_numbers_round_half_up_as_the_csvs_do():
     from actiondiff.report.tables import cell_text
 
     # 42.5 and 17.5 are what matrix.csv holds; half-to-even formatting would print "42" and "18"
-    assert [cell_text(v) for v in (42.5, 17.5, 45.0, 66.66667, 0.125, -0.5, 100.0)] == [
-        "42.5", "17.5", "45", "66.7", "0.13", "-0.50", "100"]
+    assert [cell_text(v) for v in (42.5, 17.5, 45.0, 66.66667, 0.0, -16.66667, 100.0)] == [
+        "42.5", "17.5", "45", "66.7", "0", "-16.7", "100"]
+    assert [cell_text(v, 2) for v in (0.125, -0.5, 1.0)] == ["0.13", "-0.50", "1.00"]  # correlations
 
 
 def test_matrix_text_reads_on_dark_and_light_cells():

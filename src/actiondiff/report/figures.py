@@ -46,7 +46,7 @@ def plot_per_domain(evaluation: Evaluation, path: str | Path, chance: float) -> 
     frame = pd.DataFrame(evaluation.per_domain).groupby("domain")["top1_accuracy"].agg(["mean", "std"]).fillna(0)
     seeds = len(evaluation.per_seed)
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    bars = ax.bar(range(len(frame)), frame["mean"], yerr=frame["std"], capsize=4, color="#4C72B0")
+    bars = ax.bar(range(len(frame)), frame["mean"], yerr=frame["std"] if seeds > 1 else None, capsize=4, color="#4C72B0")
     ax.bar_label(bars, labels=[cell_text(m) for m in frame["mean"]], padding=3, fontsize=9)
     ax.set_xticks(range(len(frame)), [shorten(d, 32) for d in frame.index], rotation=15, ha="right")
     ax.axhline(chance, color="grey", linestyle="--", label=f"chance ({cell_text(chance)}%)")

@@ -207,13 +207,12 @@ def grid_frame(evaluations: list[Evaluation], metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["layer", "timestep_index"]).reset_index(drop=True)
 
 
-def cell_text(value: float) -> str:
-    """A heatmap cell's number as the CSVs round it, half up: one decimal from 1.5 on ("42.5",
-    "17.5", "66.7", "45"), two below (correlations: "0.25"). matplotlib's and Python's own
-    formatting round half to even, which would print 42.5 as "42" beside a CSV saying 42.5."""
-    places = Decimal("0.1") if abs(value) >= 1.5 else Decimal("0.01")
-    text = str(Decimal(repr(float(value))).quantize(places, rounding=ROUND_HALF_UP))
-    return text[:-2] if text.endswith(".0") else text
+def cell_text(value: float, decimals: int = 1) -> str:
+    """A figure's number as the CSVs hold it, rounded half up to `decimals` ("42.5", "17.5",
+    "66.7"; a whole number without ".0": "45"). Python's and matplotlib's own formatting round
+    half to even, which would print 42.5 as "42" beside a CSV saying 42.5."""
+    text = str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
+    return text[:-2] if decimals == 1 and text.endswith(".0") else text
 
 
 def seeds_text(counts: list[int] | pd.Series) -> str:
@@ -358,7 +357,9 @@ def _heatmap(ax: plt.Axes, matrix: pd.DataFrame, title: str, cmap: str, vmin: fl
     ax.set_title(title, fontsize=10)
     for (i, j), value in np.ndenumerate(values):
         if np.isfinite(value):
-            ax.text(j, i, cell_text(value), ha="center", va="center", fontsize=8, color=text_colour(image, value))
+            # correlations (a colour range within [-1, 1]) with two decimals, percentages with one
+            text = cell_text(value, 2 if vmax - vmin <= 2 else 1)
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=text_colour(image, value))
     plt.colorbar(image, ax=ax, fraction=0.046)
 
 
