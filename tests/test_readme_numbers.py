@@ -13,7 +13,13 @@ import pytest
 from workflow_copy import copy_workflow, default_config
 
 from actiondiff.tools import readme_numbers
-from actiondiff.tools.cpu_kernels import ENV_VAR, PORTABLE_ENV, kernel_mode, pin_cpu_kernels
+from actiondiff.tools.cpu_kernels import (
+    ENV_VAR,
+    PORTABLE_ENV,
+    kernel_mode,
+    pin_cpu_kernels,
+    portable_env,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -104,14 +110,23 @@ def test_missing_markers_name_the_readme(tmp_path):
         readme_numbers.readme_block("# no markers\n", tmp_path / "README.md")
 
 
+def pinned(environ: dict[str, str]) -> subprocess.CompletedProcess:
+    # in a fresh process: NumPy and torch read the variables when they first pick a kernel
+    code = ("import os, torch; from actiondiff.tools.cpu_kernels import pin_cpu_kernels, numpy_uses; pin_cpu_kernels(); "
+            "print(torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, os.environ['MKL_CBWR'], "
+            "numpy_uses())")
+    env = {k: v for k, v in os.environ.items() if k not in AVX2_MACHINE}
+    return subprocess.run([sys.executable, "-c", code], env={**env, **environ, "PYTHONPATH": str(REPO / "src")},
+                          capture_output=True, text=True)
+
+
 def test_portable_mode_overrides_the_machine_and_unknown_modes_fail():
-    environ = {ENV_VAR: "portable", "ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO"}
-    # in a fresh process: torch reads the variables when it first picks a kernel
-    code = ("import os, torch; from actiondiff.tools.cpu_kernels import pin_cpu_kernels; pin_cpu_kernels(); "
-            "print(torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, os.environ['MKL_CBWR'])")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **environ, "PYTHONPATH": str(REPO / "src")},
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["DEFAULT", "False", PORTABLE_ENV["MKL_CBWR"]]
+    machine = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO"}
+    out = pinned({**machine, **portable_env()})
+    assert out.stdout.split() == ["DEFAULT", "False", PORTABLE_ENV["MKL_CBWR"], "[]"], out.stderr
+    late = pinned({**machine, ENV_VAR: "portable"})  # NumPy imported without its variable: refused
+    assert late.returncode != 0 and "Expected ACTIONDIFF_CPU_KERNELS=portable to be applied before NumPy" in late.stderr
+    assert "NPY_DISABLE_CPU_FEATURES=" in late.stderr
     assert kernel_mode({}) == "native" and pin_cpu_kernels({ENV_VAR: "native"}) == "native"
     with pytest.raises(ValueError, match="Expected `ACTIONDIFF_CPU_KERNELS` to be one of portable, native, but got 'fast'"):
         kernel_mode({ENV_VAR: "fast"})

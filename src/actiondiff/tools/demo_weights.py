@@ -6,10 +6,14 @@ when it parses the workflow, so the tiny weights the demo uses must exist by the
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from actiondiff.settings import WeightsSettings, from_dict
+from actiondiff.tools.cpu_kernels import kernel_mode, portable_env
 
 
 def ensure_demo_weights(config: dict[str, Any]) -> list[str]:
@@ -32,7 +36,15 @@ def ensure_demo_weights(config: dict[str, Any]) -> list[str]:
             path = Path(getattr(weights, key))
             if not path.exists() and path.is_relative_to(demo):
                 todo.add("svd" if backbone == "sdv2" else backbone)
-    if todo:
+    if todo and kernel_mode() == "portable":
+        # in a process started with the portable kernels, as the jobs run: the weights (their
+        # VAE calibration runs the model) are then the same on every CPU
+        command = [sys.executable, "-m", "actiondiff", "make-tiny-weights", "--out", str(demo), "--backbone", *sorted(todo)]
+        result = subprocess.run(command, env={**os.environ, **portable_env()}, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"Expected `{' '.join(command[2:])}` to build the demo's weights, but it exited "
+                               f"{result.returncode}:\n{result.stderr[-2000:]}")
+    elif todo:
         from actiondiff.tools.tiny_weights import make_tiny_weights  # torch: only when building
 
         make_tiny_weights(demo, backbones=tuple(sorted(todo)))

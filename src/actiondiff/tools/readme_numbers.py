@@ -31,6 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from actiondiff.report.tables import seeds_text
+from actiondiff.tools.cpu_kernels import ENV_VAR, kernel_env
+
 START = "<!-- demo-numbers:start: written by `python -m actiondiff.tools.readme_numbers --run --write`; edit that, not this -->"
 TIMING = "<!-- demo-numbers:timing (machine-dependent, not checked) -->"
 END = "<!-- demo-numbers:end -->"
@@ -150,7 +153,7 @@ def predict_example(workdir: Path, dataset: str, runs: list[dict]) -> tuple[str,
         out = Path(scratch) / "predictions.csv"
         # one thread and the portable kernels, as the jobs run: the same sums in the same order
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        env.setdefault("ACTIONDIFF_CPU_KERNELS", "portable")
+        env.update(kernel_env(env.get(ENV_VAR, "portable")))
         start = time.monotonic()
         result = subprocess.run([sys.executable, "-m", "actiondiff", "predict", *test.path, "--model", str(model), "--out", str(out)],
                                 cwd=workdir, env=env, capture_output=True, text=True)
@@ -171,15 +174,15 @@ def block(workdir: Path, dataset: str, timing: Timing | None) -> str:
     """The README's demo block for the run in `workdir` (markers included)."""
     runs = evaluations(workdir, dataset)
     table = heads_table(runs)
-    seeds = sorted({len(r["per_seed"]) for r in runs if r["run"]["ablation"] in ("baseline", "head")})
+    seeds = seeds_text([len(r["per_seed"]) for r in runs if r["run"]["ablation"] in ("baseline", "head")])
     chance = number(100 / len(runs[0]["classes"]), "0.1")
     sentence, predict_s = predict_example(workdir, dataset, runs)
     lines = [
         START,
-        f"Top-1 accuracy on the unseen domain, mean +- sample std over {'/'.join(map(str, seeds))} seeds "
-        f"(each seed's value after it); chance is {chance}%.",
+        f"Top-1 accuracy on the unseen domain, mean +- sample std over {seeds} (each seed's value after it); "
+        f"chance is {chance}%.",
         "",
-        table.to_markdown(index=False),
+        table.to_markdown(index=False, disable_numparse=True),  # every cell as written above
         "",
         sentence,
         "",
