@@ -130,3 +130,19 @@ def test_portable_mode_overrides_the_machine_and_unknown_modes_fail():
     assert kernel_mode({}) == "native" and pin_cpu_kernels({ENV_VAR: "native"}) == "native"
     with pytest.raises(ValueError, match="Expected `ACTIONDIFF_CPU_KERNELS` to be one of portable, native, but got 'fast'"):
         kernel_mode({ENV_VAR: "fast"})
+
+
+def test_demo_videos_are_the_same_bytes_on_every_run(tmp_path):
+    import numpy as np
+
+    from actiondiff.tools.demo_data import DOMAINS, render_clip, rgb_to_yuv420p, write_mp4
+
+    frame = np.zeros((2, 4, 3), dtype=np.uint8)
+    frame[:, 2:] = 255  # left half black, right half white: BT.601 limited range
+    assert rgb_to_yuv420p(frame).tolist() == [[16, 16, 235, 235], [16, 16, 235, 235], [128, 128, 128, 128]]
+    clip = render_clip(DOMAINS[1], "pulse", 24, 64, np.random.default_rng(3))
+    for name in ("a.mp4", "b.mp4"):
+        write_mp4(clip, tmp_path / name)
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    with pytest.raises(ValueError, match="even height and width"):
+        rgb_to_yuv420p(np.zeros((3, 4, 3), dtype=np.uint8))

@@ -13,10 +13,10 @@ not depend on the CPU:
 - `MKL_CBWR=COMPATIBLE`, `MKL_DYNAMIC=FALSE`: MKL's conditional numerical reproducibility, one
   code path on all Intel and compatible processors (as long as the thread count is fixed:
   Snakemake runs every job with `OMP_NUM_THREADS` = its threads, 1 here);
-- `NPY_DISABLE_CPU_FEATURES` = every instruction set NumPy dispatches to beyond its baseline:
-  NumPy's sin / exp of the demo's clip generator round differently with AVX-512 than with AVX2
-  (4 of 32 demo videos differed). NumPy reads it when it is imported, so it must be in the
-  environment a process starts with: `portable_env()` gives it to children.
+- `NPY_DISABLE_CPU_FEATURES` = every instruction set NumPy dispatches to beyond its baseline
+  (x86-64-v2): its SIMD loops (sums, for one) are chosen per CPU too. NumPy reads it when it is
+  imported, so it must be in the environment a process starts with: `portable_env()` gives it
+  to children, `pin_cpu_kernels` refuses a process that lacks it.
 
 The workflow runs `portable` unless `ACTIONDIFF_CPU_KERNELS=native` is set: the Snakefile puts
 `kernel_env()` into the environment of every job (and builds the demo's tiny weights in such a

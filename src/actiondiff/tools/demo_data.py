@@ -113,6 +113,8 @@ def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
     Done here rather than by FFmpeg's swscale, whose SIMD conversions round by CPU and by the
     input's memory alignment: the demo's videos differed between runs and machines.
     """
+    if frame.shape[0] % 2 or frame.shape[1] % 2:
+        raise ValueError(f"Expected frames of even height and width for yuv420p, but got {frame.shape[:2]}.")
     r, g, b = (frame[..., c].astype(np.int32) for c in range(3))
     y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
     u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
