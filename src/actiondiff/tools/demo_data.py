@@ -125,12 +125,14 @@ def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
 
 
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 24) -> None:
-    """Write [n, h, w, 3] uint8 frames as an H.264 mp4 (yuv420p), the same bytes on every CPU."""
+    """Write [n, h, w, 3] uint8 frames as a lossless H.264 mp4 (yuv420p): decoded, the same pixels
+    on every run and CPU."""
     with av.open(str(path), "w", format="mp4") as container:
-        # One thread, no frame or slice threads, fixed options and explicit timestamps: libx264's
-        # output is then the same bytes on every run. With PyAV's defaults (automatic threads,
-        # frames without a pts) the demo's videos differed between runs of a busy machine.
-        options = {"threads": "1", "preset": "veryfast", "crf": "18",
+        # Lossless (qp 0): a decoder gets back exactly the frames given, whatever choices x264
+        # makes. Lossy (crf 18), one clip of 32 still decoded to other pixels in one of two runs
+        # on a busy machine, although x264 ran on one thread with the same input and options.
+        # One thread, no frame or slice threads and explicit timestamps keep the bytes stable too.
+        options = {"threads": "1", "preset": "veryfast", "qp": "0",
                    "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"}
         stream = container.add_stream("libx264", rate=fps, options=options)
         stream.height, stream.width = frames.shape[1:3]
