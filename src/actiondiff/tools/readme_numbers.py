@@ -212,13 +212,18 @@ def readme_block(readme: str, path: Path) -> tuple[int, int]:
     return start, end + len(END)
 
 
-def write(readme_path: Path, new: str, figures_from: Path) -> None:
-    """Replace the README's block with `new` and copy the run's figures to docs/."""
+def write(readme_path: Path, new: str, figures_from: Path) -> list[str]:
+    """Replace the README's block with `new` and copy the run's figures to docs/; returns the
+    figures copied (a run without the grid experiment has no grid figure)."""
     readme = readme_path.read_text()
     start, end = readme_block(readme, readme_path)
     readme_path.write_text(readme[:start] + new + readme[end:])
+    copied = []
     for name, source in FIGURES.items():
-        shutil.copy(figures_from / source, readme_path.parent / "docs" / name)
+        if (figures_from / source).is_file():
+            shutil.copy(figures_from / source, readme_path.parent / "docs" / name)
+            copied.append(name)
+    return copied
 
 
 def check(readme_path: Path, new: str) -> list[str]:
@@ -257,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         print(timing.line())
     new = block(workdir, args.dataset, timing)
     if args.write:
-        write(readme, new, workdir / "results" / "figures" / args.dataset)
-        print(f"wrote the demo block of {readme} and {', '.join(FIGURES)} from {workdir}")
+        copied = write(readme, new, workdir / "results" / "figures" / args.dataset)
+        left = [f"{name} (no {FIGURES[name]} in the run)" for name in FIGURES if name not in copied]
+        print(f"wrote the demo block of {readme} and docs/{', docs/'.join(copied)} from {workdir}"
+              + (f"; not copied: {', '.join(left)}" if left else ""))
         return 0
     differences = check(readme, new)
     if differences:
