@@ -162,11 +162,12 @@ def test_report_renders_in_headless_chromium(workdir):
     assert pixels.std() > 0.05 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # not a blank page
     # the results table, opened in the report as from its sidebar: a table with header cells
     page = workdir / "report_table.html"
-    page.write_text(html.replace("</body>", SHOW_RESULT.format(name="results_custom.html") + "</body>"))
+    head, _, tail = html.rpartition("</body>")  # the last: the report's scripts hold the word too
+    page.write_text(head + SHOW_RESULT.format(name="results_custom.html") + "</body>" + tail)
     pixels = screenshot(chromium, page, workdir / "report_table.png")
     header = np.all(np.abs(pixels * 255 - TABLE_HEADER_RGB) < 2, axis=-1)  # [h, w]
     assert header.sum() > 5000, "no rendered table in the report's view of results_custom.html"
-    assert len(np.unique(np.nonzero(header)[0])) < 60  # one header row (its cells' height), not a page of it
+    assert len(np.unique(np.nonzero(header)[0])) < 120  # one header row (wrapped names), not a page of it
 
 
 def test_unknown_feature_set_fails_before_any_job(workdir, tmp_path):

@@ -32,10 +32,11 @@ document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEve
 """
 
 STYLE = """
-body { font-family: system-ui, sans-serif; font-size: 14px; margin: 12px; color: #1b1b1b; }
+body { font-family: system-ui, sans-serif; font-size: 13px; margin: 12px; color: #1b1b1b; }
 table { border-collapse: collapse; }
-th, td { border: 1px solid #c8ced6; padding: 4px 8px; white-space: nowrap; }
-th { background: #dde7f3; cursor: pointer; position: sticky; top: 0; }
+th, td { border: 1px solid #c8ced6; padding: 3px 6px; white-space: nowrap; }
+/* long column names wrap: a wide table's numbers stay in view */
+th { background: #dde7f3; cursor: pointer; position: sticky; top: 0; white-space: normal; max-width: 9em; }
 th[data-order="ascending"]::after { content: " \\25B2"; }
 th[data-order="descending"]::after { content: " \\25BC"; }
 tbody tr:nth-child(even) { background: #f4f6f9; }
