@@ -50,3 +50,17 @@ def test_write_results_writes_table_markdown_and_two_figures(tmp_path):
         image = mpimg.imread(png)
         assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
         assert np.ptp(image[..., :3]) > 0.5  # something is drawn, not a blank canvas
+
+
+def test_figures_name_tap_seeds_and_error_bar_and_label_the_bars(tmp_path, monkeypatch):
+    from actiondiff.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures.plt, "close", drawn.append)  # keep the figures to read them
+    run = Evaluation.from_json(evaluation())
+    figures.plot_per_domain(run, tmp_path / "d.png", chance=50.0)
+    figures.plot_confusion(run, tmp_path / "c.png")
+    bars, confusion = (fig.axes[0] for fig in drawn)
+    assert bars.get_title() == "Unseen-domain accuracy (L09_T20, mean over 2 seeds)\nerror bar: sample std over seeds"
+    assert [t.get_text() for t in bars.texts] == ["75", "50"]  # domain a: (100 + 50) / 2, b: 50
+    assert confusion.get_title() == "Confusion on unseen domains\nL09_T20, summed over 2 seeds"

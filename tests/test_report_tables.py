@@ -230,8 +230,8 @@ def test_matrix_tick_labels_cut_long_domain_names_with_an_ellipsis():
     names = ["bird", "primate / monkey / macaque / baboon"]
     fig, ax = plt.subplots()
     _heatmap(ax, pd.DataFrame([[90.0, 10.0], [20.0, 80.0]], index=names, columns=names), "t", "Blues", 0, 100)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["bird", "primate / monkey…"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["bird", "primate / monkey…"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["bird", "primate / monkey / macaque…"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["bird", "primate / monkey / macaque…"]
     plt.close(fig)
 
 
@@ -310,3 +310,69 @@ def test_spearman_rho_is_computed_without_scipy(frequency, expected):
     matrices = {"accuracy": off_diagonal([10, 20, 30, 40, 50, 60]), "frequency_correlation": off_diagonal(frequency)}
     rho = frequency_rho(matrices)
     assert rho["pairs"] == 6 and rho["spearman"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_cell_numbers_round_half_up_as_the_csvs_do():
+    from actiondiff.report.tables import cell_text
+
+    # 42.5 and 17.5 are what matrix.csv holds; half-to-even formatting would print "42" and "18"
+    assert [cell_text(v) for v in (42.5, 17.5, 45.0, 66.66667, 0.0, -16.66667, 100.0)] == [
+        "42.5", "17.5", "45", "66.7", "0", "-16.7", "100"]
+    assert [cell_text(v, 2) for v in (0.125, -0.5, 1.0)] == ["0.13", "-0.50", "1.00"]  # correlations
+
+
+def test_matrix_text_reads_on_dark_and_light_cells():
+    from actiondiff.report.tables import _heatmap
+
+    fig, ax = plt.subplots()
+    names = ["a", "b"]
+    _heatmap(ax, pd.DataFrame([[95.0, 5.0], [50.0, 42.5]], index=names, columns=names), "t", "Blues", 0, 100)
+    colours = {t.get_text(): t.get_color() for t in ax.texts}
+    assert colours == {"95": "white", "5": "black", "50": "black", "42.5": "black"}
+    plt.close(fig)
+
+
+def test_a_baseline_that_is_one_number_everywhere_is_said_not_drawn(tmp_path):
+    from actiondiff.report.tables import constant_baseline
+
+    matrices = domain_matrices(matrix_evaluations())  # 20 on every pair, as 25 on the balanced demo
+    assert constant_baseline(matrices) == 20.0
+    plot_baseline(matrices, tmp_path / "b.png", tmp_path / "b.pdf", about="L09_T20, mean over 2 seeds")
+    one_panel = plt.imread(tmp_path / "b.png").shape[1]
+    varying = matrix_evaluations()
+    varying[0].baseline.per_domain["b"] = 40.0
+    matrices = domain_matrices(varying)
+    assert constant_baseline(matrices) is None
+    plot_baseline(matrices, tmp_path / "c.png", tmp_path / "c.pdf")
+    assert plt.imread(tmp_path / "c.png").shape[1] == 2 * one_panel  # both panels
+
+
+def test_grid_panels_share_one_colour_range_and_name_the_seeds(tmp_path, monkeypatch):
+    from actiondiff.report import tables
+
+    evaluations = [evaluation(tap=f"L{lay:02d}_T20", value=10.0 * lay, inside=100.0 - lay) for lay in (3, 9)]
+    frame = grid_frame(evaluations, "top1_accuracy")
+    assert frame.seeds.tolist() == [2, 2]
+    drawn = []
+    monkeypatch.setattr(tables, "_save", lambda fig, png, pdf: drawn.append(fig))
+    plot_grid(frame, "top1_accuracy", tmp_path / "g.png", tmp_path / "g.pdf")
+    (fig,) = drawn
+    ranges = [(image.norm.vmin, image.norm.vmax) for ax in fig.axes for image in ax.images]
+    assert ranges == [(30.0, 97.0), (30.0, 97.0)]  # in-domain 97, 91; out-of-domain 30, 90
+    assert "mean over 2 seeds" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_every_table_csv_gets_a_sortable_html_page_with_the_csv_cells(tmp_path):
+    from actiondiff.report.html_tables import write_csv
+
+    frame = results_table([evaluation()])  # a run row and the baseline row (no seeds: a blank cell)
+    page = write_csv(frame, tmp_path / "results.csv", title="results <custom>")
+    assert page == tmp_path / "results.html"
+    text = page.read_text()
+    assert "<caption>results &lt;custom&gt; (2 rows; click a header to sort)</caption>" in text
+    assert '<th>top1_accuracy (%) mean</th>' in text and 'table class="sortable"' in text
+    rows = text.split("<tbody>")[1].split("</tr>")
+    assert '<td class="number">60.0</td>' in rows[0] and '<td class="number">2</td>' in rows[0]  # seeds "2", as in the CSV
+    assert "<td>most frequent class (training side)</td>" in rows[1] and '<td class="number"></td>' in rows[1]
+    assert "nan" not in text

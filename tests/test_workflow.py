@@ -134,25 +134,48 @@ def test_deleted_tables_and_figures_regenerate_by_plotting_only(workdir):
         assert (workdir / "results" / "figures" / "demo" / name).is_file()
 
 
+# Each table's HTML page (report/html_tables.py) draws its header cells in this colour: pixels of
+# it in a screenshot are a rendered table, not a download link.
+TABLE_HEADER_RGB = (0xDD, 0xE7, 0xF3)
+# Shows one result the way clicking it in the report's sidebar does (snakemake's app.setView).
+SHOW_RESULT = """<script>setTimeout(() => {{
+  const path = Object.keys(results).find((p) => p.endsWith("{name}"));
+  app.setView({{content: "html", contentPath: results[path].data_uri, resultPath: path}});
+}}, 1000);</script>"""
+
+
+def screenshot(chromium: str, page: Path, png: Path) -> np.ndarray:
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,900",
+         "--virtual-time-budget=15000", f"--screenshot={png}", page.as_uri()],
+        check=True, capture_output=True, timeout=180,
+    )
+    return plt.imread(png)[..., :3]  # [h, w, 3] floats in [0, 1]
+
+
 def test_report_renders_in_headless_chromium(workdir):
     snakemake(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text(errors="replace")
-    for name in ("grid.png", "matrix.png", "frequency_not_drawn.html", "baseline.png", "results_custom.csv",
-                 "ablation.csv", "settings.csv", "failures.csv"):
+    tables = ("results_custom.html", "ablation.html", "grid.html", "matrix.html", "metrics.html", "settings.html",
+              "failures.html")
+    for name in ("grid.png", "matrix.png", "frequency_not_drawn.html", "baseline.png", "results_custom.csv", *tables):
         assert name in html, name
     assert "frequency.png" not in html
+    assert "Categories (as in the sidebar): <strong>Tables</strong>" in html and "actiondiff, head_linear, grid, domains" in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no headless chromium (apt-get install -y chromium) to render report.html")
-    screenshot = workdir / "report.png"
-    subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,900",
-         "--virtual-time-budget=15000", f"--screenshot={screenshot}", (workdir / "report.html").as_uri()],
-        check=True, capture_output=True, timeout=180,
-    )
-    pixels = plt.imread(screenshot)[..., :3]  # [h, w, 3] floats in [0, 1]
+    pixels = screenshot(chromium, workdir / "report.html", workdir / "report.png")
     assert pixels.shape[:2] == (900, 1280)
     assert pixels.std() > 0.05 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # not a blank page
+    # the results table, opened in the report as from its sidebar: a table with header cells
+    page = workdir / "report_table.html"
+    head, _, tail = html.rpartition("</body>")  # the last: the report's scripts hold the word too
+    page.write_text(head + SHOW_RESULT.format(name="results_custom.html") + "</body>" + tail)
+    pixels = screenshot(chromium, page, workdir / "report_table.png")
+    header = np.all(np.abs(pixels * 255 - TABLE_HEADER_RGB) < 2, axis=-1)  # [h, w]
+    assert header.sum() > 5000, "no rendered table in the report's view of results_custom.html"
+    assert len(np.unique(np.nonzero(header)[0])) < 120  # one header row (wrapped names), not a page of it
 
 
 def test_unknown_feature_set_fails_before_any_job(workdir, tmp_path):

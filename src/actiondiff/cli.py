@@ -25,6 +25,7 @@ from actiondiff.settings import (
     from_dict,
 )
 from actiondiff.store.records import atomic_write, remove_stale_temporaries
+from actiondiff.tools.cpu_kernels import pin_cpu_kernels
 
 log = logging.getLogger("actiondiff")
 
@@ -708,13 +709,13 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_grid(args: argparse.Namespace) -> int:
+    from actiondiff.report.html_tables import write_csv
     from actiondiff.report.tables import grid_frame, load_evaluations, plot_grid
 
     evaluations = load_evaluations(args.evaluations)
     metric = args.metric or evaluations[0].protocol["headline_metric"]
     frame = grid_frame(evaluations, metric)
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.csv, index=False)
+    write_csv(frame, args.csv, title=args.title or "layer x timestep grid")  # and its HTML page
     left_out = plot_grid(frame, metric, args.png, args.pdf, title=args.title)
     print(f"wrote {args.png} ({len(frame)} taps)" + "".join(f"; {note}" for note in left_out))
     return 0
@@ -722,6 +723,7 @@ def cmd_plot_grid(args: argparse.Namespace) -> int:
 
 def cmd_compare_taps(args: argparse.Namespace) -> int:
     from actiondiff.report.aggregate import mixing_weights, plot_mixing, tap_comparison
+    from actiondiff.report.html_tables import write_csv
     from actiondiff.report.tables import grid_frame, load_evaluations, write_table
 
     aggregate = load_evaluations([args.aggregate])[0]
@@ -729,7 +731,7 @@ def cmd_compare_taps(args: argparse.Namespace) -> int:
     table = tap_comparison(aggregate, grid, singles)
     write_table(table, args.csv, args.markdown)
     weights = mixing_weights(args.models)
-    weights.to_csv(args.weights_csv, index=False)
+    write_csv(weights, args.weights_csv, title="learned mixing weights")  # and its HTML page
     metric = aggregate.protocol["headline_metric"]
     plot_mixing(weights, grid_frame(grid, metric) if grid else None, metric, args.png, args.pdf)
     print(f"wrote {args.csv} ({len(table)} rows) and {args.png}")
@@ -738,14 +740,15 @@ def cmd_compare_taps(args: argparse.Namespace) -> int:
 
 def cmd_plot_matrix(args: argparse.Namespace) -> int:
     from actiondiff.report import tables as rt
+    from actiondiff.report.html_tables import write_csv
 
-    matrices = rt.domain_matrices(rt.load_evaluations(args.evaluations))
+    evaluations = rt.load_evaluations(args.evaluations)
+    matrices = rt.domain_matrices(evaluations)
     rho = rt.frequency_rho(matrices)
-    rt.plot_matrix(matrices, args.matrix_png, args.matrix_pdf)
+    rt.plot_matrix(matrices, args.matrix_png, args.matrix_pdf, about=rt.runs_note(evaluations))
     frequency = rt.write_frequency(matrices, rho, args.frequency_dir)
-    rt.plot_baseline(matrices, args.baseline_png, args.baseline_pdf)
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    rt.matrix_long(matrices, rho).to_csv(args.csv, index=False)
+    rt.plot_baseline(matrices, args.baseline_png, args.baseline_pdf, about=rt.runs_note(evaluations))
+    write_csv(rt.matrix_long(matrices, rho), args.csv, title="domain-to-domain matrix")  # and its HTML page
     print(f"wrote {args.matrix_png} and {args.baseline_png}; {frequency}; frequency correlation: {json.dumps(rho)}")
     return 0
 
@@ -1092,6 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Log lines print above the progress bars, not into them (the same lines where no bar is drawn).
     try:
+        pin_cpu_kernels()  # before any torch work: the workflow's jobs run the portable kernels
         with logging_redirect_tqdm():
             return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:

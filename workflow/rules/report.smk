@@ -1,5 +1,7 @@
 # Tables and figures, regenerated from evaluations alone (no extraction, no training).
-# Every output is wrapped in report(): `snakemake --report report.html` shows them all.
+# Every figure and table is wrapped in report(): `snakemake --report report.html` shows them all,
+# each table as the HTML page its CSV is written with (report/html_tables.py; a CSV alone would
+# only be a download there), next to the CSV.
 
 
 localrules:
@@ -23,8 +25,9 @@ rule make_results_table:
             category="Tables",
             subcategory="{protocol}",
         ),
-        markdown=report(
-            "results/tables/{dataset}/results_{protocol}.md",
+        markdown="results/tables/{dataset}/results_{protocol}.md",
+        html=report(
+            "results/tables/{dataset}/results_{protocol}.html",
             caption="../report/results_table.rst",
             category="Tables",
             subcategory="{protocol}",
@@ -47,8 +50,9 @@ rule make_ablation_table:
             category="Tables",
             subcategory="ablations",
         ),
-        markdown=report(
-            "results/tables/{dataset}/ablation.md",
+        markdown="results/tables/{dataset}/ablation.md",
+        html=report(
+            "results/tables/{dataset}/ablation.html",
             caption="../report/ablation_table.rst",
             category="Tables",
             subcategory="ablations",
@@ -79,6 +83,12 @@ rule plot_grid:
         ),
         csv=report(
             "results/tables/{dataset}/{experiment}/grid.csv",
+            caption="../report/grid.rst",
+            category="{experiment}",
+            subcategory="layer x timestep grid",
+        ),
+        html=report(
+            "results/tables/{dataset}/{experiment}/grid.html",
             caption="../report/grid.rst",
             category="{experiment}",
             subcategory="layer x timestep grid",
@@ -134,6 +144,12 @@ rule plot_matrix:
             category="{experiment}",
             subcategory="domain matrix",
         ),
+        html=report(
+            "results/tables/{dataset}/{experiment}/matrix.html",
+            caption="../report/matrix.rst",
+            category="{experiment}",
+            subcategory="domain matrix",
+        ),
     log:
         "logs/plot_matrix/{dataset}/{experiment}.log",
     conda:
@@ -155,9 +171,21 @@ rule compare_taps:
             category="{experiment}",
             subcategory="which tap",
         ),
+        html=report(
+            "results/tables/{dataset}/{experiment}/taps.html",
+            caption="../report/taps.rst",
+            category="{experiment}",
+            subcategory="which tap",
+        ),
         markdown="results/tables/{dataset}/{experiment}/taps.md",
         weights=report(
             "results/tables/{dataset}/{experiment}/mixing_weights.csv",
+            caption="../report/mixing.rst",
+            category="{experiment}",
+            subcategory="which tap",
+        ),
+        weights_html=report(
+            "results/tables/{dataset}/{experiment}/mixing_weights.html",
             caption="../report/mixing.rst",
             category="{experiment}",
             subcategory="which tap",
@@ -221,6 +249,12 @@ rule plot_results:
             category="{experiment}",
             subcategory="results",
         ),
+        html=report(
+            "results/tables/{dataset}/{experiment}/metrics.html",
+            caption="../report/metrics_table.rst",
+            category="{experiment}",
+            subcategory="results",
+        ),
         markdown="results/tables/{dataset}/{experiment}/metrics.md",
         figure=report(
             "results/figures/{dataset}/{experiment}/per_domain_accuracy.png",
@@ -256,6 +290,18 @@ rule report_extraction:
         ),
         failures=report(
             "results/tables/{dataset}/extraction/{settings_hash}.failures.csv",
+            caption="../report/failures.rst",
+            category="Extraction",
+            subcategory="{settings_hash}",
+        ),
+        settings_html=report(
+            "results/tables/{dataset}/extraction/{settings_hash}.settings.html",
+            caption="../report/extraction_settings.rst",
+            category="Extraction",
+            subcategory="{settings_hash}",
+        ),
+        failures_html=report(
+            "results/tables/{dataset}/extraction/{settings_hash}.failures.html",
             caption="../report/failures.rst",
             category="Extraction",
             subcategory="{settings_hash}",

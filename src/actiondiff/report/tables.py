@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import textwrap
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import pandas as pd  # noqa: E402
 
 from actiondiff.learn.metrics import METRIC_LABELS  # noqa: E402
 from actiondiff.learn.results import Evaluation  # noqa: E402
+from actiondiff.report.html_tables import html_path, table_page, write_csv  # noqa: E402
 from actiondiff.report.labels import shorten  # noqa: E402
 from actiondiff.report.paper import (  # noqa: E402
     REFERENCE_BACKBONES,
@@ -170,9 +172,9 @@ def ablation_table(evaluations: list[Evaluation]) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, csv: str | Path, markdown: str | Path) -> None:
-    for path in (csv, markdown):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(csv, index=False)
+    """The table as CSV, as its HTML page next to the CSV (`html_tables.write_csv`) and as Markdown."""
+    Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+    write_csv(frame, csv)
     shown = frame.astype(object).where(frame.notna(), "")  # blank cells, not "nan"
     Path(markdown).write_text(shown.to_markdown(index=False) + "\n")
 
@@ -189,7 +191,8 @@ def _save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
 
 
 def grid_frame(evaluations: list[Evaluation], metric: str) -> pd.DataFrame:
-    """Long table: layer, timestep_index, in-domain and out-of-domain mean of `metric`."""
+    """Long table: layer, timestep_index, in-domain and out-of-domain mean of `metric` (and the
+    out-of-domain sample std) over the tap's `seeds`."""
     rows = []
     for evaluation in evaluations:
         layer, timestep = parse_tap(evaluation.tap)
@@ -199,8 +202,23 @@ def grid_frame(evaluations: list[Evaluation], metric: str) -> pd.DataFrame:
             "in_domain": in_domain_mean(evaluation, metric),
             "out_of_domain": evaluation.metrics[metric].mean,
             "out_of_domain_std": evaluation.metrics[metric].std,
+            "seeds": len(evaluation.per_seed),
         })
     return pd.DataFrame(rows).sort_values(["layer", "timestep_index"]).reset_index(drop=True)
+
+
+def cell_text(value: float, decimals: int = 1) -> str:
+    """A figure's number as the CSVs hold it, rounded half up to `decimals` ("42.5", "17.5",
+    "66.7"; a whole number without ".0": "45"). Python's and matplotlib's own formatting round
+    half to even, which would print 42.5 as "42" beside a CSV saying 42.5."""
+    text = str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
+    return text[:-2] if decimals == 1 and text.endswith(".0") else text
+
+
+def seeds_text(counts: list[int] | pd.Series) -> str:
+    """"3 seeds", "1 seed" or "1-3 seeds" for the seed counts of the runs a figure shows."""
+    low, high = int(min(counts)), int(max(counts))
+    return f"{low} seed" if high == 1 else f"{low}-{high} seeds" if low != high else f"{low} seeds"
 
 
 def text_colour(image: Any, value: float) -> str:
@@ -221,7 +239,8 @@ GRID_PANELS = (
 
 def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path, title: str = "") -> list[str]:
     """Fig. 5: per evaluation (in-domain, out-of-domain) a layer x timestep heatmap of the metric
-    and, under it, the best-over-layers metric per timestep.
+    (both on one colour range; the title names the seeds) and, under it, the best-over-layers
+    metric per timestep.
 
     A panel without a single value (in-domain, when the runs had no validation set) is left
     out rather than drawn blank, and the title says why.
@@ -237,10 +256,13 @@ def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path
                          f"({', '.join(notes)}; {len(frame)} taps).")
     fig, axes = plt.subplots(2, len(drawn), figsize=(5 * len(drawn), 6.5), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1.4]})
+    # one colour range for both panels: the same colour is the same accuracy left and right
+    values = frame[[key for key, *_ in drawn]].to_numpy(dtype=float)
+    vmin, vmax = np.nanmin(values), np.nanmax(values)
     for col, (key, _, name, _) in enumerate(drawn):
         grid = frame.pivot(index="layer", columns="timestep_index", values=key)  # [layers, timesteps]
         ax = axes[0, col]
-        image = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
+        image = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower", vmin=vmin, vmax=vmax)
         ax.set_xticks(range(grid.shape[1]), grid.columns)
         ax.set_yticks(range(grid.shape[0]), grid.index)
         ax.set_xlabel("timestep index (0 = noisiest)")
@@ -248,7 +270,7 @@ def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path
         ax.set_title(name, fontsize=10)
         for (i, j), value in np.ndenumerate(grid.to_numpy()):
             if np.isfinite(value):  # a tap without a value stays a blank cell, not "nan"
-                ax.text(j, i, f"{value:.0f}", ha="center", va="center", color=text_colour(image, value), fontsize=8)
+                ax.text(j, i, cell_text(value), ha="center", va="center", color=text_colour(image, value), fontsize=8)
         fig.colorbar(image, ax=ax, label=METRIC_LABELS[metric])
         best = grid.max(axis=0)
         line = axes[1, col]
@@ -258,6 +280,7 @@ def plot_grid(frame: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path
         line.set_ylabel("best over layers")
         line.grid(alpha=0.3)
     heading = title or f"Layer x timestep grid: {METRIC_LABELS[metric]}"
+    heading += f"\neach cell one tap (layer, timestep), mean over {seeds_text(frame['seeds'])}"
     # notes wrapped to the figure's width: one panel is 5 inches, about 60 characters at 10 pt
     wrapped = [line for note in notes for line in textwrap.wrap(note, 60 * len(drawn))]
     fig.suptitle("\n".join([heading, *wrapped]), fontsize=10 if notes else None)
@@ -321,10 +344,14 @@ def frequency_rho(matrices: dict[str, pd.DataFrame]) -> dict[str, float]:
     }
 
 
+# Domain names up to this many characters show whole in a matrix's ticks (longer: cut with "…").
+NAME_WIDTH = 28
+
+
 def _heatmap(ax: plt.Axes, matrix: pd.DataFrame, title: str, cmap: str, vmin: float, vmax: float) -> None:
     values = matrix.to_numpy(dtype=float)
     image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
-    short = [shorten(d, 18) for d in matrix.columns]
+    short = [shorten(d, NAME_WIDTH) for d in matrix.columns]
     ax.set_xticks(range(len(short)), short, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(short)), short, fontsize=8)
     ax.set_xlabel("test domain")
@@ -332,14 +359,31 @@ def _heatmap(ax: plt.Axes, matrix: pd.DataFrame, title: str, cmap: str, vmin: fl
     ax.set_title(title, fontsize=10)
     for (i, j), value in np.ndenumerate(values):
         if np.isfinite(value):
-            ax.text(j, i, f"{value:.0f}" if abs(value) >= 1.5 else f"{value:.2f}", ha="center", va="center", fontsize=8)
+            # correlations (a colour range within [-1, 1]) with two decimals, percentages with one
+            text = cell_text(value, 2 if vmax - vmin <= 2 else 1)
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=text_colour(image, value))
     plt.colorbar(image, ax=ax, fraction=0.046)
 
 
-def plot_matrix(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str | Path) -> None:
-    """Fig. 4: domain-to-domain top-1 accuracy (diagonal: in-domain held-out clips)."""
-    fig, ax = plt.subplots(figsize=(6, 5))
-    _heatmap(ax, matrices["accuracy"], "Top-1 accuracy (%): train on row, test on column", "Blues", 0, 100)
+def runs_note(evaluations: list[Evaluation]) -> str:
+    """What a matrix figure shows, for its title: the taps and seeds of its runs."""
+    taps = sorted({e.tap for e in evaluations})
+    return f"{', '.join(taps)}, mean over {seeds_text([len(e.per_seed) for e in evaluations])}"
+
+
+def _matrix_size(matrix: pd.DataFrame, panels: int = 1) -> tuple[float, float]:
+    """Figure inches for `panels` heatmaps of `matrix`: wide and tall enough for its names' ticks."""
+    longest = max((len(shorten(d, NAME_WIDTH)) for d in matrix.columns), default=4)
+    side = max(4.0, 0.8 * len(matrix)) + 0.07 * longest  # ~0.07 in per 8 pt character, rotated 30 deg
+    return panels * (side + 1.2), side + 0.6
+
+
+def plot_matrix(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str | Path, about: str = "") -> None:
+    """Fig. 4: domain-to-domain top-1 accuracy (diagonal: in-domain held-out clips); `about`
+    (`runs_note`) names the tap and seeds under the title."""
+    fig, ax = plt.subplots(figsize=_matrix_size(matrices["accuracy"]))
+    title = "Top-1 accuracy (%): train on row, test on column"
+    _heatmap(ax, matrices["accuracy"], f"{title}\n{about}" if about else title, "Blues", 0, 100)
     fig.tight_layout()
     _save(fig, png, pdf)
 
@@ -428,11 +472,26 @@ def write_frequency(matrices: dict[str, pd.DataFrame], rho: dict[str, float], fo
     return f"wrote {png} and {pdf.name} ({rho['pairs']} domain pairs)"
 
 
-def plot_baseline(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str | Path) -> None:
-    """Fig. S15 (most-frequent-class accuracy) and S16 (the model's gain over it)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    _heatmap(left, matrices["baseline"], "Most frequent training class: accuracy (%)", "Greys", 0, 100)
-    _heatmap(right, matrices["gain"], "Gain over most frequent class (points)", "RdBu", -100, 100)
+def constant_baseline(matrices: dict[str, pd.DataFrame]) -> float | None:
+    """The most-frequent-class accuracy when it is the same on every tested pair (e.g. 25% on
+    the demo, whose 4 actions are equally frequent everywhere), else None."""
+    values = pd.unique(matrices["baseline"].stack().dropna().round(6))
+    return float(values[0]) if len(values) == 1 else None
+
+
+def plot_baseline(matrices: dict[str, pd.DataFrame], png: str | Path, pdf: str | Path, about: str = "") -> None:
+    """Fig. S15 (most-frequent-class accuracy) and S16 (the model's gain over it). When the
+    baseline is one number on every pair, its panel would say nothing: only the gain is drawn,
+    and the title gives that number."""
+    same = constant_baseline(matrices)
+    gain = "Gain over most frequent class (points)"
+    if same is not None:
+        gain += f"\nmost frequent class: {cell_text(same)}% on every pair (its panel left out)"
+    fig, axes = plt.subplots(1, 1 if same is not None else 2, figsize=_matrix_size(matrices["gain"], 1 if same is not None else 2),
+                             squeeze=False)
+    if same is None:
+        _heatmap(axes[0, 0], matrices["baseline"], "Most frequent training class: accuracy (%)", "Greys", 0, 100)
+    _heatmap(axes[0, -1], matrices["gain"], f"{gain}\n{about}" if about else gain, "RdBu", -100, 100)
     fig.tight_layout()
     _save(fig, png, pdf)
 
@@ -461,7 +520,8 @@ def matrix_long(matrices: dict[str, pd.DataFrame], rho: dict[str, float]) -> pd.
 
 
 def write_extraction_report(store: str | Path, failures: str | Path, settings_csv: str | Path, failures_csv: str | Path) -> None:
-    """The store's extraction settings as a key/value CSV, and its failure table as is."""
+    """The store's extraction settings as a key/value CSV, and its failure table as is; each with
+    its HTML page next to it."""
     zarr_json = json.loads((Path(store) / "zarr.json").read_text())
     attrs = zarr_json.get("attributes", {})
     rows = [{"key": "settings_hash", "value": attrs.get("settings_hash", "")},
@@ -473,7 +533,8 @@ def write_extraction_report(store: str | Path, failures: str | Path, settings_cs
             continue
         for key, value in sorted(values.items()):
             rows.append({"key": f"{block}.{key}", "value": json.dumps(value)})
-    for path in (settings_csv, failures_csv):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(settings_csv, index=False)
+    write_csv(pd.DataFrame(rows), settings_csv, title=f"extraction settings of store {attrs.get('settings_hash', '')}")
+    Path(failures_csv).parent.mkdir(parents=True, exist_ok=True)
     Path(failures_csv).write_text(Path(failures).read_text())
+    table = pd.read_csv(failures_csv, dtype=str, keep_default_na=False, na_values=[""])
+    html_path(failures_csv).write_text(table_page(table, "videos that could not be extracted"))

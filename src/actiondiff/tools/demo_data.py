@@ -106,16 +106,43 @@ def render_clip(
     return frames
 
 
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """[h, w, 3] uint8 RGB (h, w even) -> [h * 3 / 2, w] uint8 yuv420p planes (Y, then U, then V),
+    BT.601 limited range in integer arithmetic, chroma averaged over 2 x 2 pixels.
+
+    Done here rather than by FFmpeg's swscale, whose SIMD conversions round by CPU and by the
+    input's memory alignment: the demo's videos differed between runs and machines.
+    """
+    if frame.shape[0] % 2 or frame.shape[1] % 2:
+        raise ValueError(f"Expected frames of even height and width for yuv420p, but got {frame.shape[:2]}.")
+    r, g, b = (frame[..., c].astype(np.int32) for c in range(3))
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+    v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+    h, w = y.shape
+    half = [(c.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) + 2) // 4 for c in (u, v)]  # [h / 2, w / 2] each
+    return np.concatenate([y.ravel(), half[0].ravel(), half[1].ravel()]).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 24) -> None:
-    """Write [n, h, w, 3] uint8 frames as an H.264 mp4 (yuv420p), deterministically."""
+    """Write [n, h, w, 3] uint8 frames as a lossless H.264 mp4 (yuv420p): decoded, the same pixels
+    on every run and CPU."""
     with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        # Lossless (qp 0): a decoder gets back exactly the frames given, whatever choices x264
+        # makes. Lossy (crf 18), one clip of 32 still decoded to other pixels in one of two runs
+        # on a busy machine, although x264 ran on one thread with the same input and options.
+        # One thread, no frame or slice threads and explicit timestamps keep the bytes stable too.
+        options = {"threads": "1", "preset": "veryfast", "qp": "0",
+                   "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"}
+        stream = container.add_stream("libx264", rate=fps, options=options)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        # One thread and fixed options: libx264's output is then the same bytes on every run.
-        stream.codec_context.options = {"threads": "1", "preset": "veryfast", "crf": "18"}
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
+        for index, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(array), format="yuv420p")
+            frame.pts = index
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

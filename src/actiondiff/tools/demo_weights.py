@@ -13,6 +13,8 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 from actiondiff.plan import DEMO_WEIGHTS, demo_weight_paths, used_backbones
 from actiondiff.settings import WeightsSettings, from_dict
+from actiondiff.tools.cpu_kernels import kernel_mode, portable_env
 
 
 def to_be_built(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Path]:
@@ -48,22 +51,40 @@ def staged_demo_weights(staging: Path, backbone: str) -> Path:
     diffusers config records its version), so a changed generator never hashes stale bytes. Built in a private folder and renamed into place: concurrent Snakemake processes
     (each job re-reads the workflow) never see a half-written copy.
     """
-    from actiondiff.tools import demo_data, tiny_weights
+    from actiondiff.tools import demo_data, tiny_weights  # their code names the staged copy
 
     code = b"".join(Path(m.__file__).read_bytes() for m in (tiny_weights, demo_data))
     libraries = " ".join(_version(name) for name in ("torch", "diffusers", "open_clip_torch", "transformers", "safetensors"))
-    version = hashlib.sha256(code + libraries.encode()).hexdigest()[:12]
+    version = hashlib.sha256(f"{code!r} {libraries} kernels={kernel_mode()}".encode()).hexdigest()[:12]
     folder = staging / version / backbone
     if not (folder / ".complete").exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
         private = Path(tempfile.mkdtemp(prefix=f".{backbone}-", dir=folder.parent))
-        tiny_weights.make_tiny_weights(private, backbones=(backbone,))
+        _build_tiny_weights(private, backbone)
         (private / ".complete").write_text("")
         try:
             os.rename(private, folder)
         except OSError:  # another process finished first: its copy has the same bytes
             shutil.rmtree(private, ignore_errors=True)
     return folder
+
+
+def _build_tiny_weights(folder: Path, backbone: str) -> None:
+    """The tiny weights of `backbone` written into `folder`, by the CPU kernels the jobs run: with
+    the portable ones (tools/cpu_kernels.py) in a process started with them, as rule
+    make_tiny_weights builds them (their VAE calibration runs the model), so both get the same bytes."""
+    if kernel_mode() != "portable":
+        from actiondiff.tools.tiny_weights import make_tiny_weights
+
+        make_tiny_weights(folder, backbones=(backbone,))
+        return
+    command = [sys.executable, "-m", "actiondiff", "make-tiny-weights", "--out", str(folder), "--backbone", backbone]
+    result = subprocess.run(command, env={**os.environ, **portable_env()}, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"Expected `{' '.join(command[2:])}` to build the demo's weights, but it exited "
+            f"{result.returncode}:\n{result.stderr[-2000:]}"
+        )
 
 
 def _version(package: str) -> str:
