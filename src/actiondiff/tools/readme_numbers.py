@@ -8,7 +8,9 @@ domain, mean +- sample std over seeds, each seed's value), the predict example (
 held-out clips the seed-0 head of the paper's setting puts first, by `actiondiff predict` on the
 video files) and, after `TIMING`, how long the demo took on which CPU. `--check` compares
 everything before `TIMING` as text: timing depends on the machine, the numbers must not (the
-jobs run the portable CPU kernels, tools/cpu_kernels.py). `--write` also copies the demo's
+jobs run the portable CPU kernels, tools/cpu_kernels.py). Where the README also has the
+`TAPS_START` / `TAPS_END` markers, the `aggregate` experiment's taps table (the learned mixing
+beside single taps) is written and checked between them. `--write` also copies the demo's
 figures to docs/.
 """
 
@@ -37,10 +39,17 @@ from actiondiff.tools.cpu_kernels import ENV_VAR, kernel_env
 START = "<!-- demo-numbers:start: written by `python -m actiondiff.tools.readme_numbers --run --write`; edit that, not this -->"
 TIMING = "<!-- demo-numbers:timing (machine-dependent, not checked) -->"
 END = "<!-- demo-numbers:end -->"
+# The learned-mixing comparison (README "Which tap?"): the `aggregate` experiment's taps table,
+# written and checked where the README has these markers.
+TAPS_START = "<!-- demo-taps:start: written by `python -m actiondiff.tools.readme_numbers --run --write`; edit that, not this -->"
+TAPS_END = "<!-- demo-taps:end -->"
+TAPS_EXPERIMENT = "aggregate"
 # The workflow's files a demo run needs (as tests/workflow_copy.py copies them).
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "envs")
 # The README's figures, from the default demo's run: docs/<name> <- results/figures/<dataset>/<path>.
-FIGURES = {"demo_per_domain_accuracy.png": "actiondiff/per_domain_accuracy.png", "demo_grid.png": "grid/grid.png"}
+# A pattern takes its first match in name order (the timelines: one PNG per held-out clip).
+FIGURES = {"demo_per_domain_accuracy.png": "actiondiff/per_domain_accuracy.png", "demo_grid.png": "grid/grid.png",
+           "demo_mixing.png": "aggregate/mixing.png", "demo_timeline.png": "actiondiff/timelines/*.png"}
 HEAD_ORDER = {"transformer": 0, "mlp": 1, "linear": 2}
 EXAMPLE_EXPERIMENT = "actiondiff"  # the paper's setting: its seed-0 head is the predict example
 
@@ -194,43 +203,72 @@ def block(workdir: Path, dataset: str, timing: Timing | None) -> str:
     return "\n".join(lines)
 
 
+def taps_block(workdir: Path, dataset: str) -> str:
+    """The README's taps block (markers included): the `aggregate` experiment's taps table as written."""
+    path = workdir / "results" / "tables" / dataset / TAPS_EXPERIMENT / "taps.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"Expected the `{TAPS_EXPERIMENT}` experiment's table {path} (the README has the "
+                                f"demo-taps markers), but the run has none.")
+    return "\n".join([TAPS_START, path.read_text().strip(), TAPS_END])
+
+
+def blocks(readme: str, workdir: Path, dataset: str, timing: Timing | None) -> dict[tuple[str, str], str]:
+    """{(start, end) markers: new block} for every generated block `readme` has markers for."""
+    out = {(START, END): block(workdir, dataset, timing)}
+    if TAPS_START in readme:
+        out[(TAPS_START, TAPS_END)] = taps_block(workdir, dataset)
+    return out
+
+
 def checked_part(text: str) -> str:
     """The part of a block that `--check` compares: everything before `TIMING`."""
     return text.split(TIMING, 1)[0].strip()
 
 
-def readme_block(readme: str, path: Path) -> tuple[int, int]:
-    """Start and end offsets of the block in `readme` (markers included).
+def readme_block(readme: str, path: Path, markers: tuple[str, str] = (START, END)) -> tuple[int, int]:
+    """Start and end offsets of the block between `markers` in `readme` (markers included).
 
     Raises:
         ValueError: the markers are missing or out of order, naming the README.
     """
-    start, end = readme.find(START), readme.find(END)
+    start, end = readme.find(markers[0]), readme.find(markers[1])
     if start < 0 or end < start:
-        raise ValueError(f"Expected the demo-numbers markers (`{START[:30]}...` then `{END}`) in {path}, but they are "
-                         f"missing or out of order.")
-    return start, end + len(END)
+        name = markers[1].removeprefix("<!-- ").removesuffix(":end -->")
+        raise ValueError(f"Expected the {name} markers (`{markers[0][:30]}...` then `{markers[1]}`) in {path}, "
+                         f"but they are missing or out of order.")
+    return start, end + len(markers[1])
 
 
-def write(readme_path: Path, new: str, figures_from: Path) -> list[str]:
-    """Replace the README's block with `new` and copy the run's figures to docs/; returns the
-    figures copied (a run without the grid experiment has no grid figure)."""
+def write(readme_path: Path, new: dict[tuple[str, str], str], figures_from: Path) -> list[str]:
+    """Replace the README's blocks with `new` ({markers: block}) and copy the run's figures to
+    docs/; returns the figures copied (a run without the grid experiment has no grid figure)."""
     readme = readme_path.read_text()
-    start, end = readme_block(readme, readme_path)
-    readme_path.write_text(readme[:start] + new + readme[end:])
+    for markers, text in new.items():
+        start, end = readme_block(readme, readme_path, markers)
+        readme = readme[:start] + text + readme[end:]
+    readme_path.write_text(readme)
     copied = []
-    for name, source in FIGURES.items():
-        if (figures_from / source).is_file():
-            shutil.copy(figures_from / source, readme_path.parent / "docs" / name)
+    for name, pattern in FIGURES.items():
+        matches = sorted(figures_from.glob(pattern))
+        if matches and matches[0].is_file():
+            shutil.copy(matches[0], readme_path.parent / "docs" / name)
             copied.append(name)
     return copied
 
 
-def check(readme_path: Path, new: str) -> list[str]:
-    """The checked lines where the README differs from `new` ("README: ..." / "run: ..."), empty when equal."""
+def check(readme_path: Path, new: dict[tuple[str, str], str]) -> list[str]:
+    """The checked lines where the README's blocks differ from `new` ({markers: block})
+    ("README: ..." / "run: ..."), empty when equal."""
     readme = readme_path.read_text()
-    start, end = readme_block(readme, readme_path)
-    old_lines, new_lines = checked_part(readme[start:end]).splitlines(), checked_part(new).splitlines()
+    differences = []
+    for markers, text in new.items():
+        start, end = readme_block(readme, readme_path, markers)
+        differences += _line_differences(checked_part(readme[start:end]), checked_part(text))
+    return differences
+
+
+def _line_differences(old_text: str, new_text: str) -> list[str]:
+    old_lines, new_lines = old_text.splitlines(), new_text.splitlines()
     differences = []
     for index in range(max(len(old_lines), len(new_lines))):
         old = old_lines[index] if index < len(old_lines) else "(none)"
@@ -260,11 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         copy_workflow(readme.parent, workdir)
         timing = run_demo(workdir, args.cores)
         print(timing.line())
-    new = block(workdir, args.dataset, timing)
+    new = blocks(readme.read_text(), workdir, args.dataset, timing)
     if args.write:
         copied = write(readme, new, workdir / "results" / "figures" / args.dataset)
         left = [f"{name} (no {FIGURES[name]} in the run)" for name in FIGURES if name not in copied]
-        print(f"wrote the demo block of {readme} and docs/{', docs/'.join(copied)} from {workdir}"
+        print(f"wrote the demo blocks of {readme} and docs/{', docs/'.join(copied)} from {workdir}"
               + (f"; not copied: {', '.join(left)}" if left else ""))
         return 0
     differences = check(readme, new)
