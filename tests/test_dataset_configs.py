@@ -53,8 +53,9 @@ GRID = 13 * 7
 EXPECTED = {
     "animal_kingdom": (animal_kingdom, 7, {
         # full, full_sdv2, unseen, unseen_sdv2, head_mlp, head_linear, loss_ce, conditioning_none,
-        # window_10/16/21 (11) + layers (3) + grid (13 x 7) + species matrix (9 groups)
-        "train_head": 11 + 3 + GRID + 9,
+        # window_10/16/21 (11) + layers (3) + grid (13 x 7) + aggregate (1) + species matrix (9 groups)
+        "train_head": 11 + 3 + GRID + 1 + 9,
+        "compare_taps": 1,  # aggregate vs the grid's taps
         "make_results_table": 2,  # ak_full, ak_unseen_species
         "make_ablation_table": 1,
         "plot_grid": 1,
