@@ -6,6 +6,7 @@ must be byte-identical to that of an uninterrupted run, and the rerun must extra
 videos the killed job had not committed.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -259,3 +260,92 @@ def test_shared_pass_killed_then_rerun_gives_the_bytes_of_separate_jobs(demo, re
         assert len(summary[name]["extracted"]) == 16 - len(before[name])
     assert pack(demo, root / "w4", root / "w4.zarr") == reference["digest"]
     assert pack(demo, root / "w3", root / "w3.zarr") == w3_digest
+
+
+# --- issue 27 through Snakemake: a share group's jobs shard the union of its sets' videos ---
+
+# Two sets that share one pass per video (windows 4 and 3); `w3` reads only two domains (16 of
+# the 32 videos), so the union's shards (12 videos each) are not those of either set alone.
+SHARED_CONFIG = {
+    **REPAIR_CONFIG,
+    "shard_size": 12,
+    "feature_sets": {"paper": {}, "w3": {"decode": {"window": 3}}},
+    "experiments": {
+        "actiondiff": {"feature_set": "paper", "taps": ["L09_T20"]},
+        "windows": {"feature_set": "w3", "taps": ["L09_T20"],
+                    "protocol": {"train_domains": ["red_square_flat"], "test_domains": ["green_disc_noise"]}},
+    },
+}
+
+
+def store_digest(store: Path) -> str:
+    """`tree_digest` of a store folder, leaving out Snakemake's folder marker (an empty file the
+    workflow adds to a directory output)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in store.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"):
+        digest.update(str(file.relative_to(store)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def separate_store(work: Path, entry: dict, tmp: Path) -> str:
+    """The digest of the store of one set of an `extract-shared --sets` entry, extracted alone
+    from the workflow's manifest of that set, as extract_features runs it (its own process, one
+    thread as Snakemake gives a one-thread job: the thread count changes CPU rounding)."""
+    manifest, cache, store = entry["manifest"], tmp / entry["name"], tmp / f"{entry['name']}.zarr"
+    for command in (
+        ["extract", "--manifest", manifest, "--out", str(cache), "--settings-hash", entry["settings_hash"],
+         "--settings", json.dumps(entry["settings"])],
+        ["pack", "--cache", str(cache), "--manifest", manifest, "--out", str(store)],
+    ):
+        result = subprocess.run([sys.executable, "-m", "actiondiff", *command], cwd=work, env=environment(),
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return tree_digest(store)
+
+
+def test_workflow_shares_one_pass_per_video_and_repairs_one_set_of_a_group(tmp_path):
+    # ~2 min: the two stores through extract_shared, separate extractions to compare, one
+    # failing repack, one repairing rerun, one dry run.
+    work = copy_workflow(tmp_path / "work", {**default_config(), **SHARED_CONFIG})
+    plan = snakemake(work, "-n")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    stores = sorted(set(re.findall(r"results/stores/demo/[0-9a-f]{12}\.zarr", plan.stdout + plan.stderr)))
+    first = snakemake(work, *stores)
+    assert first.returncode == 0, first.stderr[-3000:]
+    output = first.stdout + first.stderr
+    assert "rule extract_features:" not in output and output.count("rule extract_shared:") == 3  # 32 videos / 12
+    (sets,) = set(re.findall(r"extract-shared --sets '(.*?)' --shard", output))
+    entries = {e["name"]: e for e in json.loads(sets)["sets"]}
+    # Each set's store is byte-identical to that of its own extraction pass.
+    reference = {name: separate_store(work, entry, tmp_path / "separate") for name, entry in entries.items()}
+    for name in entries:
+        assert store_digest(work / f"results/stores/demo/{name}.zarr") == reference[name]
+    w3 = next(name for name, e in entries.items() if e["settings"]["decode"]["window"] == 3)
+
+    # One committed video of `w3` damaged: its repack fails naming the union's shard that holds it.
+    cache = work / "results" / "features" / "demo" / w3
+    marker = sorted((cache / "videos").glob("*.done"))[-1]
+    video_id = json.loads(marker.read_text())["video_id"]
+    data = marker.with_suffix(".npz")
+    data.write_bytes(data.read_bytes()[:-1] + bytes([data.read_bytes()[-1] ^ 0xFF]))
+    union = sorted(json.loads(m.read_text())["video_id"] for m in work.glob("results/features/demo/*/videos/*.done"))
+    shard = sorted(set(union)).index(video_id) // 12
+    target = f"results/stores/demo/{w3}.zarr"
+    failed = snakemake(work, target, "--forcerun", "pack_store")
+    assert failed.returncode != 0 and "Error in rule verify_features" in failed.stderr
+    log = (work / "logs" / "verify_features" / "demo" / f"{w3}.log").read_text()
+    assert f"UNACCOUNTED {video_id} (shard {shard}): its features do not match their checksum (damaged)" in log
+    assert f"removed the summaries of shards [{shard}]" in log
+
+    # The rerun redoes that shard's job: only that (video, set) is extracted, the store's bytes return.
+    rerun = snakemake(work, target, "--forcerun", "pack_store")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    group = next((work / "logs" / "extract_shared" / "demo").iterdir())
+    lines = (group / f"{shard}.log").read_text().splitlines()
+    assert any(line.startswith(f"{w3}: ") and "(1 extracted," in line for line in lines)
+    assert any(line.startswith(next(n for n in entries if n != w3)) and "(0 extracted," in line for line in lines)
+    assert store_digest(work / target) == reference[w3]
+    # The other set skipped that shard: its store is not repacked (its shard summaries are ancient).
+    dry = snakemake(work, "-n", *stores)
+    assert "Nothing to be done" in dry.stdout + dry.stderr

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from test_svd_extractor import write_video
@@ -149,6 +150,17 @@ def test_plan_groups_the_sets_that_may_share(tiny_weights):
     assert share_groups(feature_sets(config)) == [["paper"], ["float32"], ["half"]]
 
 
+def test_the_workflow_extracts_groups_of_two_or_more_hashes_together(tiny_weights):
+    from actiondiff.plan import shared_extraction_groups
+
+    sets = tiny_sets("animal_kingdom", tiny_weights)
+    ((group, hashes),) = shared_extraction_groups(sets).items()  # one group id: its members' hashes
+    assert hashes == [fs.settings_hash for fs in sets.values()] and len(group) == 12
+    assert shared_extraction_groups({"paper": sets["paper"], "sdv2": sets["sdv2"]}).keys() != {group}
+    # a lone set, or two names of one identity, keep extract_features
+    assert shared_extraction_groups({"paper": sets["paper"], "again": sets["paper"]}) == {}
+
+
 def test_extract_shared_refuses_one_video_under_two_paths(tmp_path, caplog):
     from actiondiff.cli import main
 
@@ -159,3 +171,20 @@ def test_extract_shared_refuses_one_video_under_two_paths(tmp_path, caplog):
         sets.append({"name": name, "manifest": str(manifest), "out": str(tmp_path / name), "settings": {}})
     assert main(["extract-shared", "--sets", json.dumps({"sets": sets})]) == 2
     assert "Expected video 'one' to have one path in every manifest of --sets" in caplog.text
+
+
+def test_verify_maps_a_set_s_videos_to_the_shards_of_its_group_s_union(tmp_path):
+    """verify-features --shard-manifests: the shards cut the id-sorted union of the group's
+    videos (as extract_shared's jobs do), so a set's unaccounted video reopens the right job."""
+    from actiondiff.cli import _shards_of
+    from actiondiff.io.manifest import read_manifest
+
+    paths = {}
+    for name, ids in (("a", ["v0", "v1", "v2", "v3", "v4"]), ("b", ["v7", "v3", "v6", "v4", "v5"])):
+        paths[name] = tmp_path / f"{name}.csv"
+        pd.DataFrame({"video_id": ids, "path": ids, "labels": "x", "domain": "d", "split": "train"}).to_csv(paths[name], index=False)
+    b = read_manifest(paths["b"])
+    assert _shards_of(b, [paths["a"], paths["b"]], 3) == {"v3": 1, "v4": 1, "v5": 1, "v6": 2, "v7": 2}
+    assert _shards_of(b, [paths["b"]], 3) == {"v3": 0, "v4": 0, "v5": 0, "v6": 1, "v7": 1}  # a lone set
+    with pytest.raises(ValueError, match=r"to be in one of --shard-manifests .*, but 3 are not: v5, v6, v7"):
+        _shards_of(b, [paths["a"]], 3)

@@ -427,18 +427,41 @@ def _first(reasons: dict[str, str], count: int = 10) -> str:
     return shown + (f"; and {len(reasons) - count} more" if len(reasons) > count else "")
 
 
+def _shards_of(manifest: Any, shard_manifests: list[str], shard_size: int) -> dict[str, int]:
+    """{video_id: shard} of the videos of `manifest`, the shards cutting the id-sorted union of
+    the videos of `shard_manifests` (one manifest: `extract-features`; a share group's:
+    `extract-shared`).
+
+    Raises:
+        ValueError: a video of `manifest` that none of `shard_manifests` holds.
+    """
+    import pandas as pd
+
+    from actiondiff.io.manifest import num_shards, read_manifest, shard_ids
+
+    union = pd.DataFrame({"video_id": sorted({v for m in shard_manifests for v in read_manifest(m).video_id})})
+    own = set(manifest.video_id)
+    if own - set(union.video_id):
+        raise ValueError(
+            f"Expected every video of --manifest to be in one of --shard-manifests {shard_manifests}, but "
+            f"{len(own - set(union.video_id))} are not: {', '.join(sorted(own - set(union.video_id))[:5])}."
+        )
+    count = num_shards(union, shard_size)
+    return {v: i for i in range(count) for v in shard_ids(union, i, shard_size) if v in own}
+
+
 def cmd_verify_features(args: argparse.Namespace) -> int:
     """Before packing: every manifest video committed intact or recorded as failed. Otherwise
     set damaged videos aside, remove the summaries of the shards holding the unaccounted
     videos (so the next run re-extracts exactly those videos) and fail, naming them."""
     from actiondiff.features.backbones import feature_hash
-    from actiondiff.io.manifest import num_shards, read_manifest, shard_ids
+    from actiondiff.io.manifest import read_manifest
     from actiondiff.store.cache import FeatureCache
 
     identity = json.loads((Path(args.cache) / "settings.json").read_text())
     cache = FeatureCache(args.cache, feature_hash(identity, f"{args.cache}/settings.json"))
     manifest = read_manifest(args.manifest)
-    shard_of = {v: i for i in range(num_shards(manifest, args.shard_size)) for v in shard_ids(manifest, i, args.shard_size)}
+    shard_of = _shards_of(manifest, args.shard_manifests or [args.manifest], args.shard_size)
     problems = cache.unaccounted(sorted(shard_of), check_data=True)
     for video_id in sorted(problems):
         if cache.is_committed(video_id):  # damaged: uncommit it so that extraction redoes it
@@ -448,7 +471,9 @@ def cmd_verify_features(args: argparse.Namespace) -> int:
     unreadable = []
     for shard, path in sorted(summaries.items()):
         try:
-            json.loads(path.read_text())["extracted"]
+            summary = json.loads(path.read_text())
+            # an extract-shared summary holds one entry per set, named (by the workflow) by its hash
+            (summary if "extracted" in summary else summary[cache.settings_hash])["extracted"]
         except (OSError, ValueError, KeyError, TypeError):
             unreadable.append(shard)  # e.g. a 0-byte summary of an older, non-atomic writer
     incomplete = sorted({shard_of[v] for v in problems} | set(unreadable))
@@ -953,6 +978,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--shard-size", type=int, required=True, help="videos per shard, as extraction used")
     p.add_argument("--shards", nargs="*", help="the shards' summary JSONs (<shard>.json): removed for shards to redo")
+    p.add_argument("--shard-manifests", nargs="+", metavar="MANIFEST",
+                   help="the manifests whose id-sorted union the shards cut, when one `extract-shared` job per shard "
+                   "extracted several sets (its summaries hold one entry per set, keyed by the set's hash); default: --manifest")
     p.add_argument("--out", required=True, help="JSON of the counts, written when every video is accounted for")
 
     p = add("pack-store", cmd_pack, "pack committed per-video features into a Zarr store", settings=False, aliases=("pack",))

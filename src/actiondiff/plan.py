@@ -600,3 +600,20 @@ def share_groups(sets: dict[str, FeatureSet]) -> list[list[str]]:
         key = share_key(fs.backbone, fs.decode, fs.extract, fs.weights)
         groups.setdefault(("alone", name) if key is None else key, []).append(name)
     return list(groups.values())
+
+
+def shared_extraction_groups(sets: dict[str, FeatureSet]) -> dict[str, list[str]]:
+    """{group id: settings hashes} of the `share_groups` of two or more distinct hashes: the
+    workflow extracts each such group with `extract_shared` jobs over the union of its sets'
+    videos, and every other set alone with `extract_features` jobs (today's files and names).
+
+    The group id is the first 12 hex digits of the SHA-256 of its sorted hashes: it names the
+    shard summaries (`results/features/<dataset>/shared/<id>/shards/`), so a config that adds
+    or drops a member plans new shard jobs, which skip every (video, set) already committed.
+    """
+    groups = {}
+    for names in share_groups(sets):
+        hashes = list(dict.fromkeys(sets[name].settings_hash for name in names))  # one cache per identity
+        if len(hashes) > 1:
+            groups[hashlib.sha256("+".join(sorted(hashes)).encode()).hexdigest()[:12]] = hashes
+    return groups

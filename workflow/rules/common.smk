@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
 from snakemake.utils import validate
 
 from actiondiff.plan import (
@@ -19,6 +20,7 @@ from actiondiff.plan import (
     feature_sets,
     manifest_is_current,
     parse_experiments,
+    shared_extraction_groups,
 )
 from actiondiff.io.manifest import num_shards, read_manifest
 from actiondiff.settings import ALL_TAPS
@@ -44,6 +46,11 @@ EXPERIMENTS = parse_experiments(config, FEATURE_SETS)
 BY_HASH = {fs.settings_hash: fs for fs in FEATURE_SETS.values()}
 USED_SETS = sorted({e.feature_set.name for e in EXPERIMENTS.values()})
 DATASET = config["dataset"]["name"]
+# Used sets that share one pass per video (plan.share_groups): {group id: their hashes}. Each
+# group's extract_shared jobs shard the union of its sets' videos; every other set keeps its own
+# extract_features jobs. Every set keeps its own cache, verify and store either way.
+SHARED = shared_extraction_groups({name: FEATURE_SETS[name] for name in USED_SETS})
+GROUP_OF = {digest: group for group, hashes in SHARED.items() for digest in hashes}
 for warning in annotation_warnings(config["dataset"], EXPERIMENTS):
     print(f"WARNING: {warning}", file=sys.stderr)
 
@@ -67,6 +74,7 @@ RUN = "{dataset}/{experiment}/{variant}/{tap}"
 wildcard_constraints:
     dataset=r"[^/]+",
     settings_hash=r"[0-9a-f]{12}",
+    group=r"[0-9a-f]{12}",
     shard=r"\d+",
     tap=r"L\d\d_T\d\d|ALL",
     experiment=r"[A-Za-z0-9_]+",
@@ -128,15 +136,41 @@ def get_final_outputs():
     return outputs
 
 
-def get_settings_json(wildcards=None):
-    """The extraction settings blocks of one feature set (by its hash), as one JSON object."""
-    fs = BY_HASH[wildcards.settings_hash]
+def _settings(settings_hash):
+    """The extraction settings blocks of one feature set (by its hash)."""
+    fs = BY_HASH[settings_hash]
     experiment = next(e for e in EXPERIMENTS.values() if e.feature_set.name == fs.name)
     values = experiment.run_settings(config, "main")
-    return json.dumps(
-        {k: values[k] for k in ("backbone", "decode", "extraction", "weights", "device")},
-        sort_keys=True,
-    )
+    return {k: values[k] for k in ("backbone", "decode", "extraction", "weights", "device")}
+
+
+def get_settings_json(wildcards=None):
+    """The extraction settings blocks of one feature set (by its hash), as one JSON object."""
+    return json.dumps(_settings(wildcards.settings_hash), sort_keys=True)
+
+
+def get_group_manifests(wildcards):
+    """The selected videos of each feature set of one share group (checkpoint select_videos)."""
+    return [f"results/manifests/{wildcards.dataset}/{h}.csv" for h in SHARED[wildcards.group]]
+
+
+def get_group_sets_json(wildcards):
+    """`actiondiff extract-shared --sets` of one share group: per set (named by its hash) its
+    videos, its cache and its settings blocks, as extract_features hands them over one by one."""
+    sets = []
+    for digest in SHARED[wildcards.group]:
+        manifest = f"results/manifests/{wildcards.dataset}/{digest}.csv"
+        out = f"results/features/{wildcards.dataset}/{digest}"
+        sets.append(
+            {
+                "name": digest,
+                "manifest": manifest,
+                "out": out,
+                "settings": _settings(digest),
+                "settings_hash": digest,
+            }
+        )
+    return json.dumps({"sets": sets, "device": sets[0]["settings"]["device"]}, sort_keys=True)
 
 
 def get_selection_settings(wildcards):
@@ -241,10 +275,12 @@ def get_compare_inputs(wildcards):
 
 
 def get_weight_files(wildcards):
-    """The feature set's backbone weight files as inputs when they are local files (the demo's
-    are built by a rule). Ancient: their content names the feature hash (the cache and store
-    paths), so a copy with new mtimes reruns nothing and other bytes plan a new store."""
-    files = BY_HASH[wildcards.settings_hash].weight_inputs
+    """The backbone weight files of the feature set (or of every set of the share group) as
+    inputs when they are local files (the demo's are built by a rule). Ancient: their content
+    names the feature hash (the cache and store paths), so a copy with new mtimes reruns nothing
+    and other bytes plan a new store."""
+    hashes = SHARED[wildcards.group] if "group" in wildcards.keys() else [wildcards.settings_hash]
+    files = dict.fromkeys(f for h in hashes for f in BY_HASH[h].weight_inputs)
     demo = config["weights_dir"]
     return [ancient(f) for f in files if f.startswith(demo) or os.path.exists(f)]
 
@@ -259,24 +295,42 @@ def get_annotations(wildcards):
     return [f if os.path.normpath(f) == own else ancient(f) for f in files]
 
 
+def get_shard_manifests(wildcards):
+    """The manifests whose id-sorted union the feature set's extraction shards cut: its own, or
+    those of every set of its share group."""
+    group = GROUP_OF.get(wildcards.settings_hash)
+    hashes = SHARED[group] if group else [wildcards.settings_hash]
+    return [f"results/manifests/{wildcards.dataset}/{h}.csv" for h in hashes]
+
+
 def get_shard_outputs(wildcards):
-    """One done-file per shard of the feature set's videos; the count is read from that
-    checkpoint. Every experiment's protocol is first checked against the whole manifest's
-    domains (once per manifest), so a typo fails before any extraction."""
+    """One done-file per shard of the feature set's videos, or of the union of its share group's
+    videos (extract_shared); the count is read from those checkpoints. Every experiment's
+    protocol is first checked against the whole manifest's domains (once per manifest), so a
+    typo fails before any extraction."""
     full = checkpoints.build_manifest.get(dataset=wildcards.dataset).output.manifest
     if full not in _CHECKED:
         check_protocols(EXPERIMENTS, read_manifest(full), full)
         _CHECKED.add(full)
-    manifest = checkpoints.select_videos.get(
-        dataset=wildcards.dataset, settings_hash=wildcards.settings_hash
-    ).output.manifest
-    count = num_shards(read_manifest(manifest), config["shard_size"])
-    return expand(
-        "results/features/{dataset}/{settings_hash}/shards/{shard}.json",
+    group = GROUP_OF.get(wildcards.settings_hash)
+    videos = set()
+    for digest in SHARED[group] if group else [wildcards.settings_hash]:
+        manifest = checkpoints.select_videos.get(
+            dataset=wildcards.dataset, settings_hash=digest
+        ).output.manifest
+        videos.update(read_manifest(manifest).video_id)
+    count = num_shards(pd.DataFrame({"video_id": sorted(videos)}), config["shard_size"])
+    folder = f"shared/{group}" if group else wildcards.settings_hash
+    shards = expand(
+        "results/features/{dataset}/{folder}/shards/{shard}.json",
         dataset=wildcards.dataset,
-        settings_hash=wildcards.settings_hash,
+        folder=folder,
         shard=range(count),
     )
+    # A shared shard's summary is rewritten whenever one set of the group needs the shard again
+    # (verify removed it for a damaged video): the other sets only skip, so their stores (the
+    # grid's: hundreds of GB) must not be repacked for it. A missing store still packs.
+    return [ancient(shard) for shard in shards] if group else shards
 
 
 # Folders passed to the CLI come from the rule's own output (or the config), never as literal

@@ -1,5 +1,6 @@
 # Extraction: manifest -> the videos a feature set's experiments read -> sharded GPU jobs
-# committing each video atomically -> verify -> packed store.
+# committing each video atomically (extract_features; extract_shared for the sets that share one
+# pass per video) -> verify -> packed store.
 # Per-video files under results/features/ are never declared outputs: a failed or killed job
 # must not lose the videos it already committed (Snakemake deletes failed jobs' outputs).
 # verify_features runs before every pack (its output is temp, so forcing pack_store forces it):
@@ -70,9 +71,32 @@ rule extract_features:
         " > {log} 2>&1"
 
 
+# Feature sets of one share group (common.smk, SHARED): one job per shard of the union of their
+# videos (id-sorted, as extract_features shards one set's), one pass per video for the sets that
+# still need it, each set committed into its own cache, so verify, pack and everything after
+# read the same per-set caches as for a lone set.
+rule extract_shared:
+    input:
+        manifests=get_group_manifests,
+        weights=get_weight_files,
+    output:
+        done="results/features/{dataset}/shared/{group}/shards/{shard}.json",
+    log:
+        "logs/extract_shared/{dataset}/{group}/{shard}.log",
+    conda:
+        "../../envs/extract.yaml"
+    params:
+        shard_size=config["shard_size"],
+        sets=get_group_sets_json,
+    shell:
+        "actiondiff extract-shared --sets {params.sets:q} --shard {wildcards.shard} --shard-size {params.shard_size}"
+        " --done {output.done} > {log} 2>&1"
+
+
 rule verify_features:
     input:
         manifest="results/manifests/{dataset}/{settings_hash}.csv",
+        shard_manifests=get_shard_manifests,
         shards=get_shard_outputs,
     output:
         verified=temp("results/features/{dataset}/{settings_hash}/verified.json"),
@@ -86,7 +110,7 @@ rule verify_features:
         shard_size=config["shard_size"],
     shell:
         "actiondiff verify-features --cache {params.cache} --manifest {input.manifest} --shard-size {params.shard_size}"
-        " --shards {input.shards} --out {output.verified} > {log} 2>&1"
+        " --shard-manifests {input.shard_manifests} --shards {input.shards} --out {output.verified} > {log} 2>&1"
 
 
 rule pack_store:
