@@ -148,6 +148,15 @@ def test_plan_groups_the_sets_that_may_share(tiny_weights):
     config["weights"] = {key: str(value) for key, value in tiny_weights.items()}
     config["feature_sets"] = {"paper": {}, "float32": {"dtype": "float32"}, "half": {"decode": {"height": 64, "width": 64}}}
     assert share_groups(feature_sets(config)) == [["paper"], ["float32"], ["half"]]
+    # `share: false` keeps a set out of the others' pass (the same hash: it is not an extraction setting)
+    config["feature_sets"] = {"paper": {}, "sdv2": {"sdv2": True}, "grid": {"layers": [3, 9], "share": False}}
+    sets = feature_sets(config)
+    assert share_groups(sets) == [["paper", "sdv2"], ["grid"]]
+    config["feature_sets"]["grid"].pop("share")
+    assert feature_sets(config)["grid"].settings_hash == sets["grid"].settings_hash
+    config["feature_sets"]["grid"]["share"] = "no"
+    with pytest.raises(ValueError, match=r"`share` to be true or false, but got 'no' \(config key `feature_sets.grid`\)"):
+        feature_sets(config)
 
 
 def test_the_workflow_extracts_groups_of_two_or_more_hashes_together(tiny_weights):

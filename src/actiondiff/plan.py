@@ -101,6 +101,7 @@ class FeatureSet:
     weights: WeightsSettings
     settings_hash: str
     backbone: str = DEFAULT_BACKBONE
+    share: bool = True  # config `share: false`: always its own pass (e.g. a set too large for the others' cards)
 
     @property
     def taps(self) -> list[str]:
@@ -250,6 +251,9 @@ def feature_sets(config: dict[str, Any], checksums: dict[str, dict[str, str]] | 
     for name, overrides in blocks.items():
         _check_name("feature set", name)
         overrides = _with_preset(dict(overrides or {}), f"config key `feature_sets.{name}`")
+        share = overrides.pop("share", True)
+        if not isinstance(share, bool):
+            raise ValueError(f"Expected `share` to be true or false, but got {share!r} (config key `feature_sets.{name}`).")
         # A `decode` block overrides the config's (e.g. the window length of Table 4).
         decode_values = {**(config.get("decode") or {}), **(overrides.pop("decode", None) or {})}
         decode = from_dict(DecodeSettings, decode_values, f"config key `feature_sets.{name}.decode`")
@@ -257,7 +261,7 @@ def feature_sets(config: dict[str, Any], checksums: dict[str, dict[str, str]] | 
             config.get("extraction"), overrides, default_backbone, f"config key `feature_sets.{name}`"
         )
         identity = feature_identity(decode, backbone, extract, weights, None if checksums is None else checksums[backbone])
-        sets[name] = FeatureSet(name, decode, extract, weights, feature_hash(identity), backbone)
+        sets[name] = FeatureSet(name, decode, extract, weights, feature_hash(identity), backbone, share)
     by_hash: dict[str, list[str]] = {}
     for name, feature_set in sets.items():
         by_hash.setdefault(feature_set.settings_hash, []).append(name)
@@ -589,15 +593,21 @@ def manifest_is_current(manifest: str | Path, dataset: dict[str, Any]) -> bool:
     return all(p.exists() and p.stat().st_mtime <= built for p in paths)
 
 
+def set_share_key(fs: FeatureSet) -> tuple | None:
+    """What must be equal for `fs` to share a pass with another set (`features.shared.share_key`);
+    None: it runs alone (another backbone, or `share: false`)."""
+    from actiondiff.features.shared import share_key
+
+    return share_key(fs.backbone, fs.decode, fs.extract, fs.weights) if fs.share else None
+
+
 def share_groups(sets: dict[str, FeatureSet]) -> list[list[str]]:
     """Which feature sets go together in one pass per video (`features/shared.py`, `actiondiff
     extract-shared`): the SVD sets of one `share_key` (same weights, decode but for the window,
     dtypes and tuning); every other set alone. Groups and their members in config order."""
-    from actiondiff.features.shared import share_key
-
     groups: dict[Any, list[str]] = {}
     for name, fs in sets.items():
-        key = share_key(fs.backbone, fs.decode, fs.extract, fs.weights)
+        key = set_share_key(fs)
         groups.setdefault(("alone", name) if key is None else key, []).append(name)
     return list(groups.values())
 

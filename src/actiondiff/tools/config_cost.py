@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actiondiff.features.shared import share_key
 from actiondiff.plan import (
     FeatureSet,
     feature_set_protocols,
     feature_sets,
     parse_experiments,
     select_videos,
+    set_share_key,
 )
 from actiondiff.settings import DecodeSettings, ExtractSettings
 from actiondiff.tools.flops import _ours_counts, build_models, count_flops
@@ -75,7 +75,7 @@ def set_stages(models: tuple, fs: FeatureSet) -> SetStages:
     """Count one full window of `fs` on `meta` (full-size models) and split it by stage."""
     total, first, conditioning, clip = _ours_counts(models, fs.decode, fs.extract, count_flops)
     e = fs.extract
-    group = share_key(fs.backbone, fs.decode, fs.extract, fs.weights)
+    group = set_share_key(fs) or ("alone", fs.name)  # a set that shares nothing keys only itself
     vae_key = (group, fs.decode.window, e.padding, e.vae_chunk, e.tf32)
     clip_key = (vae_key, e.conditioning) if e.conditioning in ("middle_frame", "per_frame") else None
     return SetStages(fs.name, fs.decode.window, first / 1e9, clip / 1e9, (total - first - clip) / 1e9, vae_key, clip_key)
