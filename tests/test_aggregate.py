@@ -89,6 +89,8 @@ def test_comparison_table_and_figure(grid_store, aggregate_run, tmp_path):
     table = tap_comparison(aggregate, grid, [])
     assert table["tap chosen on"].tolist() == [CHOSEN["learned"], CHOSEN["val"], CHOSEN["test"]]
     assert table["seeds"].tolist() == [2, 1, 1]
+    std = table["top1_accuracy (%) std"]
+    assert std.iloc[0] == pytest.approx(aggregate.metrics["top1_accuracy"].std, abs=0.01) and std.iloc[1:].isna().all()
     best_test = max(grid, key=lambda e: e.metrics["top1_accuracy"].mean)
     assert table["top1_accuracy (%) mean"].iloc[-1] == pytest.approx(best_test.metrics["top1_accuracy"].mean, abs=0.01)
     assert "TEST" in table["head"].iloc[-1]

@@ -71,7 +71,9 @@ def _row(name: str, chosen: str, evaluation: Evaluation, metrics: list[str]) -> 
     }
     for metric in metrics:
         row[f"{metric} (%) mean"] = round(evaluation.metrics[metric].mean, 2)
-        row[f"{metric} (%) std"] = round(evaluation.metrics[metric].std, 2)
+        # a sample std needs two seeds: blank for one (the demo grid's), not a misleading 0
+        several = len(evaluation.per_seed) > 1
+        row[f"{metric} (%) std"] = round(evaluation.metrics[metric].std, 2) if several else None
     row[f"in-domain {metrics[0]} (%)"] = round(in_domain_mean(evaluation, metrics[0]), 2)
     return row
 
