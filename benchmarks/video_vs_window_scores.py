@@ -7,17 +7,21 @@ video subsampled to the training clips' length. Run on a finished demo's seed-0 
 
 Run:  PYTHONPATH=src python benchmarks/video_vs_window_scores.py
       results/models/demo/actiondiff/main/L09_T20/seed0.safetensors [--frames 300] [--seed 7]
-      (in the demo's working folder; prints one line per clip)
+      (in the demo's working folder; prints one line per clip). It runs the workflow's portable
+      CPU kernels, as the demo's jobs did (README "Numbers that reproduce"), on one thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from actiondiff.tools.cpu_kernels import kernel_mode, pin_cpu_kernels, portable_env
 from actiondiff.tools.demo_data import DOMAINS, render_clip, write_mp4
 from actiondiff.tools.predict import build_extractor, load_classifier, window_rows
 
@@ -46,6 +50,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300, help="rendered frames per clip (default 300)")
     parser.add_argument("--seed", type=int, default=7, help="the clips' random seed (default 7)")
     args = parser.parse_args()
+    if kernel_mode() != "portable":  # NumPy reads its variable at import: start again with them set
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **portable_env(), "OMP_NUM_THREADS": "1"})
+    pin_cpu_kernels()
     classifier = load_classifier(args.checkpoint)
     extractor = build_extractor(classifier)
     with tempfile.TemporaryDirectory() as folder:
