@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# --- every `snakemake` start (SLURM's client without its controller) -------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Runs without the SLURM tests point SLURM's client at a configuration with no controller.
+
+    The SLURM executor plugin runs `scontrol show config` when Snakemake loads it, at every
+    `snakemake` start. Once SLURM's client is installed (tests/test_slurm.py installs it) and its
+    controller is not running, that call waits ~9 s for it (measured 2026-12-07): most of the
+    suite's time, which starts Snakemake over a hundred times. With this file's controller-less
+    configuration it fails at once, as it does where SLURM is not installed. The `-m slurm` runs
+    keep the real configuration.
+    """
+    if "not slurm" not in (config.getoption("markexpr") or "") or "SLURM_CONF" in os.environ:
+        return
+    conf = Path(tempfile.mkdtemp(prefix="actiondiff-no-slurm-")) / "slurm.conf"
+    conf.write_text("ClusterName=none\nSlurmctldHost=localhost\nMessageTimeout=1\n")
+    os.environ["SLURM_CONF"] = str(conf)
+
 
 # --- extractor / weights (issue 3): seeded tiny SVD + OpenCLIP weights, written once ---------
 

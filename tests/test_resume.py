@@ -21,6 +21,7 @@ from test_store_packed import tree_digest
 from workflow_copy import copy_workflow, default_config
 
 from actiondiff.cli import main
+from actiondiff.tools.cpu_kernels import portable_env
 from actiondiff.tools.demo_data import make_demo_dataset
 from actiondiff.tools.tiny_weights import make_tiny_weights
 
@@ -298,8 +299,9 @@ def separate_store(work: Path, entry: dict, tmp: Path) -> str:
          "--settings", json.dumps(entry["settings"])],
         ["pack", "--cache", str(cache), "--manifest", manifest, "--out", str(store)],
     ):
-        result = subprocess.run([sys.executable, "-m", "actiondiff", *command], cwd=work, env=environment(),
-                                capture_output=True, text=True, timeout=600)
+        # the portable CPU kernels, as the Snakefile gives every job
+        result = subprocess.run([sys.executable, "-m", "actiondiff", *command], cwd=work,
+                                env={**environment(), **portable_env()}, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
     return tree_digest(store)
 
