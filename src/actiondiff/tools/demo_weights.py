@@ -48,14 +48,16 @@ def staged_demo_weights(staging: Path, backbone: str) -> Path:
     `staging/<code version>/`, built when absent.
 
     Named by a hash of the code that builds them and of the libraries that write them (a
-    diffusers config records its version), so a changed generator never hashes stale bytes. Built in a private folder and renamed into place: concurrent Snakemake processes
-    (each job re-reads the workflow) never see a half-written copy.
+    diffusers config records its version), so a changed generator never hashes stale bytes.
+    Built in a private folder and renamed into place: concurrent Snakemake processes (each job
+    re-reads the workflow) never see a half-written copy.
     """
     from actiondiff.tools import demo_data, tiny_weights  # their code names the staged copy
 
     code = b"".join(Path(m.__file__).read_bytes() for m in (tiny_weights, demo_data))
     libraries = " ".join(_version(name) for name in ("torch", "diffusers", "open_clip_torch", "transformers", "safetensors"))
-    version = hashlib.sha256(f"{code!r} {libraries} kernels={kernel_mode()}".encode()).hexdigest()[:12]
+    # and of the CPU kernels that build them (the VAE calibration runs the model)
+    version = hashlib.sha256(code + f" {libraries} kernels={kernel_mode()}".encode()).hexdigest()[:12]
     folder = staging / version / backbone
     if not (folder / ".complete").exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
