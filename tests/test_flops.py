@@ -134,8 +134,8 @@ def test_config_cost_separate_vs_shared_on_meta(capsys):
     assert list(cost.stages) == list(config["feature_sets"])
     assert cost.videos["paper"] == 30_100 and cost.videos["grid"] == 5_749  # published counts, nested
     assert cost.frames["window_10"] == 5_749 * 80  # 75 kept frames in 8 windows of 10
-    for name in ("window_10", "window_16", "window_21"):  # alone in their window length: nothing shared
-        assert cost.shared[name] == pytest.approx(cost.separate[name])
+    for name in ("window_10", "window_16", "window_21"):  # alone in their window length: VAE chunks shared
+        assert cost.shared[name] < cost.separate[name]
     assert sum(cost.shared.values()) < sum(cost.separate.values())
     assert cost.shared["paper"] < cost.separate["paper"]
     assert main(["flops", "--config", str(ROOT / "config" / "ucf_hmdb.yaml"), "--arch", "tiny", "--videos", "10"]) == 0

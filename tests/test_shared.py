@@ -8,21 +8,25 @@ as separate jobs do) and once in one shared pass; every array must be byte-ident
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from test_svd_extractor import write_video
 
 from actiondiff.features.backbones import feature_identity
 from actiondiff.features.job import BackboneLoader, run_extraction
 from actiondiff.features.shared import SetTarget, SharedPass, can_share, run_shared_extraction
+from actiondiff.features.stage_memo import StageMemo, window_frame_ids
 from actiondiff.features.svd_extractor import SVDExtractor
 from actiondiff.plan import feature_sets
 from actiondiff.store.cache import FeatureCache
 from actiondiff.store.records import VideoFeatures
+from actiondiff.tools.config_cost import SetStages, shared_stage_costs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("animal_kingdom", "charades_ego", "ucf_hmdb")
@@ -78,9 +82,39 @@ def test_one_pass_gives_the_bytes_of_separate_passes(tiny_weights, clips):
         modules.setdefault(key, SVDExtractor.load_modules(fs.weights, fs.extract))
         extractors[name] = SVDExtractor(*modules[key], fs.decode, fs.extract)
     assert len(modules) == 1  # one set of modules for all seven
-    together = SharedPass(extractors).extract_video(clips["long"], "long")
-    for name, fs in sets.items():
-        same_bytes(together[name], separate(fs).extract_video(clips["long"], "long"))
+    with vae_rows() as shared_rows:
+        together = SharedPass(extractors).extract_video(clips["long"], "long")
+    with vae_rows() as separate_rows:
+        for name, fs in sets.items():
+            same_bytes(together[name], separate(fs).extract_video(clips["long"], "long"))
+    # The first-stage VAE chunks (vae_chunk 8) of 22 frames: 204 rows over the seven sets (4 sets
+    # x 25, 3 x 10, 2 x 16, 2 x 21), 73 distinct: windows of 25 cut (0-7) (8-15) (16-21 + 2 pads)
+    # (1 pad); of 10 add (8-9) (10-17) (18-19) (20-21 + 6 pads) (2 pads); of 16 add (8 pads); of 21
+    # add (16-20) (21 + 7 pads) (5 pads). The conditioning VAE passes are each set's own.
+    assert sum(separate_rows) - sum(shared_rows) == 204 - 73
+
+
+def test_the_cost_tool_counts_the_chunks_a_shared_pass_computes():
+    """`flops --config` counts the same 73 distinct rows of 204 for the seven sets over 22 frames
+    (one GFLOP per row here), and every row once per video at vae_chunk 1."""
+    windows = {"paper": 25, "sdv2": 25, "no_conditioning": 25, "grid": 25, "window_10": 10, "window_16": 16, "window_21": 21}
+    members = [SetStages(n, w, float(w), 0.0, 0.0, ("group", "zeros", False), 8, None, "middle") for n, w in windows.items()]
+    assert sum(shared_stage_costs(members, 22, stage="first_stage").values()) == pytest.approx(73)
+    # vae_chunk 1: 22 frames and one padding row (every padding row is the same image)
+    assert sum(shared_stage_costs(members, 22, 1, "first_stage").values()) == pytest.approx(23)
+
+
+@contextmanager
+def vae_rows():
+    """The batch sizes of every VAE encoder call inside the block (first stage and conditioning)."""
+    rows: list[int] = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: rows.append(args[0].shape[0]) if type(module).__name__ == "Encoder" else None
+    )
+    try:
+        yield rows
+    finally:
+        hook.remove()
 
 
 def test_sets_that_may_not_share_are_refused(tiny_weights):
@@ -197,3 +231,19 @@ def test_verify_maps_a_set_s_videos_to_the_shards_of_its_group_s_union(tmp_path)
     assert _shards_of(b, [paths["b"]], 3) == {"v3": 0, "v4": 0, "v5": 0, "v6": 1, "v7": 1}  # a lone set
     with pytest.raises(ValueError, match=r"to be in one of --shard-manifests .*, but 3 are not: v5, v6, v7"):
         _shards_of(b, [paths["a"]], 3)
+
+
+def test_stage_memo_keys_by_frames_and_forgets_what_no_window_reads():
+    memo = StageMemo()
+    memo.frame_ids = window_frame_ids([0, 1, 2], 4)
+    assert memo.frame_ids == (0, 1, 2, None)
+    assert memo.get("vae", slice(0, 2), lambda: "frames 0-1") == "frames 0-1"
+    memo.frame_ids = window_frame_ids([0, 1, 2, 3, 4], 5)  # another window length, the same frames
+    assert memo.get("vae", slice(0, 2), lambda: "again") == "frames 0-1"
+    assert memo.get("clip", slice(0, 2), lambda: "clip 0-1") == "clip 0-1"  # another stage
+    assert memo.get("vae", slice(1, 3), lambda: "frames 1-2") == "frames 1-2"  # other frames
+    memo.frame_ids = window_frame_ids([], 2)
+    memo.get("vae", slice(0, 2), lambda: "padding")
+    memo.forget_before(2)  # frames 0-1 are behind every window still to run; 1-2 and padding stay
+    assert len(memo) == 2
+    assert memo.get("vae", slice(0, 2), lambda: "recomputed") == "padding"

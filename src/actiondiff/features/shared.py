@@ -4,9 +4,11 @@ Feature sets that may share (`can_share`: the SVD path, the same weights, the sa
 settings but for the window length, the same device placement) are extracted together:
 
 - the video is decoded once; each window length cuts the same frames into its own windows;
-- per window length and window, the first-stage VAE pass (posterior mean and log-variance) and
-  the CLIP image embedding are computed once for every set whose keys match
-  (`SVDExtractor._vae_key` / `_clip_key`): the same code on the same inputs, so the same bytes;
+- each VAE chunk's posterior (mean and log-variance) and each CLIP image embedding is computed
+  once per video for every set whose keys match (`SVDExtractor._vae_key` / `_clip_key`) and
+  whose window batches the same frames (`features/stage_memo.py`), whatever its window length
+  (the chunk of frames 0-7 opens windows of 10, 16 and 25 alike): the same code on the same
+  inputs, so the same bytes;
 - the modules are loaded once per `SVDExtractor.module_key`;
 - each set keeps its own generator (seeded as a separate pass seeds it, from its own settings),
   so its random draws (conditioning noise, posterior sample, UNet noise) and everything after
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 
 from actiondiff.features.job import BackboneLoader, JobSummary, VideoOutcome, VideoProgress
+from actiondiff.features.stage_memo import StageMemo, window_frame_ids
 from actiondiff.features.svd_extractor import SVDExtractor
 from actiondiff.features.windows import PREFETCH_WINDOWS, _to_input, content_key, video_seed
 from actiondiff.io.prefetch import prefetched
@@ -102,24 +105,27 @@ class SharedPass:
             windows.setdefault(self.extractors[name].decode.window, []).append(name)
         buffers = {length: _Buffer() for length in windows}
         device = next(iter(self.extractors.values())).device
+        memo = StageMemo()
         depth = prefetch * max(windows)  # frames decoded ahead: `prefetch` windows of the longest
         for index, stamp, rgb in prefetched(iter_frames(path, self.decode), depth):
             frame = torch.from_numpy(np.ascontiguousarray(rgb))
             for length, buffer in buffers.items():
                 buffer.add(frame, index, stamp)
                 if len(buffer.frames) == length:
-                    self._run_window(buffer, [runs[n] for n in windows[length]], device)
+                    self._run_window(buffer, length, [runs[n] for n in windows[length]], device, memo)
+            # every window still to run starts at its length's first buffered frame, or later
+            memo.forget_before(min((b.indices[0] for b in buffers.values() if b.indices), default=index + 1))
             if on_frame is not None:
                 on_frame(index)
         for length, buffer in buffers.items():
             if buffer.frames:
-                self._run_window(buffer, [runs[n] for n in windows[length]], device)
+                self._run_window(buffer, length, [runs[n] for n in windows[length]], device, memo)
         return {name: run.features(video_id) for name, run in runs.items()}
 
-    def _run_window(self, buffer: _Buffer, runs: list[_SetRun], device: torch.device) -> None:
-        """One window of one length through every set that cuts it, sharing one memo."""
+    def _run_window(self, buffer: _Buffer, length: int, runs: list[_SetRun], device: torch.device, memo: StageMemo) -> None:
+        """One window of `length` through every set that cuts it, sharing the video's memo."""
         frames = _to_input(buffer.frames, self.decode, device)
-        memo: dict[Hashable, Any] = {}
+        memo.frame_ids = window_frame_ids(buffer.indices, length)
         for run in runs:
             run.add(run.extractor.extract_window(frames, run.generator, memo), buffer)
         buffer.clear()

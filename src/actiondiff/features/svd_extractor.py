@@ -10,20 +10,21 @@ A window's random draws come from the video's generator in a fixed order: the co
 noise (pixel noise of the conditioning frames, or latent noise), then the first-stage posterior
 noise, then the `noise: gaussian` draws.
 
-Several feature sets extracted in one pass (`features/shared.py`) hand each window's `memo` to
-every set: the deterministic stages, the window's VAE posterior (mean, log-variance) and its
-CLIP image embedding, are computed by the first set that needs them and reused by every other
-set whose `_vae_key` / `_clip_key` matches, so the bytes are those of a separate pass. The
-random draws never are: each set draws from its own generator, in the order above.
+Several feature sets extracted in one pass (`features/shared.py`) hand the video's `memo`
+(`features/stage_memo.py`) to every set's windows: the deterministic stages, each VAE chunk's
+posterior (mean, log-variance) and the CLIP image embedding, are computed by the first set that
+needs them and reused by every other set whose `_vae_key` / `_clip_key` matches and whose window
+batches the same frames, whatever its window length, so the bytes are those of a separate pass.
+The random draws never are: each set draws from its own generator, in the order above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 
 from actiondiff.features import sigmas
 from actiondiff.features.gpu_tuning import compile_modules, set_conv_memory_format, tf32_scope
+from actiondiff.features.stage_memo import StageMemo, memoised
 from actiondiff.features.unet_taps import down_path_modules, modules_needed, tap_unet
 from actiondiff.features.weights import WeightsError, load_clip, load_first_stage_encoder, load_svd
 from actiondiff.features.windows import extract_windows
@@ -43,8 +45,6 @@ from actiondiff.settings import (
 from actiondiff.store.records import VideoFeatures
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # OpenCLIP's normalisation (OPENAI_DATASET_MEAN / STD), as its ViT-H-14 preprocessing uses.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -231,14 +231,15 @@ class SVDExtractor:
         )
 
     def extract_window(
-        self, frames: torch.Tensor, generator: torch.Generator, memo: dict[Hashable, Any] | None = None
+        self, frames: torch.Tensor, generator: torch.Generator, memo: StageMemo | None = None
     ) -> dict[str, np.ndarray]:
         """Features of one window as arrays.
 
         Args:
             frames: [f, 3, H, W] float32 in [-1, 1], f <= window; padded here (`padding`).
             generator: the video's seeded CPU generator (noise draws, posterior samples).
-            memo: this window's shared stages (see the module docstring); None: nothing shared.
+            memo: the video's shared stages, its `frame_ids` this window's (see the module
+                docstring); None: nothing shared.
         Returns:
             {tap name: [f, channels] float32}, padded frames dropped.
         """
@@ -250,14 +251,14 @@ class SVDExtractor:
 
     @torch.inference_mode()
     def window_taps(
-        self, frames: torch.Tensor, generator: torch.Generator, memo: dict[Hashable, Any] | None = None
+        self, frames: torch.Tensor, generator: torch.Generator, memo: StageMemo | None = None
     ) -> dict[int, torch.Tensor]:
         """Pooled UNet taps of one window for every requested (layer, timestep).
 
         Args:
             frames: [f, 3, H, W] float32 in [-1, 1], f <= window.
             generator: CPU generator for every random draw (device-independent results).
-            memo: this window's shared stages, filled and read here; None: nothing shared.
+            memo: the video's shared stages, filled and read here; None: nothing shared.
         Returns:
             {layer: [timesteps, f, channels] float32 on the device}, timesteps in ascending
             index order (`self.timestep_indices`), padded frames dropped.
@@ -276,7 +277,7 @@ class SVDExtractor:
         padded = padded.to(self.device, self.work_dtype).contiguous(memory_format=self.memory_format)
         with tf32_scope(self.extract.tf32):
             # 2. one VAE pass: posterior mean and log-variance, each [window, 4, h, w] float32
-            mean, logvar = shared_stage(memo, self._vae_key(), lambda: self._encode_vae(padded, self.first_stage_encoder))
+            mean, logvar = self._encode_vae(padded, self.first_stage_encoder, memo)
             # 3. conditioning: context [window, tokens, d] and unscaled concat latent [window, 4, h, w]
             embedding, concat = self._conditioning(padded, mean, num_real, generator, memo)
             # 4. first-stage latent z = scaling_factor * (posterior sample | mean)
@@ -289,32 +290,39 @@ class SVDExtractor:
         return {layer: values[:, :num_real] for layer, values in pooled.items()}
 
     def _vae_key(self) -> tuple[Any, ...]:
-        """What the window's posterior depends on besides its frames (`shared_stage`)."""
+        """What a VAE chunk's posterior depends on besides its frames (`StageMemo`); the
+        padding value makes the padding rows."""
         e = self.extract
-        return ("vae", id(self.vae), self.device, e.padding, self.memory_format, e.vae_dtype, e.vae_chunk, e.tf32, e.z_encoder)
+        encoder = id(self.first_stage_encoder) if self.first_stage_encoder is not None else None
+        return ("vae", id(self.vae), encoder, self.device, e.padding, self.memory_format, e.vae_dtype, self.work_dtype, e.tf32)
 
-    def _clip_key(self, chosen: slice) -> tuple[Any, ...]:
-        """What the window's CLIP embedding of the frames `chosen` depends on besides them."""
+    def _clip_key(self) -> tuple[Any, ...]:
+        """What a CLIP embedding depends on besides its frames (`StageMemo`)."""
         e = self.extract
-        return (
-            "clip", id(self.clip), self.device, (chosen.start, chosen.stop), e.padding, self.memory_format,
-            self.input_dtype, self.autocast and self.dtype, e.tf32,
-        )
+        return ("clip", id(self.clip), self.device, e.padding, self.memory_format, self.input_dtype, self.autocast and self.dtype, e.tf32)
 
-    def _encode_vae(self, frames: torch.Tensor, encoder: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode_vae(
+        self, frames: torch.Tensor, encoder: torch.nn.Module | None = None, memo: StageMemo | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """[n, 3, H, W] -> unscaled posterior (mean, logvar), each [n, 4, H/8, W/8] float32
         (float64 in a float64 run).
 
         In chunks of `vae_chunk` frames to bound memory, in `vae_dtype`; through the VAE's
         encoder and quant_conv, or `encoder` alone (the first-stage copy has no quant_conv).
+        `memo` (a shared pass; `frames` are then its window's rows): each chunk once per video.
         """
         chunks = []
         for start in range(0, frames.shape[0], self.extract.vae_chunk):
-            chunk = frames[start : start + self.extract.vae_chunk].to(self.vae_dtype)
-            moments = encoder(chunk) if encoder is not None else self.vae.quant_conv(self.vae.encoder(chunk))
-            chunks.append(moments.to(self.work_dtype))
+            rows = slice(start, start + self.extract.vae_chunk)
+            chunks.append(memoised(memo, self._vae_key(), rows, lambda rows=rows: self._encode_chunk(frames[rows], encoder)))
         mean, logvar = torch.cat(chunks).chunk(2, dim=1)  # [n, 8, h, w] -> 2 x [n, 4, h, w]
         return mean, logvar
+
+    def _encode_chunk(self, frames: torch.Tensor, encoder: torch.nn.Module | None) -> torch.Tensor:
+        """[c, 3, H, W] -> posterior moments [c, 8, H/8, W/8] in the work dtype."""
+        chunk = frames.to(self.vae_dtype)
+        moments = encoder(chunk) if encoder is not None else self.vae.quant_conv(self.vae.encoder(chunk))
+        return moments.to(self.work_dtype)
 
     def _clip_embed(self, frames: torch.Tensor) -> torch.Tensor:
         """[n, 3, H, W] in [-1, 1] -> OpenCLIP image embeddings [n, d].
@@ -353,7 +361,7 @@ class SVDExtractor:
         mean: torch.Tensor,
         num_real: int,
         generator: torch.Generator,
-        memo: dict[Hashable, Any] | None = None,
+        memo: StageMemo | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The cross-attention context [window, tokens, d] and the concat latent [window, 4, h, w].
 
@@ -374,11 +382,11 @@ class SVDExtractor:
         if mode == "middle_frame":
             chosen = slice(middle, middle + 1)
             # [1, d] -> [1, 1, d]
-            embedding = shared_stage(memo, self._clip_key(chosen), lambda: self._clip_embed(frames[chosen]))[:, None]
+            embedding = memoised(memo, self._clip_key(), chosen, lambda: self._clip_embed(frames[chosen]))[:, None]
         elif mode == "per_frame":
             chosen = slice(None)
             # [window, d] -> [window, 1, d]
-            embedding = shared_stage(memo, self._clip_key(chosen), lambda: self._clip_embed(frames))[:, None]
+            embedding = memoised(memo, self._clip_key(), chosen, lambda: self._clip_embed(frames))[:, None]
         else:  # action_text
             chosen = slice(None)
             embedding = self._text_embed()[None]  # [n_actions, d] -> [1, n_actions, d]
@@ -442,12 +450,3 @@ class SVDExtractor:
                 total[layer] = total[layer] + value if layer in total else value
         return {layer: value / draws for layer, value in total.items()}
 
-
-def shared_stage(memo: dict[Hashable, Any] | None, key: Hashable, compute: Callable[[], T]) -> T:
-    """`compute()`, computed once per window and `key` when a `memo` is shared by several
-    feature sets (None: computed here, nothing kept)."""
-    if memo is None:
-        return compute()
-    if key not in memo:
-        memo[key] = compute()
-    return memo[key]

@@ -1,10 +1,12 @@
 """What a config's extraction costs before it runs: GFLOP per feature set, separate vs shared.
 
 Per feature set, one full window of the full-size SVD-XT models is counted on the `meta`
-device (`tools/flops.py`), split into the stages a shared pass computes once
-(`features/shared.py`): the first-stage VAE pass (once per window length and `vae_key`) and the
-CLIP image embedding (once per window length, conditioning frames and `clip_key`); the rest (the
-conditioning VAE pass of the set's own noise, the UNet) is the set's own.
+device (`tools/flops.py`), split into the stages a shared pass computes once per video
+(`features/shared.py`, `features/stage_memo.py`): the first-stage VAE pass, once per `vae_key`
+and chunk of frames (`vae_chunk` rows of a window, whatever window length cut them), and the
+CLIP image embedding, once per `clip_key` and batch of frames; the rest (the conditioning VAE
+pass of the set's own noise, the UNet) is the set's own. Both stages cost the same per row
+(each frame is its own image), so a chunk costs its rows times the stage's cost per frame.
 
 Videos: from the annotations-only manifest when the config's annotation file is on disk (each
 set's videos are those its experiments' protocols select, `plan.select_videos`); otherwise from
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actiondiff.features.stage_memo import FrameIds, chunk_frame_ids, window_frame_ids
 from actiondiff.plan import (
     FeatureSet,
     feature_set_protocols,
@@ -56,15 +59,17 @@ STATED_FPS = 20.0
 
 @dataclass(frozen=True)
 class SetStages:
-    """GFLOP of one full window of a feature set, by stage."""
+    """GFLOP of one full window of a feature set, by stage, and what its shared stages read."""
 
     name: str
     window: int
     first_stage: float  # the window's VAE pass
     clip: float  # its CLIP image embedding (0: none)
     own: float  # the rest: conditioning VAE pass, UNet
-    vae_key: tuple
-    clip_key: tuple | None
+    vae_key: tuple  # sets with equal keys share VAE chunks of the same frames
+    vae_chunk: int
+    clip_key: tuple | None  # None: no CLIP image embedding
+    clip_rows: str  # which rows of a window CLIP embeds: "middle" or "all"
 
     @property
     def total(self) -> float:
@@ -76,9 +81,24 @@ def set_stages(models: tuple, fs: FeatureSet) -> SetStages:
     total, first, conditioning, clip = _ours_counts(models, fs.decode, fs.extract, count_flops)
     e = fs.extract
     group = set_share_key(fs) or ("alone", fs.name)  # a set that shares nothing keys only itself
-    vae_key = (group, fs.decode.window, e.padding, e.vae_chunk, e.tf32)
-    clip_key = (vae_key, e.conditioning) if e.conditioning in ("middle_frame", "per_frame") else None
-    return SetStages(fs.name, fs.decode.window, first / 1e9, clip / 1e9, (total - first - clip) / 1e9, vae_key, clip_key)
+    vae_key = (group, e.padding, e.tf32)
+    clip_key = (vae_key, "clip") if e.conditioning in ("middle_frame", "per_frame") else None
+    rows = "middle" if e.conditioning == "middle_frame" else "all"
+    return SetStages(fs.name, fs.decode.window, first / 1e9, clip / 1e9, (total - first - clip) / 1e9, vae_key, e.vae_chunk, clip_key, rows)
+
+
+def stage_batches(stages: SetStages, kept: int, vae_chunk: int | None = None) -> dict[str, list[FrameIds]]:
+    """The batches a set's windows run its shared stages on over a video of `kept` frames (frame
+    ids 0..kept-1, padding None), as `SVDExtractor.window_taps` cuts them: {"first_stage": VAE
+    chunks, "clip": CLIP batches}. `vae_chunk` overrides the set's."""
+    out: dict[str, list[FrameIds]] = {"first_stage": [], "clip": []}
+    for start in range(0, kept, stages.window):
+        ids = window_frame_ids(range(start, min(start + stages.window, kept)), stages.window)
+        out["first_stage"] += chunk_frame_ids(ids, vae_chunk or stages.vae_chunk)
+        if stages.clip_key is not None:
+            middle = (min(start + stages.window, kept) - start) // 2  # the middle real frame
+            out["clip"].append(ids[middle : middle + 1] if stages.clip_rows == "middle" else ids)
+    return out
 
 
 def video_groups(config: dict[str, Any], sets: dict[str, FeatureSet], videos: int | None) -> tuple[Counter, str]:
@@ -138,14 +158,35 @@ class ConfigCost:
     source: str
     kept_frames: int
     reference_gflop_per_frame: float
-    # what a VAE shared across window lengths would save (each kept frame encoded once per video,
-    # whatever window cuts it): not today's definition, where a frame's posterior comes from its
-    # window's batch (a batch of other frames may round differently), so not implemented
-    across_windows_saving: float
+    # what `vae_chunk: 1` (each frame its own VAE batch, so every frame shared whatever window
+    # cuts it) would save: a new feature identity (vae_chunk is hashed), not the shipped default
+    per_frame_vae_saving: float
 
     def gpu_hours(self, gflop: float, fps: float) -> float:
         """Hours at `fps` frames/s of the reference settings, every set at that FLOP rate."""
         return gflop / (fps * self.reference_gflop_per_frame) / 3600
+
+
+def shared_stage_costs(members: list[SetStages], kept: int, vae_chunk: int | None = None, stage: str | None = None) -> dict[str, float]:
+    """GFLOP per video of the shared stages (`stage`: one of them; default both) of the sets
+    `members` that read one video of `kept` frames: each distinct (key, batch of frames) once,
+    split evenly among the sets that run it. `vae_chunk` overrides every set's."""
+    users: dict[tuple, set[str]] = {}
+    cost: dict[tuple, float] = {}
+    for s in members:
+        for name, batches in stage_batches(s, kept, vae_chunk).items():
+            if stage not in (None, name):
+                continue
+            per_row = s.first_stage / s.window if name == "first_stage" else s.clip / (1 if s.clip_rows == "middle" else s.window)
+            for ids in batches:
+                key = (name, s.vae_key if name == "first_stage" else s.clip_key, ids)
+                users.setdefault(key, set()).add(s.name)
+                cost[key] = per_row * len(ids)
+    out = {s.name: 0.0 for s in members}
+    for key, names in users.items():
+        for name in names:
+            out[name] += cost[key] / len(names)
+    return out
 
 
 def config_cost(config: dict[str, Any], videos: int | None = None, kept_frames: int | None = None, arch: str = "svd-xt") -> ConfigCost:
@@ -166,27 +207,13 @@ def config_cost(config: dict[str, Any], videos: int | None = None, kept_frames: 
         for name in names:
             separate[name] += count * windows[name] * stages[name].total
             shared[name] += count * windows[name] * stages[name].own
-        for stage in ("first_stage", "clip"):
-            key = "vae_key" if stage == "first_stage" else "clip_key"
-            by_key: dict[tuple, list[str]] = {}
-            for name in names:
-                if getattr(stages[name], key) is not None:
-                    by_key.setdefault(getattr(stages[name], key), []).append(name)
-            for members in by_key.values():  # computed once, split evenly among its sets
-                cost = count * windows[members[0]] * getattr(stages[members[0]], stage)
-                for name in members:
-                    shared[name] += cost / len(members)
-    across = 0.0
+        for name, cost in shared_stage_costs([stages[n] for n in names], kept).items():
+            shared[name] += count * cost
+    per_frame_vae = 0.0  # the same with vae_chunk 1: every frame its own VAE batch
     for names, count in groups.items():
-        passes: dict[tuple, str] = {}  # one VAE pass per key, today
-        for name in sorted(names):
-            passes.setdefault(stages[name].vae_key, name)
-        by_group: dict[Any, list[str]] = {}
-        for key, name in passes.items():
-            by_group.setdefault(key[0], []).append(name)
-        for members in (m for m in by_group.values() if len(m) > 1):  # across windows: each kept frame once
-            paid = sum(count * windows[n] * stages[n].first_stage for n in members)
-            across += paid - count * kept * max(stages[n].first_stage / stages[n].window for n in members)
+        members = [stages[n] for n in names]
+        now = sum(shared_stage_costs(members, kept, stage="first_stage").values())
+        per_frame_vae += count * (now - sum(shared_stage_costs(members, kept, 1, "first_stage").values()))
     reference = _ours_counts(models, DecodeSettings(), ExtractSettings(), count_flops)[0] / 1e9 / DecodeSettings().window
     return ConfigCost(
         stages,
@@ -197,7 +224,7 @@ def config_cost(config: dict[str, Any], videos: int | None = None, kept_frames: 
         source,
         kept,
         reference,
-        across,
+        per_frame_vae,
     )
 
 
@@ -224,10 +251,10 @@ def format_config_cost(cost: ConfigCost, title: str, fps: float = STATED_FPS) ->
         f"**{cost.gpu_hours(separate, fps):,.1f}** | **{cost.gpu_hours(shared, fps):,.1f}** |"
     )
     lines += ["", f"separate / shared: **{separate / shared:.3f}x** (shared = 1/{separate / shared:.3f} of separate)"]
-    if cost.across_windows_saving > 0:
-        across = shared - cost.across_windows_saving
+    if cost.per_frame_vae_saving > 0:
+        per_frame = shared - cost.per_frame_vae_saving
         lines.append(
-            f"With the VAE shared across window lengths too (each kept frame encoded once per video; a new "
-            f"feature definition, not implemented): {across / 1e6:,.1f} PFLOP, separate / shared {separate / across:.3f}x."
+            f"With `vae_chunk: 1` (each frame its own VAE batch, so shared whatever window cuts it; a new feature "
+            f"identity, vae_chunk is hashed): {per_frame / 1e6:,.1f} PFLOP, separate / shared {separate / per_frame:.3f}x."
         )
     return "\n".join(lines)
