@@ -20,7 +20,8 @@ from test_svd_extractor import write_video
 
 from actiondiff.features.backbones import feature_identity
 from actiondiff.features.job import BackboneLoader, run_extraction
-from actiondiff.features.shared import SetTarget, SharedPass, can_share, run_shared_extraction
+from actiondiff.features.shared import SetTarget, SharedPass, run_shared_extraction
+from actiondiff.features.sharing import can_share
 from actiondiff.features.stage_memo import StageMemo, window_frame_ids
 from actiondiff.features.svd_extractor import SVDExtractor
 from actiondiff.plan import feature_sets
@@ -93,6 +94,23 @@ def test_one_pass_gives_the_bytes_of_separate_passes(tiny_weights, clips):
     # add (16-20) (21 + 7 pads) (5 pads). The conditioning VAE passes are each set's own.
     assert sum(separate_rows) - sum(shared_rows) == 204 - 73
 
+
+
+def test_a_chunk_is_kept_until_the_last_window_that_reads_it(tiny_weights, tmp_path):
+    """60 frames, windows of 25 and 10: the chunks (0-7) and (50-57) open windows of both lengths;
+    each is computed by the first window of 10 that reads it and must survive until the window of
+    25 that reads it too (frame 24; the end of the video), while older chunks are dropped."""
+    sets = tiny_sets("animal_kingdom", tiny_weights)
+    paper, window_10 = sets["paper"], sets["window_10"]
+    modules = SVDExtractor.load_modules(paper.weights, paper.extract)
+    extractors = {name: SVDExtractor(*modules, fs.decode, fs.extract) for name, fs in (("paper", paper), ("window_10", window_10))}
+    clip = write_video(tmp_path / "sixty.mp4", 60, 8)
+    with vae_rows() as shared_rows:
+        together = SharedPass(extractors).extract_video(clip, "sixty")
+    with vae_rows() as separate_rows:
+        for name, fs in (("paper", paper), ("window_10", window_10)):
+            same_bytes(together[name], separate(fs).extract_video(clip, "sixty"))
+    assert sum(separate_rows) - sum(shared_rows) == 16
 
 def test_the_cost_tool_counts_the_chunks_a_shared_pass_computes():
     """`flops --config` counts the same 73 distinct rows of 204 for the seven sets over 22 frames

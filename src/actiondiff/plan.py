@@ -594,9 +594,9 @@ def manifest_is_current(manifest: str | Path, dataset: dict[str, Any]) -> bool:
 
 
 def set_share_key(fs: FeatureSet) -> tuple | None:
-    """What must be equal for `fs` to share a pass with another set (`features.shared.share_key`);
+    """What must be equal for `fs` to share a pass with another set (`features.sharing.share_key`);
     None: it runs alone (another backbone, or `share: false`)."""
-    from actiondiff.features.shared import share_key
+    from actiondiff.features.sharing import share_key
 
     return share_key(fs.backbone, fs.decode, fs.extract, fs.weights) if fs.share else None
 

@@ -1,6 +1,6 @@
 """One pass per video for several SVD feature sets: decode once, share the VAE and CLIP.
 
-Feature sets that may share (`can_share`: the SVD path, the same weights, the same decode
+Feature sets that may share (`sharing.can_share`: the SVD path, the same weights, the same decode
 settings but for the window length, the same device placement) are extracted together:
 
 - the video is decoded once; each window length cuts the same frames into its own windows;
@@ -29,40 +29,21 @@ import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from actiondiff.features.job import BackboneLoader, JobSummary, VideoOutcome, VideoProgress
+from actiondiff.features.sharing import can_share, module_key
 from actiondiff.features.stage_memo import StageMemo, window_frame_ids
 from actiondiff.features.svd_extractor import SVDExtractor
 from actiondiff.features.windows import PREFETCH_WINDOWS, _to_input, content_key, video_seed
 from actiondiff.io.prefetch import prefetched
 from actiondiff.io.video import VideoError, VideoWarning, iter_frames
-from actiondiff.settings import DecodeSettings
 from actiondiff.store.cache import FeatureCache
 from actiondiff.store.records import VideoFeatures
 
 log = logging.getLogger(__name__)
-
-SVD_BACKBONES = ("svd", "sdv2")
-
-
-def share_key(backbone: str, decode: DecodeSettings, settings: Any, weights: Any) -> Hashable | None:
-    """Feature sets with equal keys may be extracted in one pass; None: never shared (not the
-    SVD path). The window length stays out of it: each window length cuts its own windows
-    from the one decode."""
-    if backbone not in SVD_BACKBONES:
-        return None
-    return (dataclasses.replace(decode, window=1), SVDExtractor.module_key(weights, settings))
-
-
-def can_share(*sets: tuple[str, DecodeSettings, Any, Any]) -> bool:
-    """Whether every (backbone, decode, settings, weights) of `sets` may go in one pass."""
-    keys = {share_key(*s) for s in sets}
-    return len(keys) == 1 and None not in keys
-
 
 class SharedPass:
     """Several SVD extractors (one per feature set, sharing modules) run over each video once.
@@ -186,7 +167,7 @@ def load_shared(loaders: dict[str, BackboneLoader], caches: dict[str, FeatureCac
     modules: dict[Hashable, tuple] = {}
     extractors = {}
     for name, loader in loaders.items():
-        key = SVDExtractor.module_key(loader.weights, loader.settings)
+        key = module_key(loader.weights, loader.settings)
         if key not in modules:
             modules[key] = SVDExtractor.load_modules(loader.weights, loader.settings)
         extractors[name] = SVDExtractor(*modules[key], loader.decode, loader.settings, device)

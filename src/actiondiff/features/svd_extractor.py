@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from actiondiff.features import sigmas
 from actiondiff.features.gpu_tuning import compile_modules, set_conv_memory_format, tf32_scope
+from actiondiff.features.sharing import module_key
 from actiondiff.features.stage_memo import StageMemo, memoised
 from actiondiff.features.unet_taps import down_path_modules, modules_needed, tap_unet
 from actiondiff.features.weights import WeightsError, load_clip, load_first_stage_encoder, load_svd
@@ -164,13 +165,7 @@ class SVDExtractor:
         """Load the weights named in the config (strictly) and build the extractor."""
         return cls(*cls.load_modules(weights, extract), decode, extract, device)
 
-    @staticmethod
-    def module_key(weights: WeightsSettings, extract: ExtractSettings) -> tuple[Any, ...]:
-        """What `load_modules` and the placement depend on: extractors with equal keys may share
-        one set of modules (`features/shared.py`). The GPU tuning fields enter it, as
-        `channels_last` and `compile` change the modules in place."""
-        return (weights, extract.dtype, extract.half_precision, extract.vae_dtype, extract.channels_last, extract.compile,
-                extract.z_encoder, extract.resnet_norm_eps)  # issue 30: a first-stage encoder, GroupNorm eps set in place
+    module_key = staticmethod(module_key)  # `features/sharing.py`: extractors with equal keys share modules
 
     @staticmethod
     def load_modules(weights: WeightsSettings, extract: ExtractSettings) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:

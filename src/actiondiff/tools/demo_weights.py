@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -52,9 +53,9 @@ def staged_demo_weights(staging: Path, backbone: str) -> Path:
     Built in a private folder and renamed into place: concurrent Snakemake processes (each job
     re-reads the workflow) never see a half-written copy.
     """
-    from actiondiff.tools import demo_data, tiny_weights  # their code names the staged copy
-
-    code = b"".join(Path(m.__file__).read_bytes() for m in (tiny_weights, demo_data))
+    # their code names the staged copy (read, not imported: planning need not load torch)
+    modules = ("actiondiff.tools.tiny_weights", "actiondiff.tools.demo_data")
+    code = b"".join(Path(importlib.util.find_spec(m).origin).read_bytes() for m in modules)
     libraries = " ".join(_version(name) for name in ("torch", "diffusers", "open_clip_torch", "transformers", "safetensors"))
     # and of the CPU kernels that build them (the VAE calibration runs the model)
     version = hashlib.sha256(code + f" {libraries} kernels={kernel_mode()}".encode()).hexdigest()[:12]
