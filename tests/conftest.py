@@ -88,3 +88,15 @@ def grid_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
     attrs = {"settings": identity, "settings_hash": digest, "backbone": {"name": "svd", "files": checksums}}
     pack_store(cache, list(manifest.video_id), root / "store.zarr", attrs)
     return {"root": root, "store": root / "store.zarr", "manifest": manifest, "identity": identity, "digest": digest}
+
+
+# --- the tiny demo through the real DAG, twice (issues 26 and 29): run once per session --------
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(this machine's finished run, an AVX2 machine's), side by side (tests/tiny_demo.py):
+    the README-numbers tests compare them, the plan-time tests dry-run and copy the first."""
+    from tiny_demo import run_both
+
+    return run_both(tmp_path_factory.mktemp("tiny_demo"))

@@ -1,8 +1,8 @@
 """Planning writes nothing, trusts content rather than modification times, and fails on a bad
 config value or a missing input with one line naming the key (issue 26, items 1 and 4).
 
-One small demo runs through the real Snakemake DAG once (32 short videos, one tap, one seed); the
-tests below copy it or dry-run it.
+The tiny demo (tests/tiny_demo.py: 32 short videos, one tap, one seed), run once per session
+through the real Snakemake DAG: the tests below copy it or dry-run it.
 """
 
 import os
@@ -15,20 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 from safetensors.torch import load_file, save_file
+from tiny_demo import TINY
 from workflow_copy import copy_workflow, default_config
 
 pytestmark = pytest.mark.slow  # the fixture runs the demo DAG (~1 min on a busy 2-core machine)
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = {
-    "demo": {"videos_per_pair": 2, "num_frames": 24, "size": 32, "test_domains": ["yellow_cross_checker"]},
-    "shard_size": 32,
-    "decode": {"height": 32, "width": 32, "window": 25, "stride": 4},
-    "extraction": {"layers": [9], "timestep_indices": [20], "conditioning": "middle_frame", "sdv2": False, "dtype": "float32"},
-    "head": {"kind": "transformer", "num_layers": 1, "num_heads": 2, "max_length": 8},
-    "train": {"preset": "demo", "seeds": [0], "epochs": 2},
-    "experiments": {"actiondiff": {"taps": ["L09_T20"]}},
-}
 NOTHING = "Nothing to be done"
 
 
@@ -59,16 +51,18 @@ def files_outside_snakemake(workdir: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """A small demo: its dry run on the fresh copy writes nothing outside .snakemake/; then it runs."""
-    work = copy_workflow(tmp_path_factory.mktemp("plan"), {**default_config(), **SMALL})
+def test_a_dry_run_on_a_fresh_copy_writes_nothing_outside_snakemake(tmp_path):
+    work = copy_workflow(tmp_path / "fresh", {**default_config(), **TINY})
     before = files_outside_snakemake(work)
     ok(snakemake(work, "-n"))
     assert files_outside_snakemake(work) == before  # the tiny weights: built by the run's rule
     assert (work / ".snakemake/actiondiff/weights-sha256.json").is_file()
-    ok(snakemake(work))
-    return work
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_demo_runs) -> Path:
+    """The tiny demo, finished (this machine's run; dry runs only, or copied)."""
+    return tiny_demo_runs[0]
 
 
 def test_a_weights_typo_fails_the_dry_run_writes_nothing_and_its_fix_plans_nothing(finished, tmp_path):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from workflow_copy import copy_workflow, default_config
+from tiny_demo import AVX2_MACHINE
 
 from actiondiff.tools import readme_numbers
 from actiondiff.tools.cpu_kernels import (
@@ -22,36 +22,8 @@ from actiondiff.tools.cpu_kernels import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "demo": {"videos_per_pair": 2, "num_frames": 40, "size": 64, "test_domains": ["yellow_cross_checker"]},
-    "shard_size": 32,
-    "train": {"preset": "demo", "seeds": [0], "epochs": 4},
-    "extraction": {"layers": [9], "timestep_indices": [20], "conditioning": "middle_frame", "sdv2": False,
-                   "dtype": "float32"},
-    "experiments": {
-        "actiondiff": {"taps": ["L09_T20"], "tables": ["results", "ablation"], "ablation": "baseline"},
-        "head_linear": {"taps": ["L09_T20"], "head": {"kind": "linear"}, "tables": ["ablation"], "ablation": "head"},
-    },
-}
-# What an AVX2-only CPU's libraries would pick; the portable kernels must make it irrelevant.
-AVX2_MACHINE = {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2",
-                "NPY_DISABLE_CPU_FEATURES": "X86_V4,AVX512_ICL,AVX512_SPR"}
 # Outputs compared byte for byte (figures hold matplotlib's metadata, logs hold times).
 COMPARED = ("results/stores", "results/models", "results/eval", "results/tables")
-
-
-def start_demo(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
-    """The tiny demo in `workdir`, started on one core (two run side by side on the 2-core machine)."""
-    copy_workflow(workdir, {**default_config(), **TINY})
-    full_env = {k: v for k, v in os.environ.items() if k not in AVX2_MACHINE and k != ENV_VAR}
-    full_env.update(env, PYTHONPATH=str(REPO / "src"))
-    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=workdir, env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def finish(demo: subprocess.Popen) -> None:
-    _, stderr = demo.communicate(timeout=900)
-    assert demo.returncode == 0, stderr[-4000:]
 
 
 def files(workdir: Path) -> dict[str, bytes]:
@@ -64,12 +36,8 @@ def files(workdir: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Path, Path]:
-    here, avx2 = tmp_path_factory.mktemp("here"), tmp_path_factory.mktemp("avx2")
-    demos = [start_demo(here, {}), start_demo(avx2, AVX2_MACHINE)]
-    for demo in demos:
-        finish(demo)
-    return here, avx2
+def runs(tiny_demo_runs) -> tuple[Path, Path]:
+    return tiny_demo_runs
 
 
 def test_stores_models_and_tables_are_byte_identical_on_other_kernels(runs):

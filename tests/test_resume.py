@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,7 +154,7 @@ def test_damaged_video_is_named_then_only_it_is_redone(demo, reference, capsys):
 
 # --- the repair through Snakemake, as a user runs it ------------------------------------------
 
-# 32 videos of 16 frames at 32x32 in two shards; one window of 4 kept frames each; one tap.
+# 32 videos of 16 frames at 32x32; one window of 4 kept frames each; one tap (the shared-pass workflow test).
 REPAIR_CONFIG = {
     "demo": {"videos_per_pair": 2, "num_frames": 16, "size": 32, "test_domains": ["yellow_cross_checker"]},
     "shard_size": 16,
@@ -178,13 +179,13 @@ def store_target(workdir: Path) -> tuple[str, Path]:
     return digest, workdir / "results" / "stores" / "demo" / f"{digest}.zarr"
 
 
-def test_workflow_repairs_a_damaged_cache_by_re_extracting_exactly_the_damaged_video(tmp_path):
-    # ~40-60 s: the reduced demo to its store, one failing repack, one repairing rerun.
-    work = copy_workflow(tmp_path / "work", {**default_config(), **REPAIR_CONFIG})
-    digest, store = store_target(work)
-    target = str(store.relative_to(work))
-    first = snakemake(work, target)
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_workflow_repairs_a_damaged_cache_by_re_extracting_exactly_the_damaged_video(tiny_demo_runs, tmp_path):
+    # A copy of the session's tiny demo (tests/tiny_demo.py: 32 videos in two shards of 16), one
+    # failing repack, one repairing rerun.
+    work = tmp_path / "work"
+    shutil.copytree(tiny_demo_runs[0], work, symlinks=True)
+    (store,) = (work / "results" / "stores" / "demo").glob("*.zarr")
+    digest, target = store.name.removesuffix(".zarr"), str(store.relative_to(work))
     reference = tree_digest(store)
     cache = work / "results" / "features" / "demo" / digest
     assert not (cache / "verified.json").exists()  # temp: gone once the store is packed
