@@ -21,7 +21,7 @@ from test_svd_extractor import write_video
 from actiondiff.features.backbones import feature_identity
 from actiondiff.features.job import BackboneLoader, run_extraction
 from actiondiff.features.shared import SetTarget, SharedPass, run_shared_extraction
-from actiondiff.features.sharing import can_share
+from actiondiff.features.sharing import can_share, module_key
 from actiondiff.features.stage_memo import StageMemo, window_frame_ids
 from actiondiff.features.svd_extractor import SVDExtractor
 from actiondiff.plan import feature_sets
@@ -79,7 +79,7 @@ def test_one_pass_gives_the_bytes_of_separate_passes(tiny_weights, clips):
     modules = {}
     extractors = {}
     for name, fs in sets.items():
-        key = SVDExtractor.module_key(fs.weights, fs.extract)
+        key = module_key(fs.weights, fs.extract)
         modules.setdefault(key, SVDExtractor.load_modules(fs.weights, fs.extract))
         extractors[name] = SVDExtractor(*modules[key], fs.decode, fs.extract)
     assert len(modules) == 1  # one set of modules for all seven

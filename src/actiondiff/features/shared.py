@@ -9,7 +9,7 @@ settings but for the window length, the same device placement) are extracted tog
   whose window batches the same frames (`features/stage_memo.py`), whatever its window length
   (the chunk of frames 0-7 opens windows of 10, 16 and 25 alike): the same code on the same
   inputs, so the same bytes;
-- the modules are loaded once per `SVDExtractor.module_key`;
+- the modules are loaded once per `sharing.module_key`;
 - each set keeps its own generator (seeded as a separate pass seeds it, from its own settings),
   so its random draws (conditioning noise, posterior sample, UNet noise) and everything after
   them (the conditioning VAE pass, the UNet) stay its own. With the draws seeded per set, no
@@ -156,7 +156,7 @@ class _SetRun:
 
 def load_shared(loaders: dict[str, BackboneLoader], caches: dict[str, FeatureCache], device: str) -> SharedPass:
     """One `SharedPass` over the sets of `loaders`, each module set loaded once per
-    `SVDExtractor.module_key`; each set's weight checksums checked and recorded in its cache,
+    `sharing.module_key`; each set's weight checksums checked and recorded in its cache,
     as `BackboneLoader` does for a separate pass.
 
     Raises:

@@ -32,7 +32,6 @@ import torch.nn.functional as F
 
 from actiondiff.features import sigmas
 from actiondiff.features.gpu_tuning import compile_modules, set_conv_memory_format, tf32_scope
-from actiondiff.features.sharing import module_key
 from actiondiff.features.stage_memo import StageMemo, memoised
 from actiondiff.features.unet_taps import down_path_modules, modules_needed, tap_unet
 from actiondiff.features.weights import WeightsError, load_clip, load_first_stage_encoder, load_svd
@@ -164,8 +163,6 @@ class SVDExtractor:
     ) -> SVDExtractor:
         """Load the weights named in the config (strictly) and build the extractor."""
         return cls(*cls.load_modules(weights, extract), decode, extract, device)
-
-    module_key = staticmethod(module_key)  # `features/sharing.py`: extractors with equal keys share modules
 
     @staticmethod
     def load_modules(weights: WeightsSettings, extract: ExtractSettings) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
@@ -306,10 +303,10 @@ class SVDExtractor:
         encoder and quant_conv, or `encoder` alone (the first-stage copy has no quant_conv).
         `memo` (a shared pass; `frames` are then its window's rows): each chunk once per video.
         """
-        chunks = []
+        chunks, key = [], self._vae_key()
         for start in range(0, frames.shape[0], self.extract.vae_chunk):
             rows = slice(start, start + self.extract.vae_chunk)
-            chunks.append(memoised(memo, self._vae_key(), rows, lambda rows=rows: self._encode_chunk(frames[rows], encoder)))
+            chunks.append(memoised(memo, key, rows, lambda rows=rows: self._encode_chunk(frames[rows], encoder)))
         mean, logvar = torch.cat(chunks).chunk(2, dim=1)  # [n, 8, h, w] -> 2 x [n, 4, h, w]
         return mean, logvar
 

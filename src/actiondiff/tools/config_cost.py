@@ -203,17 +203,16 @@ def config_cost(config: dict[str, Any], videos: int | None = None, kept_frames: 
     windows = {name: math.ceil(kept / stages[name].window) for name in used}  # windows per video
     separate = {name: 0.0 for name in used}
     shared = {name: 0.0 for name in used}
+    per_frame_vae = 0.0  # what vae_chunk 1 would save: every frame its own VAE batch
     for names, count in groups.items():
+        members = [stages[n] for n in names]
         for name in names:
             separate[name] += count * windows[name] * stages[name].total
             shared[name] += count * windows[name] * stages[name].own
-        for name, cost in shared_stage_costs([stages[n] for n in names], kept).items():
+        for name, cost in shared_stage_costs(members, kept).items():
             shared[name] += count * cost
-    per_frame_vae = 0.0  # the same with vae_chunk 1: every frame its own VAE batch
-    for names, count in groups.items():
-        members = [stages[n] for n in names]
-        now = sum(shared_stage_costs(members, kept, stage="first_stage").values())
-        per_frame_vae += count * (now - sum(shared_stage_costs(members, kept, 1, "first_stage").values()))
+        now, per_frame = (sum(shared_stage_costs(members, kept, chunk, "first_stage").values()) for chunk in (None, 1))
+        per_frame_vae += count * (now - per_frame)
     reference = _ours_counts(models, DecodeSettings(), ExtractSettings(), count_flops)[0] / 1e9 / DecodeSettings().window
     return ConfigCost(
         stages,
